@@ -1,0 +1,70 @@
+//! Errors raised while decoding bytes that came from the peer.
+//!
+//! Every variant names the problem precisely enough to be logged as the reason
+//! a connection was closed. None of them is ever produced by a panic path: the
+//! decoders check every length before they read.
+
+/// Why bytes received from the peer could not be decoded.
+///
+/// These are always the *peer's* fault; the connection that carried them is
+/// closed and no other connection is affected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// The low byte of the frame header is not one of the five message types.
+    #[error("unknown message type {0}")]
+    UnknownMessageType(u8),
+    /// The frame header announces a payload above the configured limit.
+    #[error("overly large message length {len} (limit {max})")]
+    PayloadTooLarge {
+        /// Payload length announced by the header.
+        len: u64,
+        /// Configured maximum payload length.
+        max: u64,
+    },
+    /// A version frame carried a non-zero id.
+    #[error("invalid ID {0} in handshake")]
+    VersionNonZeroId(u64),
+    /// A version frame's payload is shorter than the 4-byte version number.
+    #[error("bad version message length {0}, must be >= 4")]
+    VersionTooShort(usize),
+    /// A request payload is too short to hold its own 4-byte header length.
+    #[error("request payload of {0} bytes has no room for the header length")]
+    MissingHeaderLength(usize),
+    /// The request header length points past the end of the payload.
+    #[error("request header length {header_len} runs past the end of the {available}-byte payload")]
+    HeaderPastEnd {
+        /// Header length announced in the payload.
+        header_len: u64,
+        /// Bytes left in the payload after the length field.
+        available: usize,
+    },
+    /// A request header field is cut short.
+    #[error("truncated request header: {field} needs {need} bytes, {have} left")]
+    Truncated {
+        /// Which field was being read.
+        field: &'static str,
+        /// Bytes the field needs.
+        need: usize,
+        /// Bytes that were left.
+        have: usize,
+    },
+    /// A presence flag was neither 0 nor 1.
+    #[error("bad bool byte {byte} for {field}")]
+    BadBool {
+        /// Which flag was being read.
+        field: &'static str,
+        /// The byte found.
+        byte: u8,
+    },
+    /// A metadata key or value is not UTF-8.
+    #[error("invalid UTF-8 in metadata {0}")]
+    InvalidUtf8(&'static str),
+    /// The metadata entry count is negative or cannot fit in the header.
+    #[error("metadata count {count} does not fit in the {have} header bytes left")]
+    BadMetadataCount {
+        /// Count announced by the header.
+        count: i64,
+        /// Header bytes left after the count.
+        have: usize,
+    },
+}

@@ -1,0 +1,209 @@
+//! Frames: the 16-byte header and the incremental decoder.
+//!
+//! ```text
+//! 0..8   message id, u64 little-endian
+//! 8..16  u64 little-endian: low 8 bits message type, high 56 bits payload length
+//! 16..   payload
+//! ```
+
+use crate::error::DecodeError;
+use bytes::{Buf, Bytes, BytesMut};
+
+/// Length of a frame header.
+pub const HEADER_LEN: usize = 16;
+
+/// Default maximum payload length, the same as Service Weaver's reader.
+pub const DEFAULT_MAX_PAYLOAD: u64 = 100 << 20;
+
+/// The longest payload the 56-bit length field can describe.
+pub const MAX_ENCODABLE_PAYLOAD: u64 = (1 << 56) - 1;
+
+/// How far ahead of the bytes that have arrived the decoder reserves room for
+/// a frame in progress. A header is only a claim: reserving the whole
+/// announced length up front would let a peer pin `max_payload` bytes per
+/// connection with sixteen bytes of input.
+const EAGER_RESERVE: usize = 64 * 1024;
+
+/// The kind of a frame, from the low byte of its second word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum MessageType {
+    /// Version handshake; id is always 0.
+    Version = 0,
+    /// A call: request header plus arguments.
+    Request = 1,
+    /// A successful result.
+    Response = 2,
+    /// An error result in Service Weaver's error encoding.
+    ErrorResponse = 3,
+    /// The client abandoned the call with this id.
+    Cancel = 4,
+}
+
+impl MessageType {
+    /// Parses a type byte.
+    pub fn from_u8(b: u8) -> Result<Self, DecodeError> {
+        Ok(match b {
+            0 => Self::Version,
+            1 => Self::Request,
+            2 => Self::Response,
+            3 => Self::ErrorResponse,
+            4 => Self::Cancel,
+            other => return Err(DecodeError::UnknownMessageType(other)),
+        })
+    }
+}
+
+/// A decoded frame header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FrameHeader {
+    /// Message id: the call id, or 0 for version frames.
+    pub id: u64,
+    /// Message type.
+    pub ty: MessageType,
+    /// Payload length in bytes.
+    pub len: u64,
+}
+
+impl FrameHeader {
+    /// Encodes the header. `len` must not exceed [`MAX_ENCODABLE_PAYLOAD`];
+    /// callers build headers from payloads they hold, which cannot.
+    pub fn encode(&self) -> [u8; HEADER_LEN] {
+        debug_assert!(self.len <= MAX_ENCODABLE_PAYLOAD);
+        let mut out = [0; HEADER_LEN];
+        out[..8].copy_from_slice(&self.id.to_le_bytes());
+        out[8..].copy_from_slice(&((self.ty as u64) | (self.len << 8)).to_le_bytes());
+        out
+    }
+
+    /// Decodes a header, rejecting a payload longer than `max_payload` before
+    /// anything is allocated for it.
+    pub fn decode(buf: &[u8; HEADER_LEN], max_payload: u64) -> Result<Self, DecodeError> {
+        let (id, word) = buf.split_at(8);
+        let id = u64::from_le_bytes(id.try_into().expect("8 bytes"));
+        let word = u64::from_le_bytes(word.try_into().expect("8 bytes"));
+        let len = word >> 8;
+        // Length first, as Go does, so an oversize frame of unknown type is
+        // reported as oversize.
+        if len > max_payload {
+            return Err(DecodeError::PayloadTooLarge {
+                len,
+                max: max_payload,
+            });
+        }
+        let ty = MessageType::from_u8(word as u8)?;
+        Ok(FrameHeader { id, ty, len })
+    }
+}
+
+/// A complete frame. The payload is a view into the decoder's buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    /// The frame header.
+    pub header: FrameHeader,
+    /// The payload, never copied out of the read buffer.
+    pub payload: Bytes,
+}
+
+/// Turns a byte stream, delivered in chunks of any size, into frames.
+///
+/// Bytes go in through [`read_buf`](Self::read_buf) (read straight into it)
+/// or [`extend_from_slice`](Self::extend_from_slice); frames come out of
+/// [`decode`](Self::decode) until it returns `Ok(None)`. After an error the
+/// stream is unusable: framing is lost and the connection must close.
+///
+/// ```
+/// use weft_proto::frame::{FrameDecoder, MessageType, DEFAULT_MAX_PAYLOAD};
+/// let mut dec = FrameDecoder::new(DEFAULT_MAX_PAYLOAD);
+/// dec.extend_from_slice(&[7, 0, 0, 0, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 0, 0]);
+/// assert!(dec.decode()?.is_none()); // header alone: the payload is still due
+/// dec.extend_from_slice(b"ok");
+/// let frame = dec.decode()?.unwrap();
+/// assert_eq!((frame.header.id, frame.header.ty), (7, MessageType::Response));
+/// assert_eq!(&frame.payload[..], b"ok");
+/// # Ok::<(), weft_proto::DecodeError>(())
+/// ```
+#[derive(Debug)]
+pub struct FrameDecoder {
+    buf: BytesMut,
+    max_payload: u64,
+    /// Header of the frame whose payload is still arriving.
+    pending: Option<FrameHeader>,
+}
+
+impl FrameDecoder {
+    /// A decoder that rejects payloads longer than `max_payload`.
+    pub fn new(max_payload: u64) -> Self {
+        FrameDecoder {
+            buf: BytesMut::new(),
+            max_payload,
+            pending: None,
+        }
+    }
+
+    /// The configured payload limit.
+    pub fn max_payload(&self) -> u64 {
+        self.max_payload
+    }
+
+    /// Bytes received but not yet handed out as frames.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Bytes the buffer currently holds room for.
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
+    /// The buffer to read into, with room for at least `min_spare` more bytes
+    /// (and more if the frame in progress is known to need it, up to a bound).
+    /// Append with `BufMut` methods or `tokio::io::AsyncReadExt::read_buf`.
+    pub fn read_buf(&mut self, min_spare: usize) -> &mut BytesMut {
+        let want = self
+            .remaining_for_pending()
+            .min(EAGER_RESERVE)
+            .max(min_spare);
+        self.buf.reserve(want);
+        &mut self.buf
+    }
+
+    /// Appends received bytes.
+    pub fn extend_from_slice(&mut self, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+    }
+
+    /// Bytes still missing from the frame whose header has been read.
+    fn remaining_for_pending(&self) -> usize {
+        match self.pending {
+            // len <= max_payload, which a caller picked to fit in memory.
+            Some(h) => (h.len as usize).saturating_sub(self.buf.len()),
+            None => HEADER_LEN.saturating_sub(self.buf.len()),
+        }
+    }
+
+    /// The next complete frame, `Ok(None)` if more bytes are needed.
+    pub fn decode(&mut self) -> Result<Option<Frame>, DecodeError> {
+        let header = match self.pending {
+            Some(h) => h,
+            None => {
+                let Some(raw) = self.buf.get(..HEADER_LEN) else {
+                    return Ok(None);
+                };
+                let h = FrameHeader::decode(raw.try_into().expect("16 bytes"), self.max_payload)?;
+                self.buf.advance(HEADER_LEN);
+                self.pending = Some(h);
+                h
+            }
+        };
+        let len = header.len as usize;
+        if self.buf.len() < len {
+            let missing = len - self.buf.len();
+            self.buf.reserve(missing.min(EAGER_RESERVE));
+            return Ok(None);
+        }
+        self.pending = None;
+        let payload = self.buf.split_to(len).freeze();
+        Ok(Some(Frame { header, payload }))
+    }
+}
