@@ -33,7 +33,7 @@ fn main() {
     rate("encode request (64 B)", || {
         for i in 0..FRAMES / BATCH {
             for j in 0..BATCH {
-                tx.push_request((i * BATCH + j) as u64 + 1, &header, &args);
+                tx.push_request((i * BATCH + j) as u64 + 1, header.fields(), &args);
             }
             black_box(tx.first_chunk());
             tx.advance(tx.len());
@@ -54,7 +54,7 @@ fn main() {
     // Decoding: a batch of frames arrives as one read.
     let mut wire = Vec::new();
     for i in 0..BATCH {
-        tx.push_request(i as u64 + 1, &header, &args);
+        tx.push_request(i as u64 + 1, header.fields(), &args);
     }
     tx.drain_into(&mut wire);
     let requests = wire.clone();

@@ -17,7 +17,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let mut tx = Transmit::new(DEFAULT_FLATTEN_LIMIT);
     tx.push_version(Version::CURRENT);
-    tx.push_request(1, &header, &Bytes::from_static(b"hello"));
+    tx.push_request(1, header.fields(), &Bytes::from_static(b"hello"));
     tx.push_response(1, &Bytes::from_static(b"hello"));
     tx.push_error(2, &RemoteError::new("boom"));
     let mut wire = Vec::new();

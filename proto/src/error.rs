@@ -68,3 +68,39 @@ pub enum DecodeError {
         have: usize,
     },
 }
+
+/// A connection broke the protocol: always the peer's doing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PeerError {
+    /// Bytes that do not decode.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// The server's first frame was not its version.
+    #[error("wrong message type {0:?} during handshake, expecting Version")]
+    NotVersion(crate::frame::MessageType),
+    /// A frame type this side never receives (a request sent to a client,
+    /// a response sent to a server).
+    #[error("invalid {0:?} message for this side of the connection")]
+    UnexpectedMessage(crate::frame::MessageType),
+    /// A request reused the id of a request still in flight.
+    #[error("request id {0} is already in flight")]
+    DuplicateRequestId(u64),
+}
+
+/// Why a connection ended.
+///
+/// Split by who is responsible: the peer ([`ConnError::Peer`]), the byte
+/// stream underneath ([`ConnError::Transport`]), or the local application
+/// ([`ConnError::Closed`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConnError {
+    /// The peer sent something the protocol forbids.
+    #[error("protocol error from peer: {0}")]
+    Peer(#[from] PeerError),
+    /// The byte stream failed or ended; the text is the driver's report.
+    #[error("transport failed: {0}")]
+    Transport(String),
+    /// The local application closed the connection.
+    #[error("connection closed")]
+    Closed,
+}

@@ -42,41 +42,24 @@ impl RequestHeader {
         }
     }
 
+    /// A borrowed view for encoding.
+    pub fn fields(&self) -> HeaderFields<'_> {
+        HeaderFields {
+            method: self.method,
+            deadline_micros: self.deadline_micros,
+            trace: self.trace.as_ref(),
+            metadata: self.metadata.as_ref(),
+        }
+    }
+
     /// Bytes [`encode`](Self::encode) writes.
     pub fn encoded_len(&self) -> usize {
-        16 + 8
-            + 1
-            + self.trace.map_or(0, |_| TraceContext::ENCODED_LEN)
-            + 1
-            + self.metadata.as_ref().map_or(0, |md| {
-                4 + md.iter().map(|(k, v)| 8 + k.len() + v.len()).sum::<usize>()
-            })
+        self.fields().encoded_len()
     }
 
     /// Appends the encoded header (without its u32 length prefix).
     pub fn encode(&self, out: &mut impl BufMut) {
-        out.put_slice(&self.method.0);
-        out.put_i64_le(self.deadline_micros);
-        match &self.trace {
-            None => out.put_u8(0),
-            Some(t) => {
-                out.put_u8(1);
-                out.put_slice(&t.trace_id);
-                out.put_slice(&t.span_id);
-                out.put_u8(t.flags);
-            }
-        }
-        match &self.metadata {
-            None => out.put_u8(0),
-            Some(md) => {
-                out.put_u8(1);
-                out.put_i32_le(md.len() as i32);
-                for (k, v) in md.iter() {
-                    put_string(out, k);
-                    put_string(out, v);
-                }
-            }
-        }
+        self.fields().encode(out)
     }
 
     /// Decodes a header from exactly the header bytes of a request.
@@ -119,6 +102,59 @@ impl RequestHeader {
             trace,
             metadata,
         })
+    }
+}
+
+/// A request header by reference: what the encoder needs, so a call's
+/// metadata is encoded from where it already lives instead of being cloned.
+#[derive(Debug, Clone, Copy)]
+pub struct HeaderFields<'a> {
+    /// The method being called.
+    pub method: MethodKey,
+    /// Microseconds left until the deadline; 0 means none.
+    pub deadline_micros: i64,
+    /// Trace context, if any.
+    pub trace: Option<&'a TraceContext>,
+    /// Metadata, if any.
+    pub metadata: Option<&'a Metadata>,
+}
+
+impl HeaderFields<'_> {
+    /// Bytes [`encode`](Self::encode) writes.
+    pub fn encoded_len(&self) -> usize {
+        16 + 8
+            + 1
+            + self.trace.map_or(0, |_| TraceContext::ENCODED_LEN)
+            + 1
+            + self.metadata.map_or(0, |md| {
+                4 + md.iter().map(|(k, v)| 8 + k.len() + v.len()).sum::<usize>()
+            })
+    }
+
+    /// Appends the encoded header (without its u32 length prefix).
+    pub fn encode(&self, out: &mut impl BufMut) {
+        out.put_slice(&self.method.0);
+        out.put_i64_le(self.deadline_micros);
+        match self.trace {
+            None => out.put_u8(0),
+            Some(t) => {
+                out.put_u8(1);
+                out.put_slice(&t.trace_id);
+                out.put_slice(&t.span_id);
+                out.put_u8(t.flags);
+            }
+        }
+        match self.metadata {
+            None => out.put_u8(0),
+            Some(md) => {
+                out.put_u8(1);
+                out.put_i32_le(md.len() as i32);
+                for (k, v) in md.iter() {
+                    put_string(out, k);
+                    put_string(out, v);
+                }
+            }
+        }
     }
 }
 

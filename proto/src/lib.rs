@@ -4,10 +4,14 @@
 //! transformations with no sockets, threads, clocks or randomness of their
 //! own. Drivers (`weft-tokio`, `weft-mio`) move bytes and time in and out.
 //!
-//! This layer is the wire codec: [`frame`] (headers and the incremental
-//! decoder), [`handshake`], [`header`] (request headers), [`error_payload`]
-//! (error responses), [`message`] (frames by type) and [`transmit`] (the
-//! outgoing queue, ready for vectored writes).
+//! The wire codec: [`frame`] (headers and the incremental decoder),
+//! [`handshake`], [`header`] (request headers), [`error_payload`] (error
+//! responses), [`message`] (frames by type) and [`transmit`] (the outgoing
+//! queue, ready for vectored writes).
+//!
+//! The connection state machines: [`client::ClientConn`] and
+//! [`server::ServerConn`], one per transport, driven by bytes, commands and
+//! the time the driver passes in.
 //!
 //! ```
 //! use bytes::Bytes;
@@ -18,7 +22,7 @@
 //! // Encode a call to weft.Test.Echo ...
 //! let mut tx = Transmit::new(DEFAULT_FLATTEN_LIMIT);
 //! let header = RequestHeader::new(MethodKey::new("weft.Test", "Echo"));
-//! tx.push_request(1, &header, &Bytes::from_static(b"hello"));
+//! tx.push_request(1, header.fields(), &Bytes::from_static(b"hello"));
 //! let mut wire = Vec::new();
 //! tx.drain_into(&mut wire);
 //!
@@ -39,23 +43,31 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod call;
+pub mod client;
 pub mod error;
 pub mod error_payload;
 pub mod frame;
 pub mod fuzz;
 pub mod handshake;
 pub mod header;
+mod idmap;
 pub mod message;
 pub mod metadata;
 pub mod method;
+pub mod server;
+mod timers;
 pub mod trace;
 pub mod transmit;
 
-pub use error::DecodeError;
+pub use call::{CallError, CallOptions};
+pub use client::{CallId, ClientConn, ClientEvent, ConnConfig};
+pub use error::{ConnError, DecodeError, PeerError};
 pub use error_payload::{ErrorPayloadError, RemoteError};
 pub use handshake::Version;
 pub use header::RequestHeader;
 pub use message::Message;
 pub use metadata::Metadata;
 pub use method::MethodKey;
+pub use server::{CancelReason, Request, ServerConn, ServerEvent};
 pub use trace::TraceContext;

@@ -64,3 +64,16 @@ impl Message {
         })
     }
 }
+
+impl Message {
+    /// The frame type this message travels as.
+    pub fn message_type(&self) -> MessageType {
+        match self {
+            Message::Version(_) => MessageType::Version,
+            Message::Request { .. } => MessageType::Request,
+            Message::Response { .. } => MessageType::Response,
+            Message::ErrorResponse { .. } => MessageType::ErrorResponse,
+            Message::Cancel { .. } => MessageType::Cancel,
+        }
+    }
+}

@@ -177,7 +177,7 @@ impl Transmit {
     }
 
     /// Queues a request: `u32 header length | header | args`.
-    pub fn push_request(&mut self, id: u64, header: &crate::RequestHeader, args: &Bytes) {
+    pub fn push_request(&mut self, id: u64, header: crate::header::HeaderFields<'_>, args: &Bytes) {
         let hlen = header.encoded_len();
         self.push_frame(
             MessageType::Request,

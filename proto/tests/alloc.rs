@@ -52,13 +52,13 @@ fn encoding_into_a_reused_buffer_allocates_nothing() {
     let mut tx = Transmit::new(DEFAULT_FLATTEN_LIMIT);
     // Warm up: the buffer grows to its working size once.
     for id in 1..=16 {
-        tx.push_request(id, &header, &args);
+        tx.push_request(id, header.fields(), &args);
         tx.push_response(id, &args);
     }
     tx.advance(tx.len());
     let n = allocations(|| {
         for id in 17..=1000 {
-            tx.push_request(id, &header, &args);
+            tx.push_request(id, header.fields(), &args);
             tx.push_response(id, &args);
             tx.push_cancel(id);
             tx.advance(tx.len());
@@ -87,7 +87,7 @@ fn decoding_a_frame_header_allocates_nothing() {
 fn decoding_hands_out_the_payload_without_copying_it() {
     let header = RequestHeader::new(MethodKey::new("weft.Test", "Echo"));
     let mut tx = Transmit::new(DEFAULT_FLATTEN_LIMIT);
-    tx.push_request(1, &header, &Bytes::from(vec![7; 64]));
+    tx.push_request(1, header.fields(), &Bytes::from(vec![7; 64]));
     tx.push_response(1, &Bytes::from(vec![8; 64]));
     let mut wire = Vec::new();
     tx.drain_into(&mut wire);

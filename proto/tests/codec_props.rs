@@ -81,7 +81,7 @@ fn encode(msgs: &[Message], flatten_limit: usize) -> Vec<u8> {
     for m in msgs {
         match m {
             Message::Version(v) => tx.push_version(*v),
-            Message::Request { id, header, args } => tx.push_request(*id, header, args),
+            Message::Request { id, header, args } => tx.push_request(*id, header.fields(), args),
             Message::Response { id, payload } => tx.push_response(*id, payload),
             Message::ErrorResponse { id, payload } => {
                 tx.push_error(*id, &RemoteError::decode(payload).unwrap())

@@ -83,7 +83,11 @@ fn encode(v: &Value) -> Option<Vec<u8>> {
     let mut tx = Transmit::new(DEFAULT_FLATTEN_LIMIT);
     match v["kind"].as_str().unwrap() {
         "version" => tx.push_version(Version(inputs["version"].as_u64().unwrap() as u32)),
-        "request" => tx.push_request(id, &expected_header(inputs), &Bytes::from(payload(inputs))),
+        "request" => tx.push_request(
+            id,
+            expected_header(inputs).fields(),
+            &Bytes::from(payload(inputs)),
+        ),
         "response" => tx.push_response(id, &Bytes::from(payload(inputs))),
         "response_error" => tx.push_error(id, &expected_error(v)),
         "cancel" => tx.push_cancel(id),
@@ -212,7 +216,7 @@ fn large_request_is_written_as_chunks_with_the_same_bytes() {
         .unwrap();
     let args = Bytes::from(payload(&v["inputs"]));
     let mut tx = Transmit::new(DEFAULT_FLATTEN_LIMIT);
-    tx.push_request(3, &expected_header(&v["inputs"]), &args);
+    tx.push_request(3, expected_header(&v["inputs"]).fields(), &args);
     let mut slices = [std::io::IoSlice::new(&[]); 4];
     let n = tx.io_slices(&mut slices);
     assert_eq!(n, 2, "header chunk + payload chunk");

@@ -1,0 +1,99 @@
+//! What a caller asks for and what it gets back.
+
+use crate::error::ConnError;
+use crate::{ErrorPayloadError, Metadata, RemoteError, TraceContext};
+use std::time::Instant;
+
+/// Options for one call.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use weft_proto::{CallOptions, Metadata};
+/// let opts = CallOptions {
+///     deadline: Some(Instant::now() + Duration::from_secs(1)),
+///     metadata: Some(Metadata::from_iter([("tenant", "acme")])),
+///     retry: true,
+///     ..CallOptions::default()
+/// };
+/// assert_eq!(opts.shard_key, 0);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallOptions {
+    /// When the call must have finished. It is sent to the server as the time
+    /// left, so both sides give up at about the same moment.
+    pub deadline: Option<Instant>,
+    /// Metadata for the handler.
+    pub metadata: Option<Metadata>,
+    /// The caller's span, propagated to the handler.
+    pub trace: Option<TraceContext>,
+    /// Try again (with backoff) after a communication or unreachable error,
+    /// until success, another error, or the deadline. Only for idempotent
+    /// methods: a retried call may have run on the server already.
+    pub retry: bool,
+    /// A routing hint for the balancer; 0 means none.
+    pub shard_key: u64,
+}
+
+/// Why a call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    /// The handler returned an error; its message is kept.
+    #[error("{0}")]
+    Remote(RemoteError),
+    /// The call's deadline passed before a response arrived.
+    #[error("context deadline exceeded")]
+    DeadlineExceeded,
+    /// The caller cancelled the call.
+    #[error("context canceled")]
+    Cancelled,
+    /// The connection carrying the call failed or was closed.
+    #[error("communication error: {0}")]
+    Connection(ConnError),
+    /// The server's error response could not be decoded (Go's "could not
+    /// decode error"); treated as a communication error.
+    #[error("communication error: could not decode error: {0}")]
+    BadErrorPayload(ErrorPayloadError),
+    /// No replica could be reached.
+    #[error("unreachable: {0}")]
+    Unreachable(String),
+}
+
+impl CallError {
+    /// A failure of the transport rather than of the handler: the call may
+    /// or may not have run. Retrying applies to these.
+    pub fn is_communication(&self) -> bool {
+        matches!(self, Self::Connection(_) | Self::BadErrorPayload(_))
+    }
+
+    /// No replica was reachable.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, Self::Unreachable(_))
+    }
+
+    /// The deadline passed, locally or at the server (a remote
+    /// `context.DeadlineExceeded` counts, as Go's `errors.Is` would).
+    pub fn is_deadline_exceeded(&self) -> bool {
+        match self {
+            Self::DeadlineExceeded => true,
+            Self::Remote(e) => e.is_deadline_exceeded(),
+            _ => false,
+        }
+    }
+
+    /// The call was cancelled, locally or at the server.
+    pub fn is_cancelled(&self) -> bool {
+        match self {
+            Self::Cancelled => true,
+            Self::Remote(e) => e.is_canceled(),
+            _ => false,
+        }
+    }
+
+    /// The handler's error, if the call reached one.
+    pub fn remote(&self) -> Option<&RemoteError> {
+        match self {
+            Self::Remote(e) => Some(e),
+            _ => None,
+        }
+    }
+}
