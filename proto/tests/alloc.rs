@@ -1,49 +1,14 @@
 //! Heap allocations on the codec's hot path, counted exactly.
 //!
-//! A counting global allocator tallies allocations made by the current
-//! thread only, so tests running in parallel do not disturb each other.
 
 use bytes::Bytes;
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use weft_proto::frame::{DEFAULT_MAX_PAYLOAD, FrameDecoder, FrameHeader, HEADER_LEN};
 use weft_proto::transmit::{DEFAULT_FLATTEN_LIMIT, Transmit};
 use weft_proto::{Message, MethodKey, RequestHeader};
 
-struct Counting;
+mod counting;
 
-thread_local! {
-    static ALLOCS: Cell<u64> = const { Cell::new(0) };
-}
-
-// SAFETY: defers every operation to the system allocator unchanged; the only
-// addition is a thread-local counter, which never allocates (const-initialised
-// `Cell` with no destructor).
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.with(|c| c.set(c.get() + 1));
-        // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` came from `System.alloc` with this layout.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCS.with(|c| c.set(c.get() + 1));
-        // SAFETY: the caller upholds `GlobalAlloc::realloc`'s contract.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
-
-fn allocations(f: impl FnOnce()) -> u64 {
-    let before = ALLOCS.with(Cell::get);
-    f();
-    ALLOCS.with(Cell::get) - before
-}
+use counting::allocations;
 
 #[test]
 fn encoding_into_a_reused_buffer_allocates_nothing() {
@@ -56,7 +21,7 @@ fn encoding_into_a_reused_buffer_allocates_nothing() {
         tx.push_response(id, &args);
     }
     tx.advance(tx.len());
-    let n = allocations(|| {
+    let (n, ()) = allocations(|| {
         for id in 17..=1000 {
             tx.push_request(id, header.fields(), &args);
             tx.push_response(id, &args);
@@ -75,7 +40,7 @@ fn decoding_a_frame_header_allocates_nothing() {
         len: 64,
     }
     .encode();
-    let n = allocations(|| {
+    let (n, ()) = allocations(|| {
         for _ in 0..1000 {
             std::hint::black_box(FrameHeader::decode(&raw, DEFAULT_MAX_PAYLOAD).unwrap());
         }
@@ -108,7 +73,7 @@ fn decoding_hands_out_the_payload_without_copying_it() {
         base + HEADER_LEN + 4 + header.encoded_len()
     );
 
-    let n = allocations(|| {
+    let (n, ()) = allocations(|| {
         let f = dec.decode().unwrap().unwrap();
         assert_eq!(f.payload.len(), 64);
         std::hint::black_box(f);

@@ -30,3 +30,13 @@ fn request_header_corpus() {
 fn error_payload_corpus() {
     run("error_payload", weft_proto::fuzz::error_payload);
 }
+
+#[test]
+fn client_conn_corpus() {
+    run("client_conn", weft_proto::fuzz::client_conn);
+}
+
+#[test]
+fn server_conn_corpus() {
+    run("server_conn", weft_proto::fuzz::server_conn);
+}
