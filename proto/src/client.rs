@@ -95,7 +95,8 @@ struct Unsent {
 /// transmit queue, delivers every event - until only the timeout is left,
 /// then calls [`handle_timeout`](Self::handle_timeout) when it comes.
 /// `poll_timeout` returns the last `now` while output is queued, so a driver
-/// that sleeps until it never strands anything.
+/// that sleeps until it never strands anything; a driver whose transport is
+/// backpressured sleeps until [`next_deadline`](Self::next_deadline) instead.
 ///
 /// ```
 /// use bytes::Bytes;
@@ -329,6 +330,12 @@ impl ClientConn {
         if !self.events.is_empty() || !self.tx.is_empty() {
             return Some(self.now);
         }
+        self.deadlines.next()
+    }
+
+    /// The earliest call deadline, ignoring queued output: what a driver
+    /// sleeps until while the transport cannot take more bytes.
+    pub fn next_deadline(&self) -> Option<Instant> {
         self.deadlines.next()
     }
 

@@ -43,6 +43,8 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod backoff;
+pub mod balance;
 pub mod call;
 pub mod client;
 pub mod error;
@@ -55,11 +57,14 @@ mod idmap;
 pub mod message;
 pub mod metadata;
 pub mod method;
+pub mod pool;
+pub mod rng;
 pub mod server;
 mod timers;
 pub mod trace;
 pub mod transmit;
 
+pub use balance::{Balancer, BalancerFn, LeastPending, RoundRobin, ShardHash};
 pub use call::{CallError, CallOptions};
 pub use client::{CallId, ClientConn, ClientEvent, ConnConfig};
 pub use error::{ConnError, DecodeError, PeerError};
@@ -69,5 +74,6 @@ pub use header::RequestHeader;
 pub use message::Message;
 pub use metadata::Metadata;
 pub use method::MethodKey;
+pub use pool::{Action, ConnId, Pool, PoolCallId, PoolConfig, PoolEvent, ReplicaState, Resolution};
 pub use server::{CancelReason, Request, ServerConn, ServerEvent};
 pub use trace::TraceContext;

@@ -243,6 +243,12 @@ impl ServerConn {
         self.deadlines.next()
     }
 
+    /// The earliest request deadline, ignoring queued output: what a driver
+    /// sleeps until while the transport cannot take more bytes.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.deadlines.next()
+    }
+
     // ---- internals ----
 
     fn advance_time(&mut self, now: Instant) {

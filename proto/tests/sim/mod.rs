@@ -122,7 +122,8 @@ impl Pair {
     }
 
     /// Drains every output of both sides: the drain rule drivers follow.
-    pub fn drain(&mut self) {
+    pub fn drain(&mut self) -> bool {
+        let mut any = false;
         loop {
             let mut progressed = false;
             if !self.client.transmit().is_empty() {
@@ -149,8 +150,9 @@ impl Pair {
                 progressed = true;
             }
             if !progressed {
-                return;
+                return any;
             }
+            any = true;
         }
     }
 
@@ -190,9 +192,9 @@ impl Pair {
     /// Advances to the next event and handles everything due then. Returns
     /// false when the world is quiet.
     pub fn step(&mut self) -> bool {
-        self.drain();
+        let drained = self.drain();
         let Some(t) = self.next_time() else {
-            return false;
+            return drained;
         };
         self.now = self.now.max(t);
         let now = self.now;
@@ -295,3 +297,4 @@ impl Pair {
             .any(|e| matches!(e, ClientEvent::Connected { .. }))
     }
 }
+pub mod cluster;
