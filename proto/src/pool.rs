@@ -140,6 +140,7 @@ struct Replica {
     attempt: u32,
     /// Calls in flight: id on the connection -> id on the pool.
     calls: IdMap<u64>,
+    /// Whether the current connection is in the transmit queue.
     tx_queued: bool,
 }
 
@@ -331,6 +332,9 @@ impl Pool {
         let r = self.replica_mut(slot);
         r.dialing = None;
         r.conn = Some((conn, ClientConn::new(now, config)));
+        // A flag left over from a previous connection would hide this one's
+        // output: its queue entry named the old ConnId and was dropped.
+        r.tx_queued = false;
         r.state = ReplicaState::Checking;
         self.queue_transmit(slot);
         self.check_invariants();

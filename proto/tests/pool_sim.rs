@@ -399,3 +399,25 @@ fn cancelling_a_placed_call_tells_its_server() {
     assert_eq!(c.result(id), Some(&Err(CallError::Cancelled)));
     assert_eq!(c.pool.replica_state("a"), ReplicaState::Idle);
 }
+
+#[test]
+fn a_replacement_connection_is_not_stalled_by_its_predecessors_queued_output() {
+    // Regression (found by pool_model): a call queues output on a's
+    // connection, which breaks before the driver writes it; the redialed
+    // connection's version frame must still be offered to the driver.
+    let mut c = cluster(&[("a", FAST)], &["a"], true);
+    c.drive_until(|c| c.pool.replica_state("a") == ReplicaState::Idle);
+    let first = c.call(&opts());
+    let conn = c.live_conns("a")[0];
+    c.break_conn(conn);
+    let second = c.call(&opts());
+    c.drive_until(|c| c.result(second).is_some());
+    assert!(
+        c.result(first)
+            .unwrap()
+            .as_ref()
+            .unwrap_err()
+            .is_communication()
+    );
+    assert_eq!(c.served_by(second), "a");
+}

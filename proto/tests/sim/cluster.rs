@@ -168,7 +168,8 @@ impl Cluster {
         }
     }
 
-    fn drain(&mut self) -> bool {
+    /// Carries out every action, transmit and event the pool has queued.
+    pub fn drain(&mut self) -> bool {
         let mut any = false;
         loop {
             let mut progressed = false;
@@ -363,8 +364,15 @@ impl Cluster {
 
     /// Steps until `t`, handling everything due on the way.
     pub fn run_until(&mut self, t: Instant) {
-        while self.next_time().is_some_and(|n| n <= t) {
-            self.step();
+        // Drain first: queued output (a resolver answer, say) happens now,
+        // before the clock jumps.
+        loop {
+            let drained = self.drain();
+            if self.next_time().is_some_and(|n| n <= t) {
+                self.step();
+            } else if !drained {
+                break;
+            }
         }
         self.now = self.now.max(t);
         let now = self.now;

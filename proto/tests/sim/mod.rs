@@ -241,8 +241,15 @@ impl Pair {
 
     /// Advances the virtual clock to `t`, handling everything due on the way.
     pub fn advance_to(&mut self, t: Instant) {
-        while self.next_time().is_some_and(|n| n <= t) {
-            self.step();
+        // Drain first: queued output (a resolver answer, say) happens now,
+        // before the clock jumps.
+        loop {
+            let drained = self.drain();
+            if self.next_time().is_some_and(|n| n <= t) {
+                self.step();
+            } else if !drained {
+                break;
+            }
         }
         self.now = self.now.max(t);
         self.client.handle_timeout(self.now);
