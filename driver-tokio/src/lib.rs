@@ -1,11 +1,50 @@
-//! weft-tokio: the async client and server for weft on Tokio.
+//! weft-tokio: weft's async client and server on Tokio.
 //!
-//! Not built yet: this crate will drive `weft_proto`'s state machines over
-//! Tokio sockets. For now it only re-exports the protocol core.
+//! A thin driver around [`weft_proto`]: every protocol decision - framing,
+//! handshakes, deadlines, which replica a call uses, when to redial - is the
+//! core's; this crate moves bytes and time between it and Tokio sockets.
 //!
 //! ```
-//! let key = weft_tokio::proto::MethodKey::new("weft.Test", "Echo");
-//! assert_eq!(key.to_string().len(), 32);
+//! use bytes::Bytes;
+//! use weft_proto::{CallOptions, MethodKey};
+//! use weft_tokio::{ClientOptions, ConstantResolver, HandlerMap, Listener, Request};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // A server on a free port...
+//! let listener = Listener::bind(&weft_tokio::tcp("127.0.0.1:0")).await?;
+//! let endpoint = listener.local_endpoint()?;
+//! let mut handlers = HandlerMap::new();
+//! handlers.set("weft.Test", "Echo", |req: Request| async move { Ok(req.args) });
+//! tokio::spawn(weft_tokio::serve(listener, handlers, Default::default()));
+//!
+//! // ... and a client calling it.
+//! let conn = weft_tokio::connect(ConstantResolver::new([endpoint]), ClientOptions::default()).await?;
+//! let key = MethodKey::new("weft.Test", "Echo");
+//! let out = conn.call(key, Bytes::from_static(b"hello"), CallOptions::default()).await?;
+//! assert_eq!(&out[..], b"hello");
+//! conn.close();
+//! # Ok(())
+//! # }
 //! ```
 
+mod cancel;
+mod client;
+mod endpoint;
+mod io;
+mod resolver;
+mod server;
+
+pub use client::{ClientOptions, Connection, connect};
+pub use endpoint::{
+    AsyncStream, BoxFuture, BoxStream, Endpoint, NetEndpoint, ParseNetEndpoint, tcp, unix,
+};
+pub use resolver::{
+    ConstantResolver, DynamicResolver, ResolveError, Resolver, SharedEndpoint, Version,
+};
+pub use server::{
+    HandlerError, HandlerMap, HandlerResult, Listener, Request, ServerOptions, serve, serve_on,
+    serve_until,
+};
 pub use weft_proto as proto;
+pub use weft_proto::{CallError, CallOptions, Metadata, MethodKey, TraceContext};
