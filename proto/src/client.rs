@@ -346,7 +346,8 @@ impl ClientConn {
     /// driver reports them in.
     fn advance_time(&mut self, now: Instant) {
         self.now = self.now.max(now);
-        while let Some(id) = self.deadlines.pop_due(self.now) {
+        // Client ids are never reused, so an entry for a live id is its own.
+        while let Some((_, id)) = self.deadlines.pop_due(self.now) {
             if self.calls.remove(&id).is_some() {
                 // No cancel frame: the server's own deadline ends the handler.
                 self.done(id, Err(CallError::DeadlineExceeded));

@@ -60,6 +60,7 @@ pub enum ServerEvent {
 
 #[derive(Debug)]
 struct InFlight {
+    deadline: Option<Instant>,
     cancelled: Option<CancelReason>,
 }
 
@@ -173,8 +174,11 @@ impl ServerConn {
     /// (never seen, or answered already) does nothing; a cancelled request
     /// is still answered, as Go's server does, and the client discards it.
     pub fn respond(&mut self, now: Instant, id: u64, result: Result<Bytes, RemoteError>) {
+        // Out of flight first: a deadline that falls due now must not
+        // signal a handler that has already answered.
+        let was_in_flight = self.in_flight.remove(&id).is_some();
         self.advance_time(now);
-        if self.failure.is_some() || self.in_flight.remove(&id).is_none() {
+        if self.failure.is_some() || !was_in_flight {
             return;
         }
         match result {
@@ -253,8 +257,16 @@ impl ServerConn {
 
     fn advance_time(&mut self, now: Instant) {
         self.now = self.now.max(now);
-        while let Some(id) = self.deadlines.pop_due(self.now) {
-            self.cancel(id, CancelReason::DeadlineExceeded);
+        while let Some((at, id)) = self.deadlines.pop_due(self.now) {
+            // A client may reuse the id of a request already answered; the
+            // old entry must not cancel the new request.
+            if self
+                .in_flight
+                .get(&id)
+                .is_some_and(|r| r.deadline == Some(at))
+            {
+                self.cancel(id, CancelReason::DeadlineExceeded);
+            }
         }
     }
 
@@ -285,7 +297,13 @@ impl ServerConn {
                     // Too far to represent: as good as none.
                     m => self.now.checked_add(Duration::from_micros(m as u64)),
                 };
-                self.in_flight.insert(id, InFlight { cancelled: None });
+                self.in_flight.insert(
+                    id,
+                    InFlight {
+                        deadline,
+                        cancelled: None,
+                    },
+                );
                 if let Some(d) = deadline {
                     self.deadlines.push(d, id, &self.in_flight);
                 }

@@ -27,10 +27,11 @@ impl Deadlines {
         self.heap.peek().map(|Reverse((at, _))| *at)
     }
 
-    /// Pops the next entry due at or before `now`.
-    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<u64> {
+    /// Pops the next entry due at or before `now`: `(deadline, id)`. The
+    /// caller checks the deadline still belongs to the call with that id.
+    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<(Instant, u64)> {
         match self.heap.peek() {
-            Some(Reverse((at, _))) if *at <= now => self.heap.pop().map(|Reverse((_, id))| id),
+            Some(Reverse((at, _))) if *at <= now => self.heap.pop().map(|Reverse(e)| e),
             _ => None,
         }
     }

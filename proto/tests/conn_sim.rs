@@ -478,3 +478,56 @@ fn metadata_and_trace_reach_the_handler() {
     assert_eq!(req.metadata, Some(md));
     assert_eq!(req.method, echo());
 }
+
+#[test]
+fn a_reused_request_id_is_not_cancelled_by_its_predecessors_deadline() {
+    // Found by fuzzing server_conn. Request 7 with a 10 ms deadline is
+    // answered at once; the client then reuses id 7 (allowed: not in
+    // flight) without a deadline. The old deadline must not cancel it.
+    let mut p = Pair::new(20);
+    p.drive_until(|p| p.connected());
+    let mut tx = weft_proto::transmit::Transmit::new(4096);
+    let mut header = weft_proto::RequestHeader::new(echo());
+    header.deadline_micros = 10_000;
+    tx.push_request(7, header.fields(), &Bytes::new());
+    let mut raw = Vec::new();
+    tx.drain_into(&mut raw);
+    p.inject_to_server(&raw);
+    p.drive_until(|p| !requests(p).is_empty());
+    let now = p.now;
+    p.server.respond(now, 7, Ok(Bytes::new()));
+    raw.clear();
+    tx.push_request(
+        7,
+        weft_proto::RequestHeader::new(echo()).fields(),
+        &Bytes::new(),
+    );
+    tx.drain_into(&mut raw);
+    p.inject_to_server(&raw);
+    p.drive_until(|p| requests(p).len() == 2);
+    let later = p.now + Duration::from_millis(50);
+    p.advance_to(later);
+    assert!(cancels(&p).is_empty(), "{:?}", cancels(&p));
+    assert_eq!(p.server.in_flight(), 1);
+}
+
+#[test]
+fn responding_as_the_deadline_falls_due_sends_no_cancel() {
+    let mut p = Pair::new(21);
+    let deadline = p.now + Duration::from_millis(1);
+    call(
+        &mut p,
+        b"x",
+        &CallOptions {
+            deadline: Some(deadline),
+            ..Default::default()
+        },
+    );
+    p.drive_until(|p| !requests(p).is_empty());
+    // The handler answers at a moment past the deadline, before any timer
+    // ran on the server.
+    p.server
+        .respond(deadline + Duration::from_millis(5), 1, Ok(Bytes::new()));
+    p.drain();
+    assert!(cancels(&p).is_empty());
+}
