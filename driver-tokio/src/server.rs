@@ -311,7 +311,10 @@ struct ServerTask {
     done_tx: mpsc::UnboundedSender<Finished>,
     done_rx: mpsc::UnboundedReceiver<Finished>,
     sleep: Pin<Box<tokio::time::Sleep>>,
-    stop: watch::Receiver<bool>,
+    /// Completes with `true` when the server shuts down (`false`: it never
+    /// will). Kept across polls: a watch future dropped after `Pending`
+    /// would take its wakeup registration with it.
+    stop: Option<BoxFuture<'static, bool>>,
     failed: bool,
 }
 
@@ -337,7 +340,10 @@ async fn serve_conn(
         done_tx,
         done_rx,
         sleep: Box::pin(tokio::time::sleep_until(now.into())),
-        stop,
+        stop: Some(Box::pin(async move {
+            let mut stop = stop;
+            stop.wait_for(|s| *s).await.is_ok()
+        })),
         failed: false,
     };
     poll_fn(|cx| task.poll(cx)).await;
@@ -348,9 +354,14 @@ impl ServerTask {
         for _ in 0..32 {
             let now = Instant::now();
             let mut progressed = false;
-            if !self.failed && (*self.stop.borrow() || self.stop_changed(cx)) {
-                self.conn.close(now);
-                progressed = true;
+            if let Some(stop) = self.stop.as_mut()
+                && let Poll::Ready(stopping) = stop.as_mut().poll(cx)
+            {
+                self.stop = None;
+                if stopping {
+                    self.conn.close(now);
+                    progressed = true;
+                }
             }
             while let Poll::Ready(Some((id, result))) = self.done_rx.poll_recv(cx) {
                 self.respond(now, id, result);
@@ -416,15 +427,6 @@ impl ServerTask {
         }
         cx.waker().wake_by_ref();
         Poll::Pending
-    }
-
-    fn stop_changed(&mut self, cx: &mut Context<'_>) -> bool {
-        let polled = std::pin::pin!(self.stop.changed()).poll(cx);
-        match polled {
-            Poll::Ready(Ok(())) => *self.stop.borrow(),
-            // The server dropped its sender: serve_on, or serving is over.
-            Poll::Ready(Err(_)) | Poll::Pending => false,
-        }
     }
 
     fn next_wake(&self) -> Option<Instant> {
