@@ -1,12 +1,39 @@
-//! weft-mio: an event-loop client and server for weft on mio.
+//! weft-mio: weft's client and server on a mio event loop, with a blocking
+//! API for callers and synchronous handlers.
 //!
-//! Not built yet: this crate will drive `weft_proto`'s state machines on a
-//! mio event loop with a blocking API for callers. For now it only re-exports
-//! the protocol core.
+//! Like weft-tokio, it is a thin driver: [`weft_proto`] decides everything
+//! that goes on the wire, which replica a call uses, and when anything times
+//! out. It speaks the same protocol, so either driver's client talks to
+//! either driver's server.
 //!
 //! ```
-//! let key = weft_mio::proto::MethodKey::new("weft.Test", "Echo");
-//! assert_eq!(key.to_string().len(), 32);
+//! use bytes::Bytes;
+//! use weft_mio::{Client, ClientOptions, ConstantResolver, HandlerMap, Request, Server, ServerOptions};
+//! use weft_proto::{CallOptions, MethodKey};
+//!
+//! let mut handlers = HandlerMap::new();
+//! handlers.set("weft.Test", "Echo", |req: Request| Ok(req.args));
+//! let server = Server::bind(&"tcp://127.0.0.1:0".parse()?, handlers, ServerOptions::default())?;
+//!
+//! let client = Client::connect(ConstantResolver::new([server.local_endpoint().clone()]), ClientOptions::default())?;
+//! let out = client.call(MethodKey::new("weft.Test", "Echo"), Bytes::from_static(b"hi"), CallOptions::default())?;
+//! assert_eq!(&out[..], b"hi");
+//! client.close();
+//! server.shutdown();
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod client;
+mod resolve;
+mod server;
+mod stream;
+
+pub use client::{CancelHandle, Client, ClientOptions, PendingCall};
+pub use resolve::{
+    ConstantResolver, DynamicResolver, Endpoint, ResolveError, Resolved, Resolver, SharedEndpoint,
+    Version,
+};
+pub use server::{HandlerError, HandlerMap, HandlerResult, Request, Server, ServerOptions};
+pub use stream::Stream;
 pub use weft_proto as proto;
+pub use weft_proto::{CallError, CallOptions, Metadata, MethodKey, NetEndpoint, TraceContext};

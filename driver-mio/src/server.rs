@@ -1,0 +1,659 @@
+//! The mio server: sync handlers on a leader/follower event loop.
+//!
+//! One thread at a time leads: it polls, reads and decodes, and writes
+//! responses. A request's handler runs inline on the leader, so a fast call
+//! costs no thread hand-off. If the handler is still running after the
+//! inline handler duration, a watchdog hands the event loop to another
+//! thread, which keeps serving every other call; the slow handler finishes
+//! on the thread it started on and its response is queued for whoever leads.
+
+use bytes::Bytes;
+use mio::net::{TcpListener, UnixListener};
+use mio::{Events, Interest, Poll, Registry, Token, Waker};
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+use weft_proto::server::CancelReason;
+use weft_proto::{
+    ConnConfig, Metadata, MethodKey, NetEndpoint, RemoteError, ServerConn, ServerEvent,
+    TraceContext,
+};
+
+use crate::stream::{Stream, read_once, write_once};
+
+const WAKER: Token = Token(0);
+const LISTENER: Token = Token(1);
+/// Threads the server may grow to while handlers hold others.
+const MAX_THREADS: usize = 256;
+
+/// Server settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerOptions {
+    /// How long a handler runs inline before the event loop moves to
+    /// another thread (default 20 µs). `None`: hand off before every
+    /// handler.
+    pub inline_handler_duration: Option<Duration>,
+    /// Frames up to this size are copied into one write (default 4 KiB).
+    pub write_flatten_limit: usize,
+    /// Largest request accepted (default 100 MiB).
+    pub max_message_size: u64,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        let conn = ConnConfig::default();
+        ServerOptions {
+            inline_handler_duration: Some(Duration::from_micros(20)),
+            write_flatten_limit: conn.flatten_limit,
+            max_message_size: conn.max_payload,
+        }
+    }
+}
+
+/// A handler's failure, sent to the caller.
+#[derive(Debug)]
+pub struct HandlerError(Inner);
+
+#[derive(Debug)]
+enum Inner {
+    Remote(RemoteError),
+    Cancelled,
+}
+
+impl HandlerError {
+    /// An error with `message`.
+    pub fn new(message: impl Into<String>) -> Self {
+        HandlerError(Inner::Remote(RemoteError::new(message)))
+    }
+
+    /// The request was cancelled: the caller gets Go's `context canceled`
+    /// or `context deadline exceeded`, whichever ended it.
+    pub fn cancelled() -> Self {
+        HandlerError(Inner::Cancelled)
+    }
+}
+
+impl<E: std::error::Error + Send + Sync + 'static> From<E> for HandlerError {
+    fn from(e: E) -> Self {
+        HandlerError(Inner::Remote(RemoteError::from_error(&e)))
+    }
+}
+
+/// What a handler returns.
+pub type HandlerResult = Result<Bytes, HandlerError>;
+
+type Handler = dyn Fn(Request) -> HandlerResult + Send + Sync;
+
+/// Synchronous handlers by method.
+///
+/// ```
+/// let mut handlers = weft_mio::HandlerMap::new();
+/// handlers.set("weft.Test", "Echo", |req: weft_mio::Request| Ok(req.args));
+/// ```
+#[derive(Clone, Default)]
+pub struct HandlerMap {
+    map: HashMap<MethodKey, (Arc<str>, Arc<Handler>)>,
+}
+
+impl HandlerMap {
+    /// An empty map.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Serves `component.method` with `handler`.
+    pub fn set<F>(&mut self, component: &str, method: &str, handler: F)
+    where
+        F: Fn(Request) -> HandlerResult + Send + Sync + 'static,
+    {
+        let name: Arc<str> = format!("{component}.{method}").into();
+        self.map
+            .insert(MethodKey::new(component, method), (name, Arc::new(handler)));
+    }
+}
+
+/// Set once when a request must stop.
+#[derive(Debug, Default)]
+struct CancelSignal {
+    reason: Mutex<Option<CancelReason>>,
+    cv: Condvar,
+}
+
+impl CancelSignal {
+    fn cancel(&self, reason: CancelReason) {
+        let mut r = self.reason.lock().expect("unpoisoned");
+        if r.is_none() {
+            *r = Some(reason);
+            self.cv.notify_all();
+        }
+    }
+}
+
+/// A call, as its handler sees it.
+#[derive(Debug)]
+pub struct Request {
+    /// The arguments: a view of the connection's read buffer.
+    pub args: Bytes,
+    /// `component.method`.
+    pub method: Arc<str>,
+    /// When the caller gives up, if it set a deadline.
+    pub deadline: Option<Instant>,
+    /// Metadata from the caller.
+    pub metadata: Option<Metadata>,
+    /// The caller's span.
+    pub trace: Option<TraceContext>,
+    cancel: Arc<CancelSignal>,
+}
+
+impl Request {
+    /// Why the request was cancelled, if it was.
+    pub fn cancelled(&self) -> Option<CancelReason> {
+        *self.cancel.reason.lock().expect("unpoisoned")
+    }
+
+    /// Blocks until the request is cancelled or `timeout` passes; returns
+    /// the reason if cancelled.
+    pub fn wait_cancelled(&self, timeout: Duration) -> Option<CancelReason> {
+        let g = self.cancel.reason.lock().expect("unpoisoned");
+        let (g, _) = self
+            .cancel
+            .cv
+            .wait_timeout_while(g, timeout, |r| r.is_none())
+            .expect("unpoisoned");
+        *g
+    }
+}
+
+enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+}
+
+impl Listener {
+    fn accept(&self) -> io::Result<Stream> {
+        match self {
+            Listener::Tcp(l) => {
+                let (s, _) = l.accept()?;
+                s.set_nodelay(true)?;
+                Ok(Stream::Tcp(s))
+            }
+            Listener::Unix(l) => Ok(Stream::Unix(l.accept()?.0)),
+        }
+    }
+}
+
+struct Conn {
+    stream: Stream,
+    core: ServerConn,
+    cancels: HashMap<u64, Arc<CancelSignal>>,
+}
+
+/// The event loop's state; whoever holds it leads.
+struct Core {
+    poll: Poll,
+    events: Events,
+    listener: Option<Listener>,
+    conns: HashMap<usize, Conn>,
+    next_token: usize,
+}
+
+struct Job {
+    token: usize,
+    id: u64,
+    handler: Arc<Handler>,
+    request: Request,
+}
+
+#[derive(Default)]
+struct Sched {
+    jobs: VecDeque<Job>,
+    /// Someone holds leadership (maybe while running a handler).
+    leader: bool,
+    /// Bumped when leadership is taken from a thread running a handler.
+    epoch: u64,
+    /// When the leader started the handler it is running.
+    running_since: Option<Instant>,
+    threads: usize,
+    idle: usize,
+    shutdown: bool,
+}
+
+struct Shared {
+    core: Mutex<Core>,
+    sched: Mutex<Sched>,
+    cv: Condvar,
+    waker: Waker,
+    registry: Registry,
+    done: Mutex<Vec<(usize, u64, HandlerResult)>>,
+    handlers: HandlerMap,
+    opts: ServerOptions,
+    watchdog_parked: AtomicBool,
+    watchdog: Mutex<Option<thread::Thread>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// A weft server on a mio event loop.
+///
+/// ```no_run
+/// use weft_mio::{HandlerMap, Request, Server, ServerOptions};
+/// let mut handlers = HandlerMap::new();
+/// handlers.set("weft.Test", "Echo", |req: Request| Ok(req.args));
+/// let server = Server::bind(&"tcp://127.0.0.1:0".parse()?, handlers, ServerOptions::default())?;
+/// println!("listening {}", server.local_endpoint());
+/// server.shutdown();
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Server {
+    shared: Arc<Shared>,
+    local: NetEndpoint,
+}
+
+impl Server {
+    /// Binds `endpoint` (port 0 picks one) and starts serving `handlers`.
+    pub fn bind(
+        endpoint: &NetEndpoint,
+        handlers: HandlerMap,
+        opts: ServerOptions,
+    ) -> io::Result<Server> {
+        let poll = Poll::new()?;
+        let waker = Waker::new(poll.registry(), WAKER)?;
+        let (mut listener, local) = match endpoint {
+            NetEndpoint::Tcp(addr) => {
+                let addr = std::net::ToSocketAddrs::to_socket_addrs(addr.as_str())?
+                    .next()
+                    .ok_or_else(|| io::Error::other("address resolves to nothing"))?;
+                let l = TcpListener::bind(addr)?;
+                let local = NetEndpoint::Tcp(l.local_addr()?.to_string());
+                (Listener::Tcp(l), local)
+            }
+            NetEndpoint::Unix(path) => {
+                (Listener::Unix(UnixListener::bind(path)?), endpoint.clone())
+            }
+        };
+        match &mut listener {
+            Listener::Tcp(l) => poll.registry().register(l, LISTENER, Interest::READABLE)?,
+            Listener::Unix(l) => poll.registry().register(l, LISTENER, Interest::READABLE)?,
+        }
+        let registry = poll.registry().try_clone()?;
+        let shared = Arc::new(Shared {
+            core: Mutex::new(Core {
+                poll,
+                events: Events::with_capacity(256),
+                listener: Some(listener),
+                conns: HashMap::new(),
+                next_token: 2,
+            }),
+            sched: Mutex::new(Sched::default()),
+            cv: Condvar::new(),
+            waker,
+            registry,
+            done: Mutex::new(Vec::new()),
+            handlers,
+            opts,
+            watchdog_parked: AtomicBool::new(false),
+            watchdog: Mutex::new(None),
+            threads: Mutex::new(Vec::new()),
+        });
+        let s = shared.clone();
+        let watchdog = thread::Builder::new()
+            .name("weft-mio-watchdog".into())
+            .spawn(move || s.watchdog())?;
+        *shared.watchdog.lock().expect("unpoisoned") = Some(watchdog.thread().clone());
+        shared.threads.lock().expect("unpoisoned").push(watchdog);
+        for _ in 0..2 {
+            shared.spawn_worker()?;
+        }
+        Ok(Server { shared, local })
+    }
+
+    /// The endpoint clients dial (with the real port).
+    pub fn local_endpoint(&self) -> &NetEndpoint {
+        &self.local
+    }
+
+    /// Stops accepting, closes every connection (cancelling handlers), and
+    /// waits for the server's threads to finish.
+    pub fn shutdown(self) {
+        self.stop();
+    }
+
+    fn stop(&self) {
+        // Workers stop leading first: the leader holds the core while it
+        // waits in poll, so wake it, and it sees the flag on its way out.
+        self.shared.sched().shutdown = true;
+        self.shared.cv.notify_all();
+        let _ = self.shared.waker.wake();
+        if let Some(w) = self.shared.watchdog.lock().expect("unpoisoned").as_ref() {
+            w.unpark();
+        }
+        {
+            let mut core = self.shared.lock_core();
+            let now = Instant::now();
+            core.listener = None;
+            for c in core.conns.values_mut() {
+                c.core.close(now);
+            }
+            // Cancels every handler still running, so the joins below end.
+            self.shared.process(&mut core, now);
+        }
+        let threads = std::mem::take(&mut *self.shared.threads.lock().expect("unpoisoned"));
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if !self.shared.sched().shutdown {
+            self.stop();
+        }
+    }
+}
+
+impl Shared {
+    fn lock_core(&self) -> MutexGuard<'_, Core> {
+        self.core.lock().expect("weft-mio server state poisoned")
+    }
+
+    fn sched(&self) -> MutexGuard<'_, Sched> {
+        self.sched.lock().expect("weft-mio scheduler poisoned")
+    }
+
+    fn spawn_worker(self: &Arc<Self>) -> io::Result<()> {
+        let s = self.clone();
+        self.sched().threads += 1;
+        let t = thread::Builder::new()
+            .name("weft-mio-server".into())
+            .spawn(move || s.worker())?;
+        self.threads.lock().expect("unpoisoned").push(t);
+        Ok(())
+    }
+
+    /// A server thread: leads when it can, runs handlers, else waits.
+    fn worker(self: Arc<Self>) {
+        let mut epoch = None;
+        loop {
+            let mut s = self.sched();
+            if s.shutdown {
+                s.threads -= 1;
+                return;
+            }
+            if epoch.is_none() {
+                if s.leader {
+                    s.idle += 1;
+                    s = self.cv.wait(s).expect("unpoisoned");
+                    s.idle -= 1;
+                    continue;
+                }
+                s.leader = true;
+                epoch = Some(s.epoch);
+            }
+            if let Some(job) = s.jobs.pop_front() {
+                let inline = self.opts.inline_handler_duration.is_some();
+                if inline {
+                    s.running_since = Some(Instant::now());
+                } else {
+                    // Hand the loop over before running the handler.
+                    s.leader = false;
+                    s.epoch += 1;
+                    epoch = None;
+                }
+                let need_spare = s.idle == 0 && s.threads < MAX_THREADS;
+                drop(s);
+                if need_spare {
+                    let _ = self.spawn_worker();
+                }
+                if inline {
+                    self.wake_watchdog();
+                } else {
+                    self.cv.notify_one();
+                }
+                self.run(job);
+                let mut s = self.sched();
+                if epoch == Some(s.epoch) {
+                    s.running_since = None;
+                } else {
+                    // The loop moved on without us; our response is queued.
+                    epoch = None;
+                    drop(s);
+                    let _ = self.waker.wake();
+                }
+                continue;
+            }
+            drop(s);
+            self.lead_once();
+        }
+    }
+
+    fn run(&self, job: Job) {
+        let result = (job.handler)(job.request);
+        self.done
+            .lock()
+            .expect("unpoisoned")
+            .push((job.token, job.id, result));
+    }
+
+    fn wake_watchdog(&self) {
+        if self.watchdog_parked.swap(false, Ordering::AcqRel)
+            && let Some(w) = self.watchdog.lock().expect("unpoisoned").as_ref()
+        {
+            w.unpark();
+        }
+    }
+
+    /// Takes the loop from a leader whose handler overran. It ticks only
+    /// while handlers are running, and parks after a quiet spell.
+    fn watchdog(self: Arc<Self>) {
+        let Some(limit) = self.opts.inline_handler_duration else {
+            return;
+        };
+        let tick = limit.max(Duration::from_micros(50));
+        let mut quiet_since = Instant::now();
+        loop {
+            thread::sleep(tick);
+            let mut s = self.sched();
+            if s.shutdown {
+                return;
+            }
+            match s.running_since {
+                Some(since) if since.elapsed() >= limit => {
+                    s.epoch += 1;
+                    s.leader = false;
+                    s.running_since = None;
+                    let need_spare = s.idle == 0 && s.threads < MAX_THREADS;
+                    drop(s);
+                    if need_spare {
+                        let _ = self.spawn_worker();
+                    }
+                    self.cv.notify_one();
+                    quiet_since = Instant::now();
+                }
+                Some(_) => quiet_since = Instant::now(),
+                None if quiet_since.elapsed() > Duration::from_millis(10) => {
+                    self.watchdog_parked.store(true, Ordering::Release);
+                    drop(s);
+                    // A handler starting after the store unparks us.
+                    thread::park();
+                    quiet_since = Instant::now();
+                }
+                None => {}
+            }
+        }
+    }
+
+    /// One turn of the event loop.
+    fn lead_once(&self) {
+        let mut core = self.lock_core();
+        let core = &mut *core;
+        let now = Instant::now();
+        let has_done = !self.done.lock().expect("unpoisoned").is_empty();
+        let timeout = if has_done {
+            Some(Duration::ZERO)
+        } else {
+            core.conns
+                .values()
+                .filter_map(|c| c.core.next_deadline())
+                .min()
+                .map(|d| d.saturating_duration_since(now))
+        };
+        let mut events = std::mem::replace(&mut core.events, Events::with_capacity(0));
+        if let Err(e) = core.poll.poll(&mut events, timeout)
+            && e.kind() != io::ErrorKind::Interrupted
+        {
+            tracing::error!(error = %e, "server event loop failed");
+        }
+        let now = Instant::now();
+        for event in events.iter() {
+            match event.token() {
+                WAKER => {}
+                LISTENER => self.accept(core, now),
+                Token(t) => {
+                    if let Some(c) = core.conns.get_mut(&t) {
+                        if event.is_readable() || event.is_read_closed() || event.is_error() {
+                            read_conn(c, now);
+                        }
+                    }
+                }
+            }
+        }
+        core.events = events;
+        self.process(core, now);
+    }
+
+    fn accept(&self, core: &mut Core, now: Instant) {
+        let config = ConnConfig {
+            max_payload: self.opts.max_message_size,
+            flatten_limit: self.opts.write_flatten_limit,
+        };
+        loop {
+            let Some(l) = &core.listener else { return };
+            match l.accept() {
+                Ok(mut stream) => {
+                    let t = core.next_token;
+                    core.next_token += 1;
+                    if let Err(e) = self.registry.register(
+                        &mut stream,
+                        Token(t),
+                        Interest::READABLE | Interest::WRITABLE,
+                    ) {
+                        tracing::warn!(error = %e, "register failed");
+                        continue;
+                    }
+                    core.conns.insert(
+                        t,
+                        Conn {
+                            stream,
+                            core: ServerConn::new(now, config),
+                            cancels: HashMap::new(),
+                        },
+                    );
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Applies finished handlers, timers and core events; writes; closes
+    /// finished connections.
+    fn process(&self, core: &mut Core, now: Instant) {
+        let done = std::mem::take(&mut *self.done.lock().expect("unpoisoned"));
+        for (t, id, result) in done {
+            if let Some(c) = core.conns.get_mut(&t) {
+                c.cancels.remove(&id);
+                match result {
+                    Ok(b) => c.core.respond(now, id, Ok(b)),
+                    Err(HandlerError(Inner::Remote(e))) => c.core.respond(now, id, Err(e)),
+                    Err(HandlerError(Inner::Cancelled)) => c.core.respond_cancelled(now, id),
+                }
+            }
+        }
+        let mut jobs = Vec::new();
+        let mut finished = Vec::new();
+        for (&t, c) in core.conns.iter_mut() {
+            if c.core.next_deadline().is_some_and(|d| d <= now) {
+                c.core.handle_timeout(now);
+            }
+            while let Some(event) = c.core.poll_event() {
+                match event {
+                    ServerEvent::Request(req) => match self.handlers.map.get(&req.method) {
+                        None => c.core.respond_unknown_method(now, req.id),
+                        Some((name, handler)) => {
+                            let cancel = Arc::new(CancelSignal::default());
+                            c.cancels.insert(req.id, cancel.clone());
+                            jobs.push(Job {
+                                token: t,
+                                id: req.id,
+                                handler: handler.clone(),
+                                request: Request {
+                                    args: req.args,
+                                    method: name.clone(),
+                                    deadline: req.deadline,
+                                    metadata: req.metadata,
+                                    trace: req.trace,
+                                    cancel,
+                                },
+                            });
+                        }
+                    },
+                    ServerEvent::Cancel { id, reason } => {
+                        if let Some(s) = c.cancels.get(&id) {
+                            s.cancel(reason);
+                        }
+                    }
+                    ServerEvent::Failed(err) => {
+                        tracing::debug!(error = %err, "server connection closed");
+                        for (_, s) in c.cancels.drain() {
+                            s.cancel(CancelReason::ConnectionLost);
+                        }
+                        finished.push(t);
+                    }
+                }
+            }
+            flush_conn(c, now);
+        }
+        for t in finished {
+            if let Some(mut c) = core.conns.remove(&t) {
+                let _ = self.registry.deregister(&mut c.stream);
+            }
+        }
+        if !jobs.is_empty() {
+            let mut s = self.sched();
+            s.jobs.extend(jobs);
+        }
+    }
+}
+
+fn read_conn(c: &mut Conn, now: Instant) {
+    loop {
+        match read_once(&mut c.stream, c.core.read_buf(0)) {
+            Ok(0) => {
+                return c
+                    .core
+                    .handle_transport_closed(now, "client closed the connection");
+            }
+            Ok(_) => c.core.handle_read(now),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return c.core.handle_transport_closed(now, format!("read: {e}")),
+        }
+    }
+}
+
+fn flush_conn(c: &mut Conn, now: Instant) {
+    while !c.core.transmit().is_empty() {
+        match write_once(&mut c.stream, c.core.transmit()) {
+            Ok(n) => c.core.advance_transmit(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return c.core.handle_transport_closed(now, format!("write: {e}")),
+        }
+    }
+}
