@@ -405,6 +405,13 @@ impl ServerTask {
                 }
             }
             if self.failed && self.conn.transmit().is_empty() {
+                // Handlers still on this task have been told to stop; let
+                // them finish on their own tasks rather than dropping them
+                // mid-flight (their answers have nowhere to go, but their
+                // cleanup runs).
+                for h in std::mem::take(&mut self.inline) {
+                    self.spawn(h);
+                }
                 return Poll::Ready(());
             }
             if progressed {

@@ -1,11 +1,277 @@
-//! weft-tests: cross-driver conformance and fault tests.
-//!
-//! The suites live in `tests/`; this library will hold the shared scenario
-//! harness once both drivers exist.
+//! weft-tests: one harness over both drivers, so every scenario runs for
+//! every client driver x server driver x transport.
 //!
 //! ```
-//! assert!(weft_tests::SUITES.is_empty());
+//! use weft_tests::{Driver, TestClient, TestServer, Transport};
+//! let server = TestServer::start(Driver::Mio, Transport::Tcp, "s");
+//! let client = TestClient::connect(Driver::Tokio, vec![server.endpoint.clone()]).unwrap();
+//! let out = client.call("Echo", "hi", Default::default()).unwrap();
+//! assert_eq!(&out[..], b"hi");
+//! client.close();
+//! server.stop();
 //! ```
 
-/// Names of the conformance suites this crate runs.
-pub const SUITES: &[&str] = &[];
+use bytes::Bytes;
+use std::sync::Arc;
+use std::thread;
+use weft_cli::service::{COMPONENT, Service, mio_handlers, tokio_handlers};
+use weft_proto::{CallError, CallOptions, MethodKey, NetEndpoint};
+
+/// Which driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Driver {
+    /// weft-tokio.
+    Tokio,
+    /// weft-mio.
+    Mio,
+}
+
+/// Which socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// TCP on 127.0.0.1.
+    Tcp,
+    /// A Unix socket in a temp dir.
+    Unix,
+}
+
+fn runtime() -> Arc<tokio::runtime::Runtime> {
+    Arc::new(
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime"),
+    )
+}
+
+/// A fresh endpoint to bind for `transport`; Unix sockets go in a temp dir
+/// removed when the server stops.
+fn bind_endpoint(transport: Transport) -> (NetEndpoint, Option<std::path::PathBuf>) {
+    match transport {
+        Transport::Tcp => (NetEndpoint::Tcp("127.0.0.1:0".into()), None),
+        Transport::Unix => {
+            static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let dir = std::env::temp_dir().join(format!("weft-conf-{}-{n}", std::process::id()));
+            std::fs::create_dir_all(&dir).expect("temp dir");
+            (NetEndpoint::Unix(dir.join("s.sock")), Some(dir))
+        }
+    }
+}
+
+enum ServerImpl {
+    Tokio {
+        rt: Arc<tokio::runtime::Runtime>,
+        stop: tokio::sync::oneshot::Sender<()>,
+        task: tokio::task::JoinHandle<std::io::Result<()>>,
+    },
+    Mio(weft_mio::Server),
+}
+
+/// A server of the `weft.Test` service on either driver.
+pub struct TestServer {
+    /// Where clients dial it.
+    pub endpoint: NetEndpoint,
+    /// Its handlers' state (cancellation counter).
+    pub service: Arc<Service>,
+    inner: ServerImpl,
+    dir: Option<std::path::PathBuf>,
+}
+
+impl TestServer {
+    /// Starts a server named `name`.
+    pub fn start(driver: Driver, transport: Transport, name: &str) -> TestServer {
+        let (bind, dir) = bind_endpoint(transport);
+        let service = Service::new(name);
+        let (endpoint, inner) = match driver {
+            Driver::Tokio => {
+                let rt = runtime();
+                let listener = rt
+                    .block_on(weft_tokio::Listener::bind(&bind))
+                    .expect("bind");
+                let endpoint = listener.local_endpoint().expect("local endpoint");
+                let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+                let handlers = tokio_handlers(&service);
+                let task = rt.spawn(weft_tokio::serve_until(
+                    listener,
+                    handlers,
+                    Default::default(),
+                    async {
+                        let _ = rx.await;
+                    },
+                ));
+                (endpoint, ServerImpl::Tokio { rt, stop, task })
+            }
+            Driver::Mio => {
+                let server =
+                    weft_mio::Server::bind(&bind, mio_handlers(&service), Default::default())
+                        .expect("bind");
+                (server.local_endpoint().clone(), ServerImpl::Mio(server))
+            }
+        };
+        TestServer {
+            endpoint,
+            service,
+            inner,
+            dir,
+        }
+    }
+
+    /// Stops the server: closes its connections and waits for it. The
+    /// returned guard keeps a tokio server's runtime alive, so handlers
+    /// that were told to stop can still finish; drop it when done.
+    pub fn stop(self) -> Stopped {
+        let rt = match self.inner {
+            ServerImpl::Tokio { rt, stop, task } => {
+                let _ = stop.send(());
+                rt.block_on(task).expect("join").expect("serve");
+                Some(rt)
+            }
+            ServerImpl::Mio(s) => {
+                s.shutdown();
+                None
+            }
+        };
+        if let Some(d) = self.dir {
+            let _ = std::fs::remove_dir_all(d);
+        }
+        Stopped { _runtime: rt }
+    }
+}
+
+/// What is left of a stopped server (see [`TestServer::stop`]).
+pub struct Stopped {
+    _runtime: Option<Arc<tokio::runtime::Runtime>>,
+}
+
+enum ClientImpl {
+    Tokio {
+        rt: Arc<tokio::runtime::Runtime>,
+        conn: weft_tokio::Connection,
+    },
+    Mio(weft_mio::Client),
+}
+
+/// A client on either driver.
+pub struct TestClient {
+    inner: ClientImpl,
+}
+
+/// A settable endpoint set for both drivers' clients.
+#[derive(Clone, Default)]
+pub struct Dynamic {
+    tokio: weft_tokio::DynamicResolver,
+    mio: weft_mio::DynamicResolver,
+}
+
+impl Dynamic {
+    /// Replaces the endpoint set.
+    pub fn set(&self, endpoints: &[NetEndpoint]) {
+        self.tokio.set(endpoints.iter().cloned());
+        self.mio.set(endpoints.iter().cloned());
+    }
+}
+
+impl TestClient {
+    /// A client of a constant endpoint set.
+    pub fn connect(driver: Driver, endpoints: Vec<NetEndpoint>) -> Result<TestClient, CallError> {
+        let inner = match driver {
+            Driver::Tokio => {
+                let rt = runtime();
+                let resolver = weft_tokio::ConstantResolver::new(endpoints);
+                let conn = rt.block_on(weft_tokio::connect(resolver, Default::default()))?;
+                ClientImpl::Tokio { rt, conn }
+            }
+            Driver::Mio => ClientImpl::Mio(weft_mio::Client::connect(
+                weft_mio::ConstantResolver::new(endpoints),
+                Default::default(),
+            )?),
+        };
+        Ok(TestClient { inner })
+    }
+
+    /// A client following `resolver`.
+    pub fn connect_dynamic(driver: Driver, resolver: &Dynamic) -> Result<TestClient, CallError> {
+        let inner = match driver {
+            Driver::Tokio => {
+                let rt = runtime();
+                let conn = rt.block_on(weft_tokio::connect(
+                    resolver.tokio.clone(),
+                    Default::default(),
+                ))?;
+                ClientImpl::Tokio { rt, conn }
+            }
+            Driver::Mio => ClientImpl::Mio(weft_mio::Client::connect(
+                resolver.mio.clone(),
+                Default::default(),
+            )?),
+        };
+        Ok(TestClient { inner })
+    }
+
+    /// Calls `weft.Test.<method>`.
+    pub fn call(
+        &self,
+        method: &str,
+        args: impl Into<Bytes>,
+        opts: CallOptions,
+    ) -> Result<Bytes, CallError> {
+        let key = MethodKey::new(COMPONENT, method);
+        match &self.inner {
+            ClientImpl::Tokio { rt, conn } => rt.block_on(conn.call(key, args.into(), opts)),
+            ClientImpl::Mio(c) => c.call(key, args.into(), opts),
+        }
+    }
+
+    /// Calls, and abandons the call once `ready` returns (dropping the
+    /// future on tokio, a cancel handle from another thread on mio).
+    pub fn call_and_cancel_when(
+        &self,
+        method: &str,
+        ready: impl FnOnce() + Send + 'static,
+    ) -> Result<Bytes, CallError> {
+        let key = MethodKey::new(COMPONENT, method);
+        match &self.inner {
+            ClientImpl::Tokio { rt, conn } => rt.block_on(async {
+                let ready = tokio::task::spawn_blocking(ready);
+                tokio::select! {
+                    r = conn.call(key, Bytes::new(), CallOptions::default()) => r,
+                    _ = ready => Err(CallError::Cancelled),
+                }
+            }),
+            ClientImpl::Mio(c) => {
+                let pending = c.start(key, Bytes::new(), CallOptions::default());
+                let cancel = pending.cancel_handle();
+                let canceller = thread::spawn(move || {
+                    ready();
+                    cancel.cancel();
+                });
+                let r = pending.wait();
+                canceller.join().expect("canceller");
+                r
+            }
+        }
+    }
+
+    /// Closes the client.
+    pub fn close(&self) {
+        match &self.inner {
+            ClientImpl::Tokio { conn, .. } => conn.close(),
+            ClientImpl::Mio(c) => c.close(),
+        }
+    }
+}
+
+/// Every combination the suite runs: client driver, server driver,
+/// transport.
+pub const COMBINATIONS: [(Driver, Driver, Transport); 8] = [
+    (Driver::Tokio, Driver::Tokio, Transport::Tcp),
+    (Driver::Tokio, Driver::Mio, Transport::Tcp),
+    (Driver::Mio, Driver::Tokio, Transport::Tcp),
+    (Driver::Mio, Driver::Mio, Transport::Tcp),
+    (Driver::Tokio, Driver::Tokio, Transport::Unix),
+    (Driver::Tokio, Driver::Mio, Transport::Unix),
+    (Driver::Mio, Driver::Tokio, Transport::Unix),
+    (Driver::Mio, Driver::Mio, Transport::Unix),
+];
