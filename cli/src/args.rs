@@ -27,7 +27,9 @@ impl Args {
             } else if switches.contains(&name) {
                 flags.push((name.to_owned(), None));
             } else {
-                let v = raw.pop_front().ok_or_else(|| Usage(format!("--{name} needs a value")))?;
+                let v = raw
+                    .pop_front()
+                    .ok_or_else(|| Usage(format!("--{name} needs a value")))?;
                 flags.push((name.to_owned(), Some(v)));
             }
         }
@@ -73,7 +75,9 @@ impl Args {
     pub fn parsed<T: std::str::FromStr>(&mut self, name: &str, default: T) -> Result<T, Usage> {
         match self.value(name) {
             None => Ok(default),
-            Some(v) => v.parse().map_err(|_| Usage(format!("--{name}: cannot parse {v:?}"))),
+            Some(v) => v
+                .parse()
+                .map_err(|_| Usage(format!("--{name}: cannot parse {v:?}"))),
         }
     }
 

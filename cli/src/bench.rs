@@ -39,11 +39,22 @@ pub fn run(mut args: Args) -> Result<(), Usage> {
     let conc: usize = args.parsed("concurrency", 1)?;
     let secs = |v: f64| Duration::from_secs_f64(v.max(0.0));
     let cfg = Config {
-        addr: args.value("addr").map(|a| a.parse().map_err(|e| Usage(format!("--addr: {e}")))).transpose()?,
+        addr: args
+            .value("addr")
+            .map(|a| a.parse().map_err(|e| Usage(format!("--addr: {e}"))))
+            .transpose()?,
         driver: args.value("driver").unwrap_or_else(|| "tokio".into()),
         transport: args.value("transport").unwrap_or_else(|| "tcp".into()),
-        sizes: if matrix { vec![64, 4096, 1 << 20] } else { vec![size] },
-        concurrencies: if matrix { vec![1, 16, 128] } else { vec![conc.max(1)] },
+        sizes: if matrix {
+            vec![64, 4096, 1 << 20]
+        } else {
+            vec![size]
+        },
+        concurrencies: if matrix {
+            vec![1, 16, 128]
+        } else {
+            vec![conc.max(1)]
+        },
         connections: args.parsed("connections", 1usize)?.max(1),
         duration: secs(args.parsed("duration", 3.0)?),
         warmup: secs(args.parsed("warmup", 0.5)?),
@@ -54,16 +65,26 @@ pub fn run(mut args: Args) -> Result<(), Usage> {
     };
     args.finish()?;
     if !["tokio", "mio"].contains(&cfg.driver.as_str()) {
-        return Err(Usage(format!("--driver must be tokio or mio, not {:?}", cfg.driver)));
+        return Err(Usage(format!(
+            "--driver must be tokio or mio, not {:?}",
+            cfg.driver
+        )));
     }
     if !["tcp", "unix"].contains(&cfg.transport.as_str()) {
-        return Err(Usage(format!("--transport must be tcp or unix, not {:?}", cfg.transport)));
+        return Err(Usage(format!(
+            "--transport must be tcp or unix, not {:?}",
+            cfg.transport
+        )));
     }
     let (client_core, server_core) = match cfg.pin.as_str() {
         "none" => (None, None),
         "split" => (Some("0"), Some("1")),
         "same" => (Some("0"), Some("0")),
-        other => return Err(Usage(format!("--pin must be split, same or none, not {other:?}"))),
+        other => {
+            return Err(Usage(format!(
+                "--pin must be split, same or none, not {other:?}"
+            )));
+        }
     };
     if let Some(core) = client_core {
         pin_self(core);
@@ -72,7 +93,12 @@ pub fn run(mut args: Args) -> Result<(), Usage> {
     let (addr, mut server) = match &cfg.addr {
         Some(a) => (a.clone(), None),
         None => {
-            let (a, c) = spawn_server(&["serve", "--driver", &cfg.driver], &cfg.transport, "weft", server_core)?;
+            let (a, c) = spawn_server(
+                &["serve", "--driver", &cfg.driver],
+                &cfg.transport,
+                "weft",
+                server_core,
+            )?;
             (a, Some(c))
         }
     };
@@ -92,7 +118,11 @@ pub fn run(mut args: Args) -> Result<(), Usage> {
     result
 }
 
-fn run_points(cfg: &Config, addr: &NetEndpoint, raw_addr: Option<&NetEndpoint>) -> Result<(), Usage> {
+fn run_points(
+    cfg: &Config,
+    addr: &NetEndpoint,
+    raw_addr: Option<&NetEndpoint>,
+) -> Result<(), Usage> {
     let err = |e: String| Usage(format!("bench: {e}"));
     for &size in &cfg.sizes {
         for &conc in &cfg.concurrencies {
@@ -133,7 +163,12 @@ fn request_frame(size: usize) -> Vec<u8> {
     out
 }
 
-fn measure_raw(cfg: &Config, addr: &NetEndpoint, size: usize, conc: usize) -> Result<Point, String> {
+fn measure_raw(
+    cfg: &Config,
+    addr: &NetEndpoint,
+    size: usize,
+    conc: usize,
+) -> Result<Point, String> {
     let request = request_frame(size);
     let progress = Progress::new(format!("raw size {size} x{conc}"));
     progress.show(Duration::ZERO, cfg.duration);
@@ -141,7 +176,8 @@ fn measure_raw(cfg: &Config, addr: &NetEndpoint, size: usize, conc: usize) -> Re
         raw::client(addr, &request, 16 + size, conc, cfg.warmup).map_err(|e| e.to_string())?;
     }
     let start = Instant::now();
-    let (lat, calls) = raw::client(addr, &request, 16 + size, conc, cfg.duration).map_err(|e| e.to_string())?;
+    let (lat, calls) =
+        raw::client(addr, &request, 16 + size, conc, cfg.duration).map_err(|e| e.to_string())?;
     let seconds = start.elapsed().as_secs_f64();
     progress.clear();
     Ok(Point {
@@ -156,7 +192,12 @@ fn measure_raw(cfg: &Config, addr: &NetEndpoint, size: usize, conc: usize) -> Re
     })
 }
 
-fn measure_weft(cfg: &Config, addr: &NetEndpoint, size: usize, conc: usize) -> Result<Point, String> {
+fn measure_weft(
+    cfg: &Config,
+    addr: &NetEndpoint,
+    size: usize,
+    conc: usize,
+) -> Result<Point, String> {
     let progress = Progress::new(format!("weft-{} size {size} x{conc}", cfg.driver));
     let args = Bytes::from(vec![0x5a; size]);
     let (parts, seconds) = match cfg.driver.as_str() {
@@ -185,29 +226,46 @@ fn phases(cfg: &Config, progress: &Progress, measuring: &AtomicBool, stop: &Atom
     let start = Instant::now();
     while start.elapsed() < cfg.duration {
         progress.show(start.elapsed(), cfg.duration);
-        std::thread::sleep(Duration::from_millis(100).min(cfg.duration.saturating_sub(start.elapsed())));
+        std::thread::sleep(
+            Duration::from_millis(100).min(cfg.duration.saturating_sub(start.elapsed())),
+        );
     }
     stop.store(true, Ordering::SeqCst);
     start.elapsed().as_secs_f64()
 }
 
-fn tokio_load(cfg: &Config, addr: &NetEndpoint, args: &Bytes, conc: usize, progress: &Progress) -> Result<(Vec<Vec<u64>>, f64), String> {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
+fn tokio_load(
+    cfg: &Config,
+    addr: &NetEndpoint,
+    args: &Bytes,
+    conc: usize,
+    progress: &Progress,
+) -> Result<(Vec<Vec<u64>>, f64), String> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
     let measuring = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
     let key = MethodKey::new("weft.Test", "Echo");
     let mut tasks = Vec::new();
     for _ in 0..cfg.connections {
         let conn = rt
-            .block_on(weft_tokio::connect(weft_tokio::ConstantResolver::new([addr.clone()]), Default::default()))
+            .block_on(weft_tokio::connect(
+                weft_tokio::ConstantResolver::new([addr.clone()]),
+                Default::default(),
+            ))
             .map_err(|e| e.to_string())?;
         for _ in 0..conc {
-            let (conn, args, measuring, stop) = (conn.clone(), args.clone(), measuring.clone(), stop.clone());
+            let (conn, args, measuring, stop) =
+                (conn.clone(), args.clone(), measuring.clone(), stop.clone());
             tasks.push(rt.spawn(async move {
                 let mut lat = Vec::with_capacity(1 << 16);
                 while !stop.load(Ordering::Relaxed) {
                     let t = Instant::now();
-                    conn.call(key, args.clone(), CallOptions::default()).await.map_err(|e| e.to_string())?;
+                    conn.call(key, args.clone(), CallOptions::default())
+                        .await
+                        .map_err(|e| e.to_string())?;
                     if measuring.load(Ordering::Relaxed) {
                         lat.push(t.elapsed().as_nanos() as u64);
                     }
@@ -224,14 +282,24 @@ fn tokio_load(cfg: &Config, addr: &NetEndpoint, args: &Bytes, conc: usize, progr
     Ok((parts, seconds))
 }
 
-fn mio_load(cfg: &Config, addr: &NetEndpoint, args: &Bytes, conc: usize, progress: &Progress) -> Result<(Vec<Vec<u64>>, f64), String> {
+fn mio_load(
+    cfg: &Config,
+    addr: &NetEndpoint,
+    args: &Bytes,
+    conc: usize,
+    progress: &Progress,
+) -> Result<(Vec<Vec<u64>>, f64), String> {
     let measuring = AtomicBool::new(false);
     let stop = AtomicBool::new(false);
     let key = MethodKey::new("weft.Test", "Echo");
     let clients = (0..cfg.connections)
         .map(|_| {
-            let opts = weft_mio::ClientOptions { optimistic_spin: cfg.spin, ..Default::default() };
-            weft_mio::Client::connect(weft_mio::ConstantResolver::new([addr.clone()]), opts).map_err(|e| e.to_string())
+            let opts = weft_mio::ClientOptions {
+                optimistic_spin: cfg.spin,
+                ..Default::default()
+            };
+            weft_mio::Client::connect(weft_mio::ConstantResolver::new([addr.clone()]), opts)
+                .map_err(|e| e.to_string())
         })
         .collect::<Result<Vec<_>, _>>()?;
     std::thread::scope(|scope| {
@@ -243,7 +311,9 @@ fn mio_load(cfg: &Config, addr: &NetEndpoint, args: &Bytes, conc: usize, progres
                     let mut lat = Vec::with_capacity(1 << 16);
                     while !stop.load(Ordering::Relaxed) {
                         let t = Instant::now();
-                        client.call(key, args.clone(), CallOptions::default()).map_err(|e| e.to_string())?;
+                        client
+                            .call(key, args.clone(), CallOptions::default())
+                            .map_err(|e| e.to_string())?;
                         if measuring.load(Ordering::Relaxed) {
                             lat.push(t.elapsed().as_nanos() as u64);
                         }
@@ -253,16 +323,29 @@ fn mio_load(cfg: &Config, addr: &NetEndpoint, args: &Bytes, conc: usize, progres
             }
         }
         let seconds = phases(cfg, progress, &measuring, &stop);
-        let parts = workers.into_iter().map(|w| w.join().expect("worker")).collect::<Result<Vec<_>, _>>()?;
+        let parts = workers
+            .into_iter()
+            .map(|w| w.join().expect("worker"))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok((parts, seconds))
     })
 }
 
 /// Starts `weft <args> --addr ...` and waits for its `listening ADDR` line.
-fn spawn_server(args: &[&str], transport: &str, tag: &str, core: Option<&str>) -> Result<(NetEndpoint, Child), Usage> {
+fn spawn_server(
+    args: &[&str],
+    transport: &str,
+    tag: &str,
+    core: Option<&str>,
+) -> Result<(NetEndpoint, Child), Usage> {
     let exe = std::env::current_exe().map_err(|e| Usage(format!("own path: {e}")))?;
     let addr = match transport {
-        "unix" => format!("unix://{}", std::env::temp_dir().join(format!("weft-bench-{}-{tag}.sock", std::process::id())).display()),
+        "unix" => format!(
+            "unix://{}",
+            std::env::temp_dir()
+                .join(format!("weft-bench-{}-{tag}.sock", std::process::id()))
+                .display()
+        ),
         _ => "tcp://127.0.0.1:0".into(),
     };
     let mut cmd = match core {
@@ -273,11 +356,18 @@ fn spawn_server(args: &[&str], transport: &str, tag: &str, core: Option<&str>) -
         }
         None => Command::new(&exe),
     };
-    cmd.args(args).args(["--addr", &addr]).stdout(Stdio::piped()).stdin(Stdio::null());
-    let mut child = cmd.spawn().map_err(|e| Usage(format!("starting server: {e}")))?;
+    cmd.args(args)
+        .args(["--addr", &addr])
+        .stdout(Stdio::piped())
+        .stdin(Stdio::null());
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| Usage(format!("starting server: {e}")))?;
     let stdout = child.stdout.take().expect("piped");
     let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).map_err(|e| Usage(format!("server output: {e}")))?;
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .map_err(|e| Usage(format!("server output: {e}")))?;
     let addr = line
         .trim()
         .strip_prefix("listening ")
@@ -288,12 +378,17 @@ fn spawn_server(args: &[&str], transport: &str, tag: &str, core: Option<&str>) -
 }
 
 fn stop_child(child: &mut Child) {
-    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
     let _ = child.wait();
 }
 
 /// Moves every thread of this process to `core`.
 fn pin_self(core: &str) {
     let pid = std::process::id().to_string();
-    let _ = Command::new("taskset").args(["-a", "-p", "-c", core, &pid]).stdout(Stdio::null()).status();
+    let _ = Command::new("taskset")
+        .args(["-a", "-p", "-c", core, &pid])
+        .stdout(Stdio::null())
+        .status();
 }

@@ -27,24 +27,38 @@ pub fn run(mut args: Args) -> Result<ExitCode, Usage> {
         .ok_or_else(|| Usage("--addr is required".into()))?
         .parse()
         .map_err(|e| Usage(format!("--addr: {e}")))?;
-    let component = args.value("component").unwrap_or_else(|| "weft.Test".into());
-    let method = args.value("method").ok_or_else(|| Usage("--method is required".into()))?;
+    let component = args
+        .value("component")
+        .unwrap_or_else(|| "weft.Test".into());
+    let method = args
+        .value("method")
+        .ok_or_else(|| Usage("--method is required".into()))?;
     let data = match (args.value("data"), args.value("data-file")) {
         (Some(_), Some(_)) => return Err(Usage("give --data or --data-file, not both".into())),
         (Some(d), None) => Bytes::from(d),
-        (None, Some(f)) => Bytes::from(std::fs::read(&f).map_err(|e| Usage(format!("--data-file {f}: {e}")))?),
+        (None, Some(f)) => {
+            Bytes::from(std::fs::read(&f).map_err(|e| Usage(format!("--data-file {f}: {e}")))?)
+        }
         (None, None) => Bytes::new(),
     };
-    let timeout: Option<u64> = args.value("timeout-ms").map(|v| v.parse().map_err(|_| Usage(format!("--timeout-ms: {v:?}")))).transpose()?;
+    let timeout: Option<u64> = args
+        .value("timeout-ms")
+        .map(|v| v.parse().map_err(|_| Usage(format!("--timeout-ms: {v:?}"))))
+        .transpose()?;
     let mut metadata = None;
     for kv in args.values("meta") {
-        let (k, v) = kv.split_once('=').ok_or_else(|| Usage(format!("--meta wants k=v, got {kv:?}")))?;
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| Usage(format!("--meta wants k=v, got {kv:?}")))?;
         metadata.get_or_insert_with(Metadata::new).insert(k, v);
     }
     let retry = args.switch("retry");
     args.finish()?;
 
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| Usage(e.to_string()))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Usage(e.to_string()))?;
     let result = rt.block_on(async {
         let opts = CallOptions {
             deadline: timeout.map(|ms| Instant::now() + Duration::from_millis(ms)),
@@ -52,8 +66,14 @@ pub fn run(mut args: Args) -> Result<ExitCode, Usage> {
             retry,
             ..CallOptions::default()
         };
-        let conn = weft_tokio::connect(weft_tokio::ConstantResolver::new([addr]), Default::default()).await?;
-        let r = conn.call(MethodKey::new(&component, &method), data, opts).await;
+        let conn = weft_tokio::connect(
+            weft_tokio::ConstantResolver::new([addr]),
+            Default::default(),
+        )
+        .await?;
+        let r = conn
+            .call(MethodKey::new(&component, &method), data, opts)
+            .await;
         conn.close();
         r
     });

@@ -17,18 +17,41 @@ fn main() -> ExitCode {
     let mut argv = std::env::args().skip(1);
     let cmd = argv.next().unwrap_or_default();
     let (usage, result) = match cmd.as_str() {
-        "serve" => (serve::USAGE, Args::parse(argv, &[]).and_then(serve::run).map(|()| ExitCode::SUCCESS)),
-        "call" => (call::USAGE, Args::parse(argv, &["retry"]).and_then(call::run)),
+        "serve" => (
+            serve::USAGE,
+            Args::parse(argv, &[])
+                .and_then(serve::run)
+                .map(|()| ExitCode::SUCCESS),
+        ),
+        "call" => (
+            call::USAGE,
+            Args::parse(argv, &["retry"]).and_then(call::run),
+        ),
         "bench" => (
             bench::USAGE,
-            Args::parse(argv, &["json", "matrix", "baseline"]).and_then(bench::run).map(|()| ExitCode::SUCCESS),
+            Args::parse(argv, &["json", "matrix", "baseline"])
+                .and_then(bench::run)
+                .map(|()| ExitCode::SUCCESS),
         ),
-        "raw-echo" => (raw::USAGE, Args::parse(argv, &[]).and_then(raw::serve).map(|()| ExitCode::SUCCESS)),
+        "raw-echo" => (
+            raw::USAGE,
+            Args::parse(argv, &[])
+                .and_then(raw::serve)
+                .map(|()| ExitCode::SUCCESS),
+        ),
         "" | "help" | "--help" | "-h" => {
-            println!("weft: Service Weaver's call protocol in Rust\n\n  {}\n  {}\n  {}", serve::USAGE, call::USAGE, bench::USAGE);
+            println!(
+                "weft: Service Weaver's call protocol in Rust\n\n  {}\n  {}\n  {}",
+                serve::USAGE,
+                call::USAGE,
+                bench::USAGE
+            );
             return ExitCode::SUCCESS;
         }
-        other => ("weft serve|call|bench ...", Err(Usage(format!("unknown command {other:?}")))),
+        other => (
+            "weft serve|call|bench ...",
+            Err(Usage(format!("unknown command {other:?}"))),
+        ),
     };
     match result {
         Ok(code) => code,

@@ -100,7 +100,9 @@ pub fn serve(mut args: Args) -> Result<(), Usage> {
 }
 
 fn echo_conn(sock: Sock) {
-    let Ok(mut out) = sock.try_clone() else { return };
+    let Ok(mut out) = sock.try_clone() else {
+        return;
+    };
     let mut input = BufReader::with_capacity(256 * 1024, sock);
     let mut reply = Vec::with_capacity(256 * 1024);
     let mut payload = Vec::new();
@@ -117,7 +119,9 @@ fn echo_conn(sock: Sock) {
         }
         // Strip the request header, as a server hands only the arguments
         // to its handler, and answer with them.
-        let hlen = payload.get(..4).map_or(0, |b| u32::from_le_bytes(b.try_into().expect("4")) as usize);
+        let hlen = payload
+            .get(..4)
+            .map_or(0, |b| u32::from_le_bytes(b.try_into().expect("4")) as usize);
         let args = payload.get(4 + hlen..).unwrap_or(&[]);
         reply.extend_from_slice(&header[..8]);
         reply.extend_from_slice(&(2u64 | ((args.len() as u64) << 8)).to_le_bytes());
@@ -134,7 +138,13 @@ fn echo_conn(sock: Sock) {
 
 /// Runs the raw client for `duration` with `concurrency` requests in flight
 /// on one socket; returns latencies (ns) and the call count.
-pub fn client(addr: &NetEndpoint, request: &[u8], response_len: usize, concurrency: usize, duration: Duration) -> io::Result<(Vec<u64>, u64)> {
+pub fn client(
+    addr: &NetEndpoint,
+    request: &[u8],
+    response_len: usize,
+    concurrency: usize,
+    duration: Duration,
+) -> io::Result<(Vec<u64>, u64)> {
     let sock = Sock::connect(addr)?;
     if concurrency == 1 {
         return ping_pong(sock, request, response_len, duration);
@@ -142,7 +152,12 @@ pub fn client(addr: &NetEndpoint, request: &[u8], response_len: usize, concurren
     pipelined(sock, request, response_len, concurrency, duration)
 }
 
-fn ping_pong(mut sock: Sock, request: &[u8], response_len: usize, duration: Duration) -> io::Result<(Vec<u64>, u64)> {
+fn ping_pong(
+    mut sock: Sock,
+    request: &[u8],
+    response_len: usize,
+    duration: Duration,
+) -> io::Result<(Vec<u64>, u64)> {
     let mut buf = vec![0u8; response_len];
     let mut lat = Vec::with_capacity(1 << 20);
     let end = Instant::now() + duration;
@@ -156,13 +171,22 @@ fn ping_pong(mut sock: Sock, request: &[u8], response_len: usize, duration: Dura
     Ok((lat, n))
 }
 
-fn pipelined(sock: Sock, request: &[u8], response_len: usize, concurrency: usize, duration: Duration) -> io::Result<(Vec<u64>, u64)> {
+fn pipelined(
+    sock: Sock,
+    request: &[u8],
+    response_len: usize,
+    concurrency: usize,
+    duration: Duration,
+) -> io::Result<(Vec<u64>, u64)> {
     let mut reader = sock.try_clone()?;
     let control = sock.try_clone()?;
     let mut writer = sock;
     // Send times of the requests in flight, oldest first (responses come
     // back in order on one connection).
-    let window = Arc::new((Mutex::new(std::collections::VecDeque::<Instant>::new()), Condvar::new()));
+    let window = Arc::new((
+        Mutex::new(std::collections::VecDeque::<Instant>::new()),
+        Condvar::new(),
+    ));
     let stop = Arc::new(AtomicBool::new(false));
     let w = window.clone();
     let s = stop.clone();
@@ -174,7 +198,10 @@ fn pipelined(sock: Sock, request: &[u8], response_len: usize, concurrency: usize
                 let (m, cv) = &*w;
                 let mut q = m.lock().expect("unpoisoned");
                 while q.len() >= concurrency && !s.load(Ordering::Relaxed) {
-                    q = cv.wait_timeout(q, Duration::from_millis(10)).expect("unpoisoned").0;
+                    q = cv
+                        .wait_timeout(q, Duration::from_millis(10))
+                        .expect("unpoisoned")
+                        .0;
                 }
                 let room = concurrency - q.len().min(concurrency);
                 let now = Instant::now();

@@ -27,7 +27,13 @@ pub fn run(mut args: Args) -> Result<(), Usage> {
         "tokio" => rt.block_on(async {
             let listener = weft_tokio::Listener::bind(&addr).await?;
             announce(&listener.local_endpoint()?);
-            weft_tokio::serve_until(listener, tokio_handlers(&service), Default::default(), shutdown_signal()).await
+            weft_tokio::serve_until(
+                listener,
+                tokio_handlers(&service),
+                Default::default(),
+                shutdown_signal(),
+            )
+            .await
         }),
         "mio" => (|| {
             let server = weft_mio::Server::bind(&addr, mio_handlers(&service), Default::default())?;
@@ -36,7 +42,11 @@ pub fn run(mut args: Args) -> Result<(), Usage> {
             server.shutdown();
             Ok(())
         })(),
-        other => return Err(Usage(format!("--driver must be tokio or mio, not {other:?}"))),
+        other => {
+            return Err(Usage(format!(
+                "--driver must be tokio or mio, not {other:?}"
+            )));
+        }
     };
     if let NetEndpoint::Unix(path) = &addr {
         let _ = std::fs::remove_file(path);
@@ -51,7 +61,8 @@ fn announce(endpoint: &NetEndpoint) {
 
 /// Completes on SIGINT or SIGTERM.
 async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}

@@ -26,7 +26,8 @@ impl Point {
         if self.latencies.is_empty() {
             return 0.0;
         }
-        let rank = ((q * self.latencies.len() as f64).ceil() as usize).clamp(1, self.latencies.len());
+        let rank =
+            ((q * self.latencies.len() as f64).ceil() as usize).clamp(1, self.latencies.len());
         self.latencies[rank - 1] as f64 / 1e3
     }
 
@@ -90,7 +91,13 @@ impl Progress {
         if self.on {
             let f = (done.as_secs_f64() / total.as_secs_f64()).clamp(0.0, 1.0);
             let n = (f * 30.0) as usize;
-            eprint!("\r{:<40} [{}{}] {:>3.0}%", self.label, "#".repeat(n), " ".repeat(30 - n), f * 100.0);
+            eprint!(
+                "\r{:<40} [{}{}] {:>3.0}%",
+                self.label,
+                "#".repeat(n),
+                " ".repeat(30 - n),
+                f * 100.0
+            );
         }
     }
 
