@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use weft_proto::transmit::Transmit;
 use weft_proto::{CallOptions, MethodKey, NetEndpoint, RequestHeader};
 
-pub const USAGE: &str = "weft bench [--addr ADDR] [--driver tokio|mio] [--transport tcp|unix] [--size N] [--concurrency N] [--connections N] [--duration S] [--warmup S] [--spin-us N] [--json] [--matrix] [--baseline] [--pin split|same|none]";
+pub const USAGE: &str = "weft bench [--addr ADDR] [--driver tokio|mio] [--transport tcp|unix] [--size N] [--concurrency N] [--connections N] [--duration S] [--warmup S] [--spin-us N] [--json] [--matrix] [--baseline] [--pin split|same|none] [--threads N]";
 
 struct Config {
     addr: Option<NetEndpoint>,
@@ -31,6 +31,7 @@ struct Config {
     json: bool,
     baseline: bool,
     pin: String,
+    threads: usize,
 }
 
 pub fn run(mut args: Args) -> Result<(), Usage> {
@@ -62,6 +63,7 @@ pub fn run(mut args: Args) -> Result<(), Usage> {
         json: args.switch("json"),
         baseline: args.switch("baseline"),
         pin: args.value("pin").unwrap_or_else(|| "none".into()),
+        threads: args.parsed("threads", 1usize)?.max(1),
     };
     args.finish()?;
     if !["tokio", "mio"].contains(&cfg.driver.as_str()) {
@@ -242,6 +244,7 @@ fn tokio_load(
     progress: &Progress,
 ) -> Result<(Vec<Vec<u64>>, f64), String> {
     let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cfg.threads)
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;

@@ -23,6 +23,9 @@ use weft_proto::{
 
 const WAKER: Token = Token(0);
 
+/// Calls in flight from which the loop thread batches request writes.
+const BATCH_WRITES_AT: usize = 32;
+
 /// Client settings.
 pub struct ClientOptions {
     /// Picks a replica per call (default [`RoundRobin`]).
@@ -89,6 +92,8 @@ struct State {
     endpoints: HashMap<String, SharedEndpoint>,
     /// When the loop thread will wake by itself.
     armed: Option<Instant>,
+    /// Connections whose queued requests the loop thread is to write.
+    flush_wanted: Vec<ConnId>,
     closed: bool,
 }
 
@@ -133,6 +138,7 @@ impl Client {
                 conns: HashMap::new(),
                 endpoints: addrs.into_iter().zip(endpoints).collect(),
                 armed: None,
+                flush_wanted: Vec::new(),
                 closed: false,
             }),
             waker,
@@ -300,7 +306,19 @@ impl Shared {
             }
             while let Some(conn) = state.pool.poll_transmit() {
                 progressed = true;
-                flush(state, conn, now);
+                // Few calls in flight: write now, for latency. Many: leave
+                // it to the loop thread, which writes everything queued by
+                // the time it runs in one go (one wake per batch).
+                if state.slots.len() >= BATCH_WRITES_AT {
+                    if state.flush_wanted.is_empty() {
+                        let _ = self.waker.wake();
+                    }
+                    if !state.flush_wanted.contains(&conn) {
+                        state.flush_wanted.push(conn);
+                    }
+                } else {
+                    flush(state, conn, now);
+                }
             }
             while let Some(PoolEvent::Done { id, result }) = state.pool.poll_event() {
                 progressed = true;
@@ -434,6 +452,9 @@ fn event_loop(shared: Arc<Shared>, mut poll: Poll) {
         let mut guard = shared.lock();
         let state = &mut *guard;
         let now = Instant::now();
+        for conn in std::mem::take(&mut state.flush_wanted) {
+            flush(state, conn, now);
+        }
         for event in events.iter() {
             if event.token() == WAKER {
                 continue;

@@ -23,6 +23,10 @@ use weft_proto::{
     RoundRobin,
 };
 
+/// Calls in flight from which requests are batched by the connection task
+/// rather than written by each caller.
+const BATCH_WRITES_AT: usize = 32;
+
 /// Client settings.
 pub struct ClientOptions {
     /// Picks a replica per call (default [`RoundRobin`]).
@@ -129,6 +133,8 @@ struct ConnIo {
     stream: BoxStream,
     /// The connection task, to be woken when a caller's write stalls.
     task: Option<Waker>,
+    /// Callers left bytes for the connection task to write.
+    flush_wanted: bool,
 }
 
 /// Connects to the replicas `resolver` names.
@@ -283,7 +289,23 @@ impl Shared {
             }
             while let Some(conn) = state.pool.poll_transmit() {
                 progressed = true;
-                flush(state, conn, &mut Context::from_waker(Waker::noop()), now);
+                // With few calls in flight a call writes at once: latency
+                // is what matters, and the stream of small writes keeps the
+                // peer busy. With many, the connection task writes all that
+                // is queued by its next turn in one go, which is where
+                // throughput comes from (measured with `weft bench`: 16 in
+                // flight is faster written through, 128 three times faster
+                // batched).
+                let others = state.slots.len() >= BATCH_WRITES_AT;
+                match state.conns.get_mut(&conn) {
+                    Some(io) if others && io.task.is_some() => {
+                        if !io.flush_wanted {
+                            io.flush_wanted = true;
+                            io.task.as_ref().expect("checked").wake_by_ref();
+                        }
+                    }
+                    _ => flush(state, conn, &mut Context::from_waker(Waker::noop()), now),
+                }
             }
             while let Some(PoolEvent::Done { id, result }) = state.pool.poll_event() {
                 progressed = true;
@@ -368,7 +390,14 @@ async fn dial_task(shared: Arc<Shared>, conn: ConnId, endpoint: Option<SharedEnd
     let now = Instant::now();
     match dialed {
         Ok(stream) => {
-            state.conns.insert(conn, ConnIo { stream, task: None });
+            state.conns.insert(
+                conn,
+                ConnIo {
+                    stream,
+                    task: None,
+                    flush_wanted: false,
+                },
+            );
             state.pool.handle_dial_ok(now, conn);
             shared.runtime.spawn(conn_task(shared.clone(), conn));
         }
@@ -403,10 +432,28 @@ async fn resolve_task(shared: Arc<Shared>, version: Option<u64>) {
 
 /// Reads a connection and finishes writes the callers could not.
 async fn conn_task(shared: Arc<Shared>, conn: ConnId) {
+    // Set while a flush callers asked for waits one turn of the scheduler.
+    let mut deferred = false;
     poll_fn(|cx| {
         let mut guard = shared.lock();
         let state = &mut *guard;
         let now = Instant::now();
+        // A caller woke us to write its request. Tokio runs a task woken
+        // this way next, before the other callers that are ready, so
+        // flushing now would write one frame per call: first let the
+        // scheduler run them (a self-wake goes to the back of the queue),
+        // then write everything they queued at once.
+        if let Some(io) = state.conns.get_mut(&conn)
+            && io.flush_wanted
+        {
+            if !deferred {
+                deferred = true;
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            io.flush_wanted = false;
+            deferred = false;
+        }
         // Bound the work per wakeup so one busy connection cannot starve
         // the other tasks on this thread.
         for _ in 0..32 {
