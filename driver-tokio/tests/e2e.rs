@@ -595,3 +595,10 @@ fn net_endpoints_parse_and_display() {
         assert!(err.to_string().contains(bad), "{err}");
     }
 }
+
+#[test]
+fn connection_is_clone_send_sync() {
+    fn assert_all<T: Clone + Send + Sync + 'static>() {}
+    assert_all::<Connection>();
+    assert_all::<weft_tokio::HandlerMap>();
+}

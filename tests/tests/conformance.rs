@@ -262,6 +262,36 @@ fn server_going_away(c: Driver, s: Driver, t: Transport) {
     client.close();
 }
 
+fn slow_handlers_do_not_hold_up_others(c: Driver, s: Driver, t: Transport) {
+    let (client, server) = pair(c, s, t);
+    thread::scope(|scope| {
+        // Two handlers that outlive the inline handler duration by far...
+        let slow: Vec<_> = (0..2)
+            .map(|_| scope.spawn(|| client.call("Sleep", "1000", CallOptions::default())))
+            .collect();
+        assert!(server.service.wait_started(2, SOON));
+        // ... while other calls on the same connection keep being served.
+        let t0 = Instant::now();
+        for _ in 0..50 {
+            assert_eq!(
+                &client.call("Echo", "fast", CallOptions::default()).unwrap()[..],
+                b"fast"
+            );
+        }
+        assert!(
+            t0.elapsed() < Duration::from_millis(500),
+            "fast calls took {:?}",
+            t0.elapsed()
+        );
+        assert!(slow.iter().all(|h| !h.is_finished()));
+        for h in slow {
+            h.join().unwrap().unwrap();
+        }
+    });
+    client.close();
+    server.stop();
+}
+
 fn unreachable_without_endpoints(c: Driver, _s: Driver, _t: Transport) {
     let err = TestClient::connect(c, Vec::<NetEndpoint>::new())
         .err()
@@ -298,5 +328,6 @@ suite!(
     metadata_and_trace,
     multiple_and_changing_endpoints,
     server_going_away,
+    slow_handlers_do_not_hold_up_others,
     unreachable_without_endpoints,
 );
