@@ -16,11 +16,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
+pub use weft_proto::handler::{HandlerError, HandlerResult, ServerOptions};
 use weft_proto::server::CancelReason;
-use weft_proto::{
-    ConnConfig, Metadata, MethodKey, NetEndpoint, RemoteError, ServerConn, ServerEvent,
-    TraceContext,
-};
+use weft_proto::{Metadata, MethodKey, NetEndpoint, ServerConn, ServerEvent, TraceContext};
 
 use crate::stream::{Stream, read_once, write_once};
 
@@ -31,63 +29,6 @@ const WATCHDOG_TICK: Duration = Duration::from_micros(500);
 
 /// Threads the server may grow to while handlers hold others.
 const MAX_THREADS: usize = 256;
-
-/// Server settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ServerOptions {
-    /// How long a handler runs inline before the event loop moves to
-    /// another thread (default 20 µs; checked every 500 µs, so the move
-    /// happens within `duration + 500 µs`). `None`: hand off before every
-    /// handler.
-    pub inline_handler_duration: Option<Duration>,
-    /// Frames up to this size are copied into one write (default 4 KiB).
-    pub write_flatten_limit: usize,
-    /// Largest request accepted (default 100 MiB).
-    pub max_message_size: u64,
-}
-
-impl Default for ServerOptions {
-    fn default() -> Self {
-        let conn = ConnConfig::default();
-        ServerOptions {
-            inline_handler_duration: Some(Duration::from_micros(20)),
-            write_flatten_limit: conn.flatten_limit,
-            max_message_size: conn.max_payload,
-        }
-    }
-}
-
-/// A handler's failure, sent to the caller.
-#[derive(Debug)]
-pub struct HandlerError(Inner);
-
-#[derive(Debug)]
-enum Inner {
-    Remote(RemoteError),
-    Cancelled,
-}
-
-impl HandlerError {
-    /// An error with `message`.
-    pub fn new(message: impl Into<String>) -> Self {
-        HandlerError(Inner::Remote(RemoteError::new(message)))
-    }
-
-    /// The request was cancelled: the caller gets Go's `context canceled`
-    /// or `context deadline exceeded`, whichever ended it.
-    pub fn cancelled() -> Self {
-        HandlerError(Inner::Cancelled)
-    }
-}
-
-impl<E: std::error::Error + Send + Sync + 'static> From<E> for HandlerError {
-    fn from(e: E) -> Self {
-        HandlerError(Inner::Remote(RemoteError::from_error(&e)))
-    }
-}
-
-/// What a handler returns.
-pub type HandlerResult = Result<Bytes, HandlerError>;
 
 type Handler = dyn Fn(Request) -> HandlerResult + Send + Sync;
 
@@ -240,6 +181,10 @@ struct Shared {
 }
 
 /// A weft server on a mio event loop.
+///
+/// A handler past its [`ServerOptions::inline_handler_duration`] loses the
+/// event loop to another thread; the watchdog that notices checks every
+/// 500 µs, so the hand-off happens within the duration plus 500 µs.
 ///
 /// ```no_run
 /// use weft_mio::{HandlerMap, Request, Server, ServerOptions};
@@ -533,10 +478,7 @@ impl Shared {
     }
 
     fn accept(&self, core: &mut Core, now: Instant) {
-        let config = ConnConfig {
-            max_payload: self.opts.max_message_size,
-            flatten_limit: self.opts.write_flatten_limit,
-        };
+        let config = self.opts.conn_config();
         loop {
             let Some(l) = &core.listener else { return };
             match l.accept() {
@@ -576,11 +518,7 @@ impl Shared {
         for (t, id, result) in done {
             if let Some(c) = core.conns.get_mut(&t) {
                 c.cancels.remove(&id);
-                match result {
-                    Ok(b) => c.core.respond(now, id, Ok(b)),
-                    Err(HandlerError(Inner::Remote(e))) => c.core.respond(now, id, Err(e)),
-                    Err(HandlerError(Inner::Cancelled)) => c.core.respond_cancelled(now, id),
-                }
+                c.core.finish(now, id, result);
             }
         }
         let mut jobs = Vec::new();

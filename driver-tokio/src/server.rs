@@ -16,71 +16,11 @@ use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tokio::sync::{mpsc, watch};
+pub use weft_proto::handler::{HandlerError, HandlerResult, ServerOptions};
 use weft_proto::server::CancelReason;
-use weft_proto::{
-    ConnConfig, Metadata, MethodKey, RemoteError, ServerConn, ServerEvent, TraceContext,
-};
-
-/// Server settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ServerOptions {
-    /// How long a handler may run on the connection's task before it is
-    /// moved to its own (default 20 µs, as Go). `None` always moves it.
-    pub inline_handler_duration: Option<Duration>,
-    /// Frames up to this size are copied into one write (default 4 KiB).
-    pub write_flatten_limit: usize,
-    /// Largest request accepted (default 100 MiB).
-    pub max_message_size: u64,
-}
-
-impl Default for ServerOptions {
-    fn default() -> Self {
-        let conn = ConnConfig::default();
-        ServerOptions {
-            inline_handler_duration: Some(Duration::from_micros(20)),
-            write_flatten_limit: conn.flatten_limit,
-            max_message_size: conn.max_payload,
-        }
-    }
-}
-
-/// What a handler returns on failure: an error for the caller.
-///
-/// Any `std::error::Error` converts into it (so `?` works in handlers),
-/// keeping its `source()` chain for the caller to see.
-#[derive(Debug)]
-pub struct HandlerError(Inner);
-
-#[derive(Debug)]
-enum Inner {
-    Remote(RemoteError),
-    Cancelled,
-}
-
-impl HandlerError {
-    /// An error with `message`.
-    pub fn new(message: impl Into<String>) -> Self {
-        HandlerError(Inner::Remote(RemoteError::new(message)))
-    }
-
-    /// The handler stopped because its request was cancelled: the caller
-    /// gets Go's `context canceled` or `context deadline exceeded`,
-    /// whichever ended the request.
-    pub fn cancelled() -> Self {
-        HandlerError(Inner::Cancelled)
-    }
-}
-
-impl<E: std::error::Error + Send + Sync + 'static> From<E> for HandlerError {
-    fn from(e: E) -> Self {
-        HandlerError(Inner::Remote(RemoteError::from_error(&e)))
-    }
-}
-
-/// What a handler returns.
-pub type HandlerResult = Result<Bytes, HandlerError>;
+use weft_proto::{Metadata, MethodKey, ServerConn, ServerEvent, TraceContext};
 
 type Handler = dyn Fn(Request) -> BoxFuture<'static, HandlerResult> + Send + Sync;
 
@@ -325,10 +265,7 @@ async fn serve_conn(
     stop: watch::Receiver<bool>,
 ) {
     let now = Instant::now();
-    let config = ConnConfig {
-        max_payload: opts.max_message_size,
-        flatten_limit: opts.write_flatten_limit,
-    };
+    let config = opts.conn_config();
     let (done_tx, done_rx) = mpsc::unbounded_channel();
     let mut task = ServerTask {
         conn: ServerConn::new(now, config),
@@ -524,11 +461,7 @@ impl ServerTask {
 
     fn respond(&mut self, now: Instant, id: u64, result: HandlerResult) {
         self.cancels.remove(&id);
-        match result {
-            Ok(bytes) => self.conn.respond(now, id, Ok(bytes)),
-            Err(HandlerError(Inner::Remote(e))) => self.conn.respond(now, id, Err(e)),
-            Err(HandlerError(Inner::Cancelled)) => self.conn.respond_cancelled(now, id),
-        }
+        self.conn.finish(now, id, result);
     }
 
     fn flush(&mut self, cx: &mut Context<'_>) -> io::Result<()> {

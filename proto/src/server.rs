@@ -187,6 +187,18 @@ impl ServerConn {
         }
     }
 
+    /// Sends a handler's result, whatever it was: the response, its error,
+    /// or - for [`HandlerError::cancelled`](crate::HandlerError::cancelled) -
+    /// the Go context error matching why the request was cancelled.
+    pub fn finish(&mut self, now: Instant, id: u64, result: crate::HandlerResult) {
+        use crate::handler::{Failure, HandlerError};
+        match result {
+            Ok(bytes) => self.respond(now, id, Ok(bytes)),
+            Err(HandlerError(Failure::Remote(e))) => self.respond(now, id, Err(e)),
+            Err(HandlerError(Failure::Cancelled)) => self.respond_cancelled(now, id),
+        }
+    }
+
     /// Answers a request whose handler stopped because it was cancelled,
     /// with the error Go's context would give: `context canceled` or
     /// `context deadline exceeded`, which a Go client's `errors.Is` knows.

@@ -11,26 +11,18 @@ use std::collections::{BinaryHeap, VecDeque};
 use std::time::{Duration, Instant};
 use weft_proto::{ClientConn, ClientEvent, ConnConfig, RemoteError, ServerConn, ServerEvent};
 
-/// SplitMix64: tiny, seedable, good enough to shuffle a test.
+/// The core's own seeded RNG, with the one helper the harness needs.
 #[derive(Debug, Clone)]
-pub struct Rng(u64);
+pub struct Rng(weft_proto::rng::Rng);
 
 impl Rng {
     pub fn new(seed: u64) -> Self {
-        Rng(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        Rng(weft_proto::rng::Rng::new(seed))
     }
 
     /// Uniform in `lo..=hi`.
     pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next_u64() % (hi - lo + 1)
+        lo + self.0.next_u64() % (hi - lo + 1)
     }
 }
 

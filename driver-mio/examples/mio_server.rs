@@ -1,4 +1,4 @@
-//! An echo server on mio: `cargo run -p weft-mio --example server -- tcp://127.0.0.1:7000`.
+//! An echo server on mio: `cargo run -p weft-mio --example mio_server -- tcp://127.0.0.1:7000`.
 //! Serves until stdin closes (press Ctrl-D).
 
 use weft_mio::{HandlerError, HandlerMap, Request, Server, ServerOptions};

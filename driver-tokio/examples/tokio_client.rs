@@ -1,4 +1,4 @@
-//! Calls the example server: `cargo run -p weft-tokio --example client -- tcp://127.0.0.1:7000 world`.
+//! Calls the example server: `cargo run -p weft-tokio --example tokio_client -- tcp://127.0.0.1:7000 world`.
 
 use bytes::Bytes;
 use std::time::{Duration, Instant};

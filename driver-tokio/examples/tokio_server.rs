@@ -1,4 +1,4 @@
-//! An echo server: `cargo run -p weft-tokio --example server -- tcp://127.0.0.1:7000`.
+//! An echo server: `cargo run -p weft-tokio --example tokio_server -- tcp://127.0.0.1:7000`.
 //! Stops on Ctrl-C.
 
 use weft_tokio::{HandlerMap, Listener, NetEndpoint, Request, ServerOptions};

@@ -1,5 +1,5 @@
 //! Calls the example server from several threads at once:
-//! `cargo run -p weft-mio --example client -- tcp://127.0.0.1:7000`.
+//! `cargo run -p weft-mio --example mio_client -- tcp://127.0.0.1:7000`.
 
 use bytes::Bytes;
 use std::time::{Duration, Instant};
