@@ -305,21 +305,35 @@ fn mio_load(
                 .map_err(|e| e.to_string())
         })
         .collect::<Result<Vec<_>, _>>()?;
+    // A blocking client keeps calls in flight with threads, or with
+    // `start` + `wait` from fewer threads. Up to 16 in flight, one thread
+    // per call; beyond, 16 threads each keep their share in flight and wait
+    // for the oldest (calls on one connection finish in order).
+    let threads = conc.min(16);
     std::thread::scope(|scope| {
         let mut workers = Vec::new();
         for client in &clients {
-            for _ in 0..conc {
+            for t in 0..threads {
+                let share = conc / threads + usize::from(t < conc % threads);
                 let (measuring, stop) = (&measuring, &stop);
                 workers.push(scope.spawn(move || {
                     let mut lat = Vec::with_capacity(1 << 16);
+                    let mut inflight = std::collections::VecDeque::with_capacity(share);
                     while !stop.load(Ordering::Relaxed) {
-                        let t = Instant::now();
-                        client
-                            .call(key, args.clone(), CallOptions::default())
-                            .map_err(|e| e.to_string())?;
+                        while inflight.len() < share {
+                            inflight.push_back((
+                                Instant::now(),
+                                client.start(key, args.clone(), CallOptions::default()),
+                            ));
+                        }
+                        let (t, call) = inflight.pop_front().expect("filled above");
+                        call.wait().map_err(|e| e.to_string())?;
                         if measuring.load(Ordering::Relaxed) {
                             lat.push(t.elapsed().as_nanos() as u64);
                         }
+                    }
+                    for (_, call) in inflight {
+                        call.wait().map_err(|e| e.to_string())?;
                     }
                     Ok::<_, String>(lat)
                 }));

@@ -94,6 +94,8 @@ struct State {
     armed: Option<Instant>,
     /// Connections whose queued requests the loop thread is to write.
     flush_wanted: Vec<ConnId>,
+    /// Finished calls whose threads are unparked after the lock is released.
+    to_wake: Vec<Arc<Slot>>,
     closed: bool,
 }
 
@@ -139,6 +141,7 @@ impl Client {
                 endpoints: addrs.into_iter().zip(endpoints).collect(),
                 armed: None,
                 flush_wanted: Vec::new(),
+                to_wake: Vec::new(),
                 closed: false,
             }),
             waker,
@@ -273,8 +276,10 @@ fn os_seed() -> u64 {
 }
 
 impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().expect("weft-mio client state poisoned")
+    fn lock(&self) -> Locked<'_> {
+        Locked(Some(
+            self.state.lock().expect("weft-mio client state poisoned"),
+        ))
     }
 
     fn cancel(self: &Arc<Self>, id: PoolCallId) {
@@ -325,7 +330,9 @@ impl Shared {
                 if let Some(slot) = state.slots.remove(&id) {
                     *slot.result.lock().expect("unpoisoned") = Some(result);
                     slot.done.store(true, Ordering::Release);
-                    slot.thread.unpark();
+                    // Unparked once the state lock is released: a wakeup
+                    // is a syscall, and callers queue on the lock meanwhile.
+                    state.to_wake.push(slot);
                 }
             }
             if !progressed {
@@ -403,6 +410,36 @@ impl Shared {
             Err(e) => state.pool.handle_resolve_failed(now, &e.to_string()),
         }
         self.drive(&mut state, now);
+    }
+}
+
+/// The client state, locked. Unlocking unparks the threads whose calls
+/// finished meanwhile, after the lock is free.
+struct Locked<'a>(Option<MutexGuard<'a, State>>);
+
+impl std::ops::Deref for Locked<'_> {
+    type Target = State;
+    fn deref(&self) -> &State {
+        self.0.as_ref().expect("held until drop")
+    }
+}
+
+impl std::ops::DerefMut for Locked<'_> {
+    fn deref_mut(&mut self) -> &mut State {
+        self.0.as_mut().expect("held until drop")
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        let Some(mut guard) = self.0.take() else {
+            return;
+        };
+        let wake: smallvec::SmallVec<[Arc<Slot>; 16]> = guard.to_wake.drain(..).collect();
+        drop(guard);
+        for slot in wake {
+            slot.thread.unpark();
+        }
     }
 }
 
