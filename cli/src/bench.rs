@@ -95,8 +95,10 @@ pub fn run(mut args: Args) -> Result<(), Usage> {
     let (addr, mut server) = match &cfg.addr {
         Some(a) => (a.clone(), None),
         None => {
+            // A server pinned to one core runs one thread.
+            let threads = if server_core.is_some() { "1" } else { "2" };
             let (a, c) = spawn_server(
-                &["serve", "--driver", &cfg.driver],
+                &["serve", "--driver", &cfg.driver, "--threads", threads],
                 &cfg.transport,
                 "weft",
                 server_core,

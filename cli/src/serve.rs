@@ -18,11 +18,12 @@ pub fn run(mut args: Args) -> Result<(), Usage> {
     let threads: usize = args.parsed("threads", 2)?;
     args.finish()?;
     let service = Service::new(&name);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads.max(1))
-        .enable_all()
-        .build()
-        .map_err(|e| Usage(format!("runtime: {e}")))?;
+    // One thread: a current-thread runtime, with no cross-thread wakeups.
+    let rt = match threads {
+        0 | 1 => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+        n => tokio::runtime::Builder::new_multi_thread().worker_threads(n).enable_all().build(),
+    }
+    .map_err(|e| Usage(format!("runtime: {e}")))?;
     let result = match driver.as_str() {
         "tokio" => rt.block_on(async {
             let listener = weft_tokio::Listener::bind(&addr).await?;
