@@ -20,8 +20,13 @@ pub fn run(mut args: Args) -> Result<(), Usage> {
     let service = Service::new(&name);
     // One thread: a current-thread runtime, with no cross-thread wakeups.
     let rt = match threads {
-        0 | 1 => tokio::runtime::Builder::new_current_thread().enable_all().build(),
-        n => tokio::runtime::Builder::new_multi_thread().worker_threads(n).enable_all().build(),
+        0 | 1 => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        n => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build(),
     }
     .map_err(|e| Usage(format!("runtime: {e}")))?;
     let result = match driver.as_str() {

@@ -111,6 +111,9 @@ struct Shared {
     runtime: tokio::runtime::Handle,
     resolver: Arc<dyn Resolver>,
     timer: Notify,
+    /// Signalled by close, so a resolve waiting for news stops holding
+    /// the client's state.
+    closing: Notify,
 }
 
 struct State {
@@ -176,6 +179,7 @@ pub async fn connect(
         runtime: tokio::runtime::Handle::current(),
         resolver: Arc::new(resolver),
         timer: Notify::new(),
+        closing: Notify::new(),
     });
     shared.runtime.spawn(timer_task(shared.clone()));
     shared.drive(&mut shared.lock(), now);
@@ -277,6 +281,7 @@ impl Shared {
         self.drive(&mut state, now);
         drop(state);
         self.timer.notify_one();
+        self.closing.notify_waiters();
     }
 
     /// Carries out everything the pool asks after an input: the drain rule.
@@ -410,7 +415,14 @@ async fn dial_task(shared: Arc<Shared>, conn: ConnId, endpoint: Option<SharedEnd
 }
 
 async fn resolve_task(shared: Arc<Shared>, version: Option<u64>) {
-    let resolved = shared.resolver.resolve(version).await;
+    let closing = shared.closing.notified();
+    if shared.lock().closed {
+        return;
+    }
+    let resolved = tokio::select! {
+        r = shared.resolver.resolve(version) => r,
+        _ = closing => return,
+    };
     let mut state = shared.lock();
     let now = Instant::now();
     match resolved {

@@ -40,7 +40,7 @@ pub use endpoint::{
     AsyncStream, BoxFuture, BoxStream, Endpoint, NetEndpoint, ParseNetEndpoint, tcp, unix,
 };
 pub use resolver::{
-    ConstantResolver, DynamicResolver, ResolveError, Resolver, SharedEndpoint, Version,
+    ConstantResolver, DynamicResolver, ResolveError, Resolved, Resolver, SharedEndpoint, Version,
 };
 pub use server::{
     HandlerError, HandlerMap, HandlerResult, Listener, Request, ServerOptions, serve, serve_on,

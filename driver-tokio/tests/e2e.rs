@@ -602,3 +602,60 @@ fn connection_is_clone_send_sync() {
     assert_all::<Connection>();
     assert_all::<weft_tokio::HandlerMap>();
 }
+
+/// A resolver whose waiting resolves report when they start and when they
+/// are dropped.
+struct Watched {
+    inner: DynamicResolver,
+    started: Arc<tokio::sync::Notify>,
+    dropped: Arc<tokio::sync::Notify>,
+}
+
+struct OnDrop(Arc<tokio::sync::Notify>);
+
+impl Drop for OnDrop {
+    fn drop(&mut self) {
+        self.0.notify_one();
+    }
+}
+
+impl weft_tokio::Resolver for Watched {
+    fn is_constant(&self) -> bool {
+        false
+    }
+    fn resolve(&self, version: Option<weft_tokio::Version>) -> BoxFuture<'_, weft_tokio::Resolved> {
+        let guard = version.map(|_| OnDrop(self.dropped.clone()));
+        let inner = self.inner.resolve(version);
+        if version.is_some() {
+            self.started.notify_one();
+        }
+        Box::pin(async move {
+            let r = inner.await;
+            drop(guard);
+            r
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_stops_a_resolve_waiting_for_news() {
+    let started = Arc::new(tokio::sync::Notify::new());
+    let dropped = Arc::new(tokio::sync::Notify::new());
+    let inner = DynamicResolver::new();
+    inner.set(Vec::<NetEndpoint>::new());
+    let resolver = Watched {
+        inner,
+        started: started.clone(),
+        dropped: dropped.clone(),
+    };
+    let conn = weft_tokio::connect(resolver, ClientOptions::default())
+        .await
+        .unwrap();
+    // Close only once the client is waiting on the resolver for news.
+    within(SOON, started.notified()).await;
+    let notified = dropped.notified();
+    conn.close();
+    // The pending resolve (waiting for a new version that never comes) is
+    // dropped, so nothing keeps the closed client alive.
+    within(SOON, notified).await;
+}
