@@ -1,7 +1,7 @@
 //! Frames interpreted by type: what a connection core acts on.
 
 use crate::error::DecodeError;
-use crate::frame::{Frame, MessageType};
+use crate::frame::{Frame, FrameDecoder, MessageType};
 use crate::handshake::Version;
 use crate::header::{RequestHeader, decode_request};
 use bytes::Bytes;
@@ -74,6 +74,18 @@ impl Message {
             Message::Response { .. } => MessageType::Response,
             Message::ErrorResponse { .. } => MessageType::ErrorResponse,
             Message::Cancel { .. } => MessageType::Cancel,
+        }
+    }
+}
+
+impl FrameDecoder {
+    /// The next complete frame, interpreted; `None` if more bytes are
+    /// needed. Any error is the peer's and ends the connection.
+    pub fn next_message(&mut self) -> Option<Result<Message, DecodeError>> {
+        match self.decode() {
+            Ok(Some(frame)) => Some(Message::parse(frame)),
+            Ok(None) => None,
+            Err(e) => Some(Err(e)),
         }
     }
 }

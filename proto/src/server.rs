@@ -138,13 +138,10 @@ impl ServerConn {
     pub fn handle_read(&mut self, now: Instant) {
         self.advance_time(now);
         while self.failure.is_none() {
-            match self.decoder.decode() {
-                Ok(Some(frame)) => match Message::parse(frame) {
-                    Ok(msg) => self.on_message(msg),
-                    Err(e) => self.fail(PeerError::Decode(e).into()),
-                },
-                Ok(None) => break,
-                Err(e) => self.fail(PeerError::Decode(e).into()),
+            match self.decoder.next_message() {
+                Some(Ok(msg)) => self.on_message(msg),
+                Some(Err(e)) => self.fail(PeerError::Decode(e).into()),
+                None => break,
             }
         }
     }
