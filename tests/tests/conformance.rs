@@ -292,6 +292,60 @@ fn slow_handlers_do_not_hold_up_others(c: Driver, s: Driver, t: Transport) {
     server.stop();
 }
 
+/// A raw connection to `endpoint`, as a misbehaving peer.
+fn raw_peer(endpoint: &NetEndpoint) -> Box<dyn ReadWrite> {
+    // A server that failed to hang up fails the test instead of hanging it.
+    match endpoint {
+        NetEndpoint::Tcp(a) => {
+            let s = std::net::TcpStream::connect(a).unwrap();
+            s.set_read_timeout(Some(SOON)).unwrap();
+            Box::new(s)
+        }
+        NetEndpoint::Unix(p) => {
+            let s = std::os::unix::net::UnixStream::connect(p).unwrap();
+            s.set_read_timeout(Some(SOON)).unwrap();
+            Box::new(s)
+        }
+    }
+}
+
+trait ReadWrite: std::io::Read + std::io::Write {}
+impl<T: std::io::Read + std::io::Write> ReadWrite for T {}
+
+fn bad_input_closes_only_that_connection(c: Driver, s: Driver, t: Transport) {
+    use std::io::{Read, Write};
+    let (client, server) = pair(c, s, t);
+    client.call("Echo", "warm", CallOptions::default()).unwrap();
+    let bad_frames: [&[u8]; 3] = [
+        // Unknown message type 9.
+        &[1, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0],
+        // A payload far over the 100 MiB limit, claimed by a header alone.
+        &[1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0x7f],
+        // A request whose header length runs past its payload.
+        &[
+            1, 0, 0, 0, 0, 0, 0, 0, 1, 4, 0, 0, 0, 0, 0, 0, 0xff, 0, 0, 0,
+        ],
+    ];
+    for bad in bad_frames {
+        let mut peer = raw_peer(&server.endpoint);
+        peer.write_all(bad).unwrap();
+        // The server hangs up on it...
+        let mut rest = Vec::new();
+        peer.read_to_end(&mut rest)
+            .expect("the server closes the connection");
+        assert!(rest.is_empty(), "no reply to garbage: {rest:?}");
+        // ... and keeps serving everyone else.
+        assert_eq!(
+            &client
+                .call("Echo", "still", CallOptions::default())
+                .unwrap()[..],
+            b"still"
+        );
+    }
+    client.close();
+    server.stop();
+}
+
 fn unreachable_without_endpoints(c: Driver, _s: Driver, _t: Transport) {
     let err = TestClient::connect(c, Vec::<NetEndpoint>::new())
         .err()
@@ -329,5 +383,6 @@ suite!(
     multiple_and_changing_endpoints,
     server_going_away,
     slow_handlers_do_not_hold_up_others,
+    bad_input_closes_only_that_connection,
     unreachable_without_endpoints,
 );
