@@ -501,6 +501,10 @@ async fn conn_task(shared: Arc<Shared>, conn: ConnId) {
             }
             shared.drive(state, now);
         }
+        // Out of budget with bytes still arriving: write what is queued
+        // before yielding, so requests never wait behind a busy reader.
+        flush(state, conn, cx, now);
+        shared.drive(state, now);
         cx.waker().wake_by_ref();
         Poll::Pending
     })
