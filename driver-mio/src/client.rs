@@ -15,16 +15,15 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle, Thread};
 use std::time::{Duration, Instant};
 use weft_proto::backoff::Backoff;
-use weft_proto::pool::{Action, ConnId, EndpointsVersion, PoolEvent, Resolution};
+use weft_proto::pool::{
+    Action, BATCH_WRITES_FROM, ConnId, EndpointsVersion, PoolEvent, Resolution,
+};
 use weft_proto::{
     Balancer, CallError, CallOptions, ConnConfig, MethodKey, Pool, PoolCallId, PoolConfig,
     RoundRobin,
 };
 
 const WAKER: Token = Token(0);
-
-/// Calls in flight from which the loop thread batches request writes.
-const BATCH_WRITES_AT: usize = 32;
 
 /// Client settings.
 pub struct ClientOptions {
@@ -314,7 +313,7 @@ impl Shared {
                 // Few calls in flight: write now, for latency. Many: leave
                 // it to the loop thread, which writes everything queued by
                 // the time it runs in one go (one wake per batch).
-                if state.slots.len() >= BATCH_WRITES_AT {
+                if state.slots.len() >= BATCH_WRITES_FROM {
                     if state.flush_wanted.is_empty() {
                         let _ = self.waker.wake();
                     }

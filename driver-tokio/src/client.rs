@@ -17,15 +17,13 @@ use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 use tokio::sync::Notify;
 use weft_proto::backoff::Backoff;
-use weft_proto::pool::{Action, ConnId, EndpointsVersion, PoolEvent, Resolution};
+use weft_proto::pool::{
+    Action, BATCH_WRITES_FROM, ConnId, EndpointsVersion, PoolEvent, Resolution,
+};
 use weft_proto::{
     Balancer, CallError, CallOptions, ConnConfig, MethodKey, Pool, PoolCallId, PoolConfig,
     RoundRobin,
 };
-
-/// Calls in flight from which requests are batched by the connection task
-/// rather than written by each caller.
-const BATCH_WRITES_AT: usize = 32;
 
 /// Client settings.
 pub struct ClientOptions {
@@ -294,16 +292,11 @@ impl Shared {
             }
             while let Some(conn) = state.pool.poll_transmit() {
                 progressed = true;
-                // With few calls in flight a call writes at once: latency
-                // is what matters, and the stream of small writes keeps the
-                // peer busy. With many, the connection task writes all that
-                // is queued by its next turn in one go, which is where
-                // throughput comes from (measured with `weft bench`: 16 in
-                // flight is faster written through, 128 three times faster
-                // batched).
-                let others = state.slots.len() >= BATCH_WRITES_AT;
+                // Few calls in flight: the caller writes now. Many: the
+                // connection task writes all that queued by its next turn.
+                let batched = state.slots.len() >= BATCH_WRITES_FROM;
                 match state.conns.get_mut(&conn) {
-                    Some(io) if others && io.task.is_some() => {
+                    Some(io) if batched && io.task.is_some() => {
                         if !io.flush_wanted {
                             io.flush_wanted = true;
                             io.task.as_ref().expect("checked").wake_by_ref();

@@ -34,6 +34,17 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
+/// Calls outstanding from which a driver should leave request writes to its
+/// I/O thread or task, which writes all that queued up in one go, instead of
+/// writing each request as its call starts. With few calls outstanding,
+/// latency is what matters and writing at once wins; with many, one write
+/// per batch is where throughput comes from. Bytes on the wire are the same
+/// either way. (Measured with `weft bench`: at 16 in flight writing through
+/// is faster, at 128 batching is three times faster.) Drivers count calls
+/// whose results the application has not taken yet: the pool forgets a
+/// call as soon as its response is read, which is too early a signal.
+pub const BATCH_WRITES_FROM: usize = 32;
+
 /// A transport the pool asked the driver to open; never reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ConnId(pub u64);
@@ -134,14 +145,22 @@ struct Replica {
     id: ReplicaId,
     addr: Arc<str>,
     state: ReplicaState,
-    conn: Option<(ConnId, ClientConn)>,
+    conn: Option<Link>,
     dialing: Option<ConnId>,
     /// Failed connection attempts since the last handshake.
     attempt: u32,
     /// Calls in flight: id on the connection -> id on the pool.
     calls: IdMap<u64>,
-    /// Whether the current connection is in the transmit queue.
-    tx_queued: bool,
+}
+
+/// A replica's open connection.
+#[derive(Debug)]
+struct Link {
+    id: ConnId,
+    core: ClientConn,
+    /// Whether this connection is in the transmit queue. It lives and dies
+    /// with the connection, so a redialed one never inherits it.
+    queued: bool,
 }
 
 #[derive(Debug)]
@@ -331,10 +350,11 @@ impl Pool {
         let config = self.config.conn;
         let r = self.replica_mut(slot);
         r.dialing = None;
-        r.conn = Some((conn, ClientConn::new(now, config)));
-        // A flag left over from a previous connection would hide this one's
-        // output: its queue entry named the old ConnId and was dropped.
-        r.tx_queued = false;
+        r.conn = Some(Link {
+            id: conn,
+            core: ClientConn::new(now, config),
+            queued: false,
+        });
         r.state = ReplicaState::Checking;
         self.queue_transmit(slot);
         self.check_invariants();
@@ -357,7 +377,7 @@ impl Pool {
     pub fn read_buf(&mut self, conn: ConnId, min_spare: usize) -> Option<&mut BytesMut> {
         let slot = *self.conns.get(&conn.0)?;
         match &mut self.replicas[slot].as_mut()?.conn {
-            Some((id, c)) if *id == conn => Some(c.read_buf(min_spare)),
+            Some(l) if l.id == conn => Some(l.core.read_buf(min_spare)),
             _ => None,
         }
     }
@@ -424,12 +444,12 @@ impl Pool {
             let due = self.replicas[slot]
                 .as_ref()
                 .and_then(|r| r.conn.as_ref())
-                .and_then(|(_, c)| c.next_deadline())
+                .and_then(|l| l.core.next_deadline())
                 .is_some_and(|d| d <= self.now);
             if due {
                 let now = self.now;
-                if let Some((_, c)) = self.replica_mut(slot).conn.as_mut() {
-                    c.handle_timeout(now);
+                if let Some(l) = self.replica_mut(slot).conn.as_mut() {
+                    l.core.handle_timeout(now);
                 }
                 self.after_conn_input(slot);
             }
@@ -493,8 +513,8 @@ impl Pool {
         match call.placed {
             Some((slot, cid)) => {
                 let now = self.now;
-                if let Some((_, c)) = self.replica_mut(slot).conn.as_mut() {
-                    c.cancel(now, cid);
+                if let Some(l) = self.replica_mut(slot).conn.as_mut() {
+                    l.core.cancel(now, cid);
                 }
                 self.after_conn_input(slot);
             }
@@ -520,8 +540,8 @@ impl Pool {
                 continue;
             }
             let now = self.now;
-            if let Some((_, c)) = self.replica_mut(slot).conn.as_mut() {
-                c.close(now);
+            if let Some(l) = self.replica_mut(slot).conn.as_mut() {
+                l.core.close(now);
             }
             self.after_conn_input(slot);
             if self.replicas[slot].is_some() {
@@ -548,10 +568,13 @@ impl Pool {
     /// [`transmit`](Self::transmit), then [`advance_transmit`](Self::advance_transmit).
     pub fn poll_transmit(&mut self) -> Option<ConnId> {
         while let Some(conn) = self.transmits.pop_front() {
-            if let Some(&slot) = self.conns.get(&conn.0)
-                && let Some(r) = self.replicas[slot].as_mut()
-            {
-                r.tx_queued = false;
+            let slot = self.conns.get(&conn.0).copied();
+            let link = slot
+                .and_then(|s| self.replicas[s].as_mut())
+                .and_then(|r| r.conn.as_mut())
+                .filter(|l| l.id == conn);
+            if let Some(l) = link {
+                l.queued = false;
                 return Some(conn);
             }
         }
@@ -562,7 +585,7 @@ impl Pool {
     pub fn transmit(&self, conn: ConnId) -> Option<&Transmit> {
         let slot = *self.conns.get(&conn.0)?;
         match &self.replicas[slot].as_ref()?.conn {
-            Some((id, c)) if *id == conn => Some(c.transmit()),
+            Some(l) if l.id == conn => Some(l.core.transmit()),
             _ => None,
         }
     }
@@ -592,7 +615,7 @@ impl Pool {
             .replicas
             .iter()
             .flatten()
-            .filter_map(|r| r.conn.as_ref()?.1.next_deadline());
+            .filter_map(|r| r.conn.as_ref()?.core.next_deadline());
         let timers = self.timers.peek().map(|Reverse((at, _))| *at);
         conns.chain(timers).min()
     }
@@ -617,8 +640,8 @@ impl Pool {
     fn with_conn(&mut self, conn: ConnId, f: impl FnOnce(&mut ClientConn)) -> Option<usize> {
         let slot = *self.conns.get(&conn.0)?;
         match &mut self.replicas[slot].as_mut()?.conn {
-            Some((id, c)) if *id == conn => {
-                f(c);
+            Some(l) if l.id == conn => {
+                f(&mut l.core);
                 Some(slot)
             }
             _ => None,
@@ -669,7 +692,6 @@ impl Pool {
             dialing: None,
             attempt: 0,
             calls: IdMap::default(),
-            tx_queued: false,
         };
         let slot = match self.free_slots.pop() {
             Some(s) => {
@@ -690,7 +712,7 @@ impl Pool {
         self.remove_ready(slot);
         let r = self.replicas[slot].take().expect("live slot");
         debug_assert!(r.calls.is_empty(), "removing a replica with calls");
-        if let Some((conn, _)) = r.conn {
+        if let Some(Link { id: conn, .. }) = r.conn {
             self.conns.remove(&conn.0);
             self.actions.push_back(Action::Close { conn });
         }
@@ -760,13 +782,12 @@ impl Pool {
     }
 
     fn queue_transmit(&mut self, slot: usize) {
-        let r = self.replica_mut(slot);
-        if let Some((conn, c)) = &r.conn
-            && !r.tx_queued
-            && !c.transmit().is_empty()
+        if let Some(l) = self.replica_mut(slot).conn.as_mut()
+            && !l.queued
+            && !l.core.transmit().is_empty()
         {
-            r.tx_queued = true;
-            let conn = *conn;
+            l.queued = true;
+            let conn = l.id;
             self.transmits.push_back(conn);
         }
     }
@@ -777,7 +798,7 @@ impl Pool {
             let Some(r) = self.replicas[slot].as_mut() else {
                 return;
             };
-            let Some(event) = r.conn.as_mut().and_then(|(_, c)| c.poll_event()) else {
+            let Some(event) = r.conn.as_mut().and_then(|l| l.core.poll_event()) else {
                 break;
             };
             match event {
@@ -818,7 +839,7 @@ impl Pool {
         if closed || r.state == ReplicaState::Draining {
             return self.remove_replica(slot);
         }
-        let (conn, _) = r.conn.take().expect("failed connection exists");
+        let conn = r.conn.take().expect("failed connection exists").id;
         r.state = ReplicaState::Disconnected;
         if progressed {
             r.attempt = 0;
@@ -851,7 +872,11 @@ impl Pool {
         };
         let now = self.now;
         let r = self.replicas[slot].as_mut().expect("ready replica");
-        let (_, conn) = r.conn.as_mut().expect("ready replica has a connection");
+        let conn = &mut r
+            .conn
+            .as_mut()
+            .expect("ready replica has a connection")
+            .core;
         let cid = conn.start_call(now, call.method, call.args.clone(), &call.opts);
         r.calls.insert(cid.0, id);
         if r.state == ReplicaState::Idle {
