@@ -180,7 +180,7 @@ impl Client {
         });
         let mut state = self.shared.lock();
         let now = Instant::now();
-        let id = state.pool.start_call(now, method, args, &opts);
+        let id = state.pool.start_call(now, method, args, opts);
         state.slots.insert(id, slot.clone());
         self.shared.drive(&mut state, now);
         PendingCall {

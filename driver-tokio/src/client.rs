@@ -204,7 +204,7 @@ impl Connection {
         let id = {
             let mut state = shared.lock();
             let now = Instant::now();
-            let id = state.pool.start_call(now, method, args, &opts);
+            let id = state.pool.start_call(now, method, args, opts);
             shared.drive(&mut state, now);
             id
         };

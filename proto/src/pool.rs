@@ -212,7 +212,7 @@ struct ResolverState {
 /// let Some(Action::Dial { conn, .. }) = pool.poll_action() else { unreachable!() };
 /// pool.handle_dial_ok(now, conn);
 /// // The call waits: the replica is not ready until its handshake is done.
-/// let call = pool.start_call(now, MethodKey::new("weft.Test", "Echo"), Bytes::new(), &CallOptions::default());
+/// let call = pool.start_call(now, MethodKey::new("weft.Test", "Echo"), Bytes::new(), CallOptions::default());
 /// assert_eq!(pool.poll_transmit(), Some(conn)); // the version frame
 /// # let _ = call;
 /// # Ok::<(), weft_proto::CallError>(())
@@ -466,7 +466,7 @@ impl Pool {
         now: Instant,
         method: MethodKey,
         args: Bytes,
-        opts: &CallOptions,
+        opts: CallOptions,
     ) -> PoolCallId {
         self.advance_time(now);
         self.last_call += 1;
@@ -490,7 +490,8 @@ impl Pool {
             PoolCall {
                 method,
                 args,
-                opts: opts.clone(),
+                // Owned: kept for retries without copying the metadata.
+                opts,
                 placed: None,
                 retry_at: None,
                 attempt: 0,

@@ -129,7 +129,7 @@ impl Cluster {
     pub fn call(&mut self, opts: &CallOptions) -> PoolCallId {
         let now = self.now;
         self.pool
-            .start_call(now, ECHO(), Bytes::from_static(b"?"), opts)
+            .start_call(now, ECHO(), Bytes::from_static(b"?"), opts.clone())
     }
 
     pub fn result(&self, id: PoolCallId) -> Option<&Result<Bytes, CallError>> {
