@@ -1,0 +1,19 @@
+//! weft-driver: what weft's drivers share.
+//!
+//! `weft-proto` decides everything on the wire; a driver moves bytes and
+//! time. Between the two sits glue that does not depend on the runtime:
+//! result slots and wakers for callers, which connection a command goes to,
+//! the handler table and how a request reaches its handler. It lives here
+//! once, and `weft-tokio` and `weft-mio` keep only their event loops and
+//! their public API. Applications never depend on this crate directly; the
+//! drivers re-export what users need.
+//!
+//! The drivers plug in through [`Transport`] (read and write one stream,
+//! readiness reported the way `std::task` does) and, on the client, a small
+//! runtime trait for what must be spawned (dials, resolves, connection
+//! loops, the timer).
+#![forbid(unsafe_code)]
+
+mod transport;
+
+pub use transport::{READ_SPARE, Transport};
