@@ -128,7 +128,13 @@ impl Client {
             version: version.map(EndpointsVersion),
         };
         let now = Instant::now();
-        let pool = Pool::connect(now, config, opts.balancer, resolver.is_constant(), initial)?;
+        let pool = Pool::connect(
+            now,
+            config,
+            opts.balancer,
+            resolver_kind(resolver.is_constant()),
+            initial,
+        )?;
         let poll = Poll::new().map_err(io_err)?;
         let waker = Waker::new(poll.registry(), WAKER).map_err(io_err)?;
         let registry = poll.registry().try_clone().map_err(io_err)?;
@@ -366,6 +372,7 @@ impl Shared {
                     .name("weft-mio-resolve".into())
                     .spawn(move || shared.resolved(version.map(|v| v.0)));
             }
+            _ => {}
         }
     }
 
@@ -531,5 +538,13 @@ fn read_conn(state: &mut State, conn: ConnId, now: Instant) {
                 return;
             }
         }
+    }
+}
+
+fn resolver_kind(constant: bool) -> weft_proto::ResolverKind {
+    if constant {
+        weft_proto::ResolverKind::Constant
+    } else {
+        weft_proto::ResolverKind::Watched
     }
 }

@@ -164,7 +164,13 @@ pub async fn connect(
         version: version.map(EndpointsVersion),
     };
     let now = Instant::now();
-    let pool = Pool::connect(now, config, opts.balancer, resolver.is_constant(), initial)?;
+    let pool = Pool::connect(
+        now,
+        config,
+        opts.balancer,
+        resolver_kind(resolver.is_constant()),
+        initial,
+    )?;
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
             pool,
@@ -342,6 +348,7 @@ impl Shared {
                 self.runtime
                     .spawn(resolve_task(self.clone(), version.map(|v| v.0)));
             }
+            _ => {}
         }
     }
 }
@@ -538,5 +545,13 @@ async fn timer_task(shared: Arc<Shared>) {
             }
             None => notified.await,
         }
+    }
+}
+
+fn resolver_kind(constant: bool) -> weft_proto::ResolverKind {
+    if constant {
+        weft_proto::ResolverKind::Constant
+    } else {
+        weft_proto::ResolverKind::Watched
     }
 }

@@ -5,7 +5,7 @@ use crate::error::{ConnError, PeerError};
 use crate::frame::{DEFAULT_MAX_PAYLOAD, FrameDecoder};
 use crate::header::HeaderFields;
 use crate::idmap::IdMap;
-use crate::timers::Deadlines;
+use crate::timer::TimerQueue;
 use crate::transmit::{DEFAULT_FLATTEN_LIMIT, Transmit};
 use crate::{Message, Metadata, MethodKey, RemoteError, TraceContext, Version};
 use bytes::{Bytes, BytesMut};
@@ -128,7 +128,7 @@ pub struct ClientConn {
     calls: IdMap<Call>,
     /// Calls started before the handshake, in start order.
     waiting: VecDeque<u64>,
-    deadlines: Deadlines,
+    deadlines: TimerQueue<u64>,
     events: VecDeque<ClientEvent>,
 }
 
@@ -146,7 +146,7 @@ impl ClientConn {
             last_id: 0,
             calls: IdMap::default(),
             waiting: VecDeque::new(),
-            deadlines: Deadlines::default(),
+            deadlines: TimerQueue::default(),
             events: VecDeque::new(),
         }
     }
@@ -271,7 +271,9 @@ impl ClientConn {
         };
         self.calls.insert(id, Call { unsent });
         if let Some(d) = opts.deadline {
-            self.deadlines.push(d, id, &self.calls);
+            let live = &self.calls;
+            self.deadlines
+                .push(d, id, live.len(), |k| live.contains_key(k));
         }
         CallId(id)
     }
@@ -288,6 +290,20 @@ impl ClientConn {
             self.tx.push_cancel(id.0);
         }
         self.done(id.0, Err(CallError::Cancelled));
+        true
+    }
+
+    /// Ends a call whose deadline passed by someone else's clock (a pool
+    /// that owns the deadlines): it ends with
+    /// [`CallError::DeadlineExceeded`] and no cancel frame, since the
+    /// server's own deadline stops the handler. Returns false if it had
+    /// already ended.
+    pub fn expire(&mut self, now: Instant, id: CallId) -> bool {
+        self.advance_time(now);
+        if self.calls.remove(&id.0).is_none() {
+            return false;
+        }
+        self.done(id.0, Err(CallError::DeadlineExceeded));
         true
     }
 

@@ -62,7 +62,7 @@ pub mod method;
 pub mod pool;
 pub mod rng;
 pub mod server;
-mod timers;
+mod timer;
 pub mod trace;
 pub mod transmit;
 
@@ -78,6 +78,9 @@ pub use header::RequestHeader;
 pub use message::Message;
 pub use metadata::Metadata;
 pub use method::MethodKey;
-pub use pool::{Action, ConnId, Pool, PoolCallId, PoolConfig, PoolEvent, ReplicaState, Resolution};
+pub use pool::{
+    Action, ConnId, ConnectError, Pool, PoolCallId, PoolConfig, PoolEvent, ReplicaState,
+    Resolution, ResolverKind,
+};
 pub use server::{CancelReason, Request, ServerConn, ServerEvent};
 pub use trace::TraceContext;

@@ -4,7 +4,7 @@ use crate::client::ConnConfig;
 use crate::error::{ConnError, PeerError};
 use crate::frame::FrameDecoder;
 use crate::idmap::IdMap;
-use crate::timers::Deadlines;
+use crate::timer::TimerQueue;
 use crate::transmit::Transmit;
 use crate::{Message, Metadata, MethodKey, RemoteError, TraceContext, Version};
 use bytes::{Bytes, BytesMut};
@@ -91,7 +91,7 @@ pub struct ServerConn {
     decoder: FrameDecoder,
     tx: Transmit,
     in_flight: IdMap<InFlight>,
-    deadlines: Deadlines,
+    deadlines: TimerQueue<u64>,
     events: VecDeque<ServerEvent>,
 }
 
@@ -105,7 +105,7 @@ impl ServerConn {
             decoder: FrameDecoder::new(config.max_payload),
             tx: Transmit::new(config.flatten_limit),
             in_flight: IdMap::default(),
-            deadlines: Deadlines::default(),
+            deadlines: TimerQueue::default(),
             events: VecDeque::new(),
         }
     }
@@ -314,7 +314,9 @@ impl ServerConn {
                     },
                 );
                 if let Some(d) = deadline {
-                    self.deadlines.push(d, id, &self.in_flight);
+                    let live = &self.in_flight;
+                    self.deadlines
+                        .push(d, id, live.len(), |k| live.contains_key(k));
                 }
                 self.events.push_back(ServerEvent::Request(Request {
                     id,

@@ -6,7 +6,9 @@ use bytes::Bytes;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::time::{Duration, Instant};
-use weft_proto::pool::{Action, ConnId, EndpointsVersion, Pool, PoolConfig, PoolEvent, Resolution};
+use weft_proto::pool::{
+    Action, ConnId, EndpointsVersion, Pool, PoolConfig, PoolEvent, Resolution, ResolverKind,
+};
 use weft_proto::{
     Balancer, CallError, CallOptions, ConnConfig, MethodKey, PoolCallId, ServerConn, ServerEvent,
 };
@@ -81,7 +83,12 @@ impl Cluster {
             addrs: endpoints.clone(),
             version: Some(EndpointsVersion(1)),
         };
-        let pool = Pool::connect(now, config, balancer, constant, initial)?;
+        let kind = if constant {
+            ResolverKind::Constant
+        } else {
+            ResolverKind::Watched
+        };
+        let pool = Pool::connect(now, config, balancer, kind, initial)?;
         Ok(Cluster {
             now,
             rng: Rng::new(seed),
@@ -189,6 +196,7 @@ impl Cluster {
                         self.dials.retain(|(_, id, _)| *id != conn);
                     }
                     Action::Resolve { version } => self.resolve_asked = Some(version),
+                    other => panic!("an action the simulation does not know: {other:?}"),
                 }
             }
             while let Some(conn) = self.pool.poll_transmit() {

@@ -1,0 +1,148 @@
+//! Calls: placement on a replica, waiting, retries and deadlines.
+
+use super::router::{Router, Timer};
+use super::{Command, ConnId, PoolCallId, PoolEvent, ReplicaState};
+use crate::MethodKey;
+use crate::call::{CallError, CallOptions};
+use bytes::Bytes;
+use std::time::Instant;
+
+#[derive(Debug)]
+pub(super) struct PoolCall {
+    method: MethodKey,
+    args: Bytes,
+    opts: CallOptions,
+    /// Replica slot and connection, while placed.
+    pub(super) placed: Option<(usize, ConnId)>,
+    /// Set while waiting to be retried.
+    retry_at: Option<Instant>,
+    attempt: u32,
+}
+
+impl PoolCall {
+    pub(super) fn new(method: MethodKey, args: Bytes, opts: CallOptions) -> Self {
+        PoolCall {
+            method,
+            args,
+            opts,
+            placed: None,
+            retry_at: None,
+            attempt: 0,
+        }
+    }
+
+    fn waiting(&self) -> bool {
+        self.placed.is_none() && self.retry_at.is_none()
+    }
+}
+
+impl Router {
+    /// Places call `id` on a replica the balancer picks. False if none.
+    pub(super) fn try_place(&mut self, id: u64) -> bool {
+        if self.ready.is_empty() {
+            return false;
+        }
+        let call = self.calls.get(&id).expect("live call");
+        let Some(i) = self.balancer.pick(&self.ready, &call.opts, &mut self.rng) else {
+            return false;
+        };
+        let Some(slot) = self.ready.get(i).map(|e| e.slot) else {
+            return false;
+        };
+        let r = self.replicas[slot].as_mut().expect("ready replica");
+        let conn = r.conn.expect("a ready replica has a connection");
+        r.calls.insert(id, ());
+        if r.state == ReplicaState::Idle {
+            r.state = ReplicaState::Active;
+        }
+        self.ready[i].in_flight += 1;
+        let call = self.calls.get_mut(&id).expect("live call");
+        call.placed = Some((slot, conn));
+        call.retry_at = None;
+        // Only a call that may be retried needs its metadata again.
+        let opts = if call.opts.retry {
+            call.opts.clone()
+        } else {
+            CallOptions {
+                metadata: call.opts.metadata.take(),
+                ..call.opts.clone()
+            }
+        };
+        let start = Command::Start {
+            call: PoolCallId(id),
+            method: call.method,
+            args: call.args.clone(),
+            opts,
+        };
+        self.commands.push_back((conn, start));
+        true
+    }
+
+    /// Offers every waiting call to the balancer once.
+    pub(super) fn place_waiting(&mut self) {
+        for _ in 0..self.waiting.len() {
+            let Some(id) = self.waiting.pop_front() else {
+                break;
+            };
+            let waiting = self.calls.get(&id).is_some_and(PoolCall::waiting);
+            if waiting && !self.try_place(id) {
+                self.waiting.push_back(id);
+            }
+        }
+    }
+
+    /// A placed call ended on its connection: finish it, or retry it.
+    pub(super) fn call_ended(&mut self, id: u64, result: Result<Bytes, CallError>) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        call.placed = None;
+        let retryable = matches!(&result, Err(e) if e.is_communication() || e.is_unreachable());
+        if !(retryable && call.opts.retry && !self.closed) {
+            return self.finish(id, result);
+        }
+        let attempt = call.attempt;
+        call.attempt = call.attempt.saturating_add(1);
+        let at = self.now + self.config.backoff.delay(attempt, &mut self.rng);
+        // A retry that cannot start before the deadline waits for the
+        // deadline timer instead, which ends the call.
+        let call = self.calls.get_mut(&id).expect("live call");
+        call.retry_at = Some(at);
+        if call.opts.deadline.is_none_or(|d| at < d) {
+            self.push_timer(at, Timer::CallRetry(id));
+        }
+    }
+
+    pub(super) fn finish(&mut self, id: u64, result: Result<Bytes, CallError>) {
+        if self.calls.remove(&id).is_some() {
+            self.events.push_back(PoolEvent::Done {
+                id: PoolCallId(id),
+                result,
+            });
+        }
+    }
+
+    pub(super) fn deadline_passed(&mut self, id: u64) {
+        let Some(call) = self.calls.get(&id) else {
+            return;
+        };
+        if let Some((_, conn)) = call.placed {
+            let call = PoolCallId(id);
+            self.commands.push_back((conn, Command::Expire { call }));
+        }
+        self.finish(id, Err(CallError::DeadlineExceeded));
+    }
+
+    pub(super) fn retry_due(&mut self, id: u64) {
+        let due = self
+            .calls
+            .get(&id)
+            .is_some_and(|c| c.placed.is_none() && c.retry_at.is_some());
+        if due {
+            self.calls.get_mut(&id).expect("live call").retry_at = None;
+            if !self.try_place(id) {
+                self.waiting.push_back(id);
+            }
+        }
+    }
+}

@@ -1,0 +1,274 @@
+//! The replica table: one entry per endpoint address, and its lifecycle.
+
+use super::router::{Router, Timer};
+use super::{Action, ConnId, PoolCallId, ReplicaState};
+use crate::balance::{ReadyReplica, ReplicaId, addr_hash};
+use crate::call::CallError;
+use crate::error::ConnError;
+use crate::idmap::IdMap;
+use bytes::Bytes;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+#[derive(Debug)]
+pub(super) struct Replica {
+    pub(super) id: ReplicaId,
+    pub(super) addr: Arc<str>,
+    pub(super) state: ReplicaState,
+    /// The open connection (checking, ready or draining).
+    pub(super) conn: Option<ConnId>,
+    pub(super) dialing: Option<ConnId>,
+    /// Failed connection attempts since the last handshake.
+    pub(super) attempt: u32,
+    /// Calls placed here whose link has not reported their end yet,
+    /// including ones the router already finished (cancelled, expired).
+    pub(super) calls: IdMap<()>,
+}
+
+impl Router {
+    pub(super) fn replica(&self, slot: usize) -> &Replica {
+        self.replicas[slot].as_ref().expect("live slot")
+    }
+
+    pub(super) fn replica_mut(&mut self, slot: usize) -> &mut Replica {
+        self.replicas[slot].as_mut().expect("live slot")
+    }
+
+    /// The slot whose dial `conn` is, if that dial is still wanted.
+    pub(super) fn live_dial(&self, conn: ConnId) -> Option<usize> {
+        let slot = *self.conns.get(&conn.0)?;
+        (self.replicas[slot].as_ref()?.dialing == Some(conn)).then_some(slot)
+    }
+
+    /// The slot whose open connection `conn` is.
+    pub(super) fn open_conn(&self, conn: ConnId) -> Option<usize> {
+        let slot = *self.conns.get(&conn.0)?;
+        (self.replicas[slot].as_ref()?.conn == Some(conn)).then_some(slot)
+    }
+
+    /// Brings the replica set in line with the resolver's addresses.
+    pub(super) fn reconcile(&mut self, addrs: &[String]) {
+        let keep: BTreeSet<&str> = addrs.iter().map(String::as_str).collect();
+        for addr in &keep {
+            match self.by_addr.get(*addr) {
+                Some(&slot) if self.replica(slot).state == ReplicaState::Draining => {
+                    // Back before it closed: reuse its connection.
+                    self.replica_mut(slot).state = ReplicaState::Active;
+                    self.add_ready(slot);
+                }
+                Some(_) => {}
+                None => self.add_replica(addr),
+            }
+        }
+        let gone: Vec<usize> = self
+            .by_addr
+            .iter()
+            .filter(|(a, _)| !keep.contains(&***a))
+            .map(|(_, &s)| s)
+            .collect();
+        for slot in gone {
+            match self.replica(slot).state {
+                ReplicaState::Active => {
+                    self.replica_mut(slot).state = ReplicaState::Draining;
+                    self.remove_ready(slot);
+                }
+                ReplicaState::Draining => {}
+                _ => self.remove_replica(slot),
+            }
+        }
+        self.place_waiting();
+    }
+
+    fn add_replica(&mut self, addr: &str) {
+        let addr: Arc<str> = addr.into();
+        self.next_replica += 1;
+        let r = Replica {
+            id: ReplicaId(self.next_replica),
+            addr: addr.clone(),
+            state: ReplicaState::Disconnected,
+            conn: None,
+            dialing: None,
+            attempt: 0,
+            calls: IdMap::default(),
+        };
+        let slot = match self.free_slots.pop() {
+            Some(s) => {
+                self.replicas[s] = Some(r);
+                s
+            }
+            None => {
+                self.replicas.push(Some(r));
+                self.replicas.len() - 1
+            }
+        };
+        self.by_addr.insert(addr, slot);
+        self.dial(slot);
+    }
+
+    /// Forgets a replica: it becomes missing. Its transport is closed.
+    pub(super) fn remove_replica(&mut self, slot: usize) {
+        self.remove_ready(slot);
+        let r = self.replicas[slot].take().expect("live slot");
+        debug_assert!(r.calls.is_empty(), "removing a replica with calls");
+        if let Some(conn) = r.conn {
+            self.conns.remove(&conn.0);
+            self.actions.push_back(Action::Close { conn });
+        }
+        if let Some(conn) = r.dialing {
+            // The dial's outcome finds no replica and is closed then.
+            self.conns.remove(&conn.0);
+        }
+        self.by_addr.remove(&r.addr);
+        self.free_slots.push(slot);
+    }
+
+    fn dial(&mut self, slot: usize) {
+        self.next_conn += 1;
+        let conn = ConnId(self.next_conn);
+        self.conns.insert(conn.0, slot);
+        let r = self.replica_mut(slot);
+        r.dialing = Some(conn);
+        let addr = r.addr.clone();
+        self.actions.push_back(Action::Dial { conn, addr });
+    }
+
+    pub(super) fn schedule_redial(&mut self, slot: usize) {
+        let attempt = self.replica(slot).attempt;
+        let delay = self.config.backoff.delay(attempt, &mut self.rng);
+        let r = self.replica_mut(slot);
+        r.attempt = r.attempt.saturating_add(1);
+        let replica = r.id;
+        self.push_timer(self.now + delay, Timer::Redial { slot, replica });
+    }
+
+    pub(super) fn redial_due(&mut self, slot: usize, replica: ReplicaId) {
+        let due = self
+            .replicas
+            .get(slot)
+            .and_then(Option::as_ref)
+            .is_some_and(|r| {
+                r.id == replica && r.state == ReplicaState::Disconnected && r.dialing.is_none()
+            });
+        if due {
+            self.dial(slot);
+        }
+    }
+
+    pub(super) fn add_ready(&mut self, slot: usize) {
+        let r = self.replica(slot);
+        let entry = ReadyReplica {
+            id: r.id,
+            addr_hash: addr_hash(&r.addr),
+            addr: r.addr.clone(),
+            in_flight: r.calls.len(),
+            slot,
+        };
+        let at = self.ready.partition_point(|e| e.id < entry.id);
+        self.ready.insert(at, entry);
+    }
+
+    pub(super) fn remove_ready(&mut self, slot: usize) {
+        let id = self.replica(slot).id;
+        if let Ok(i) = self.ready.binary_search_by_key(&id, |e| e.id) {
+            self.ready.remove(i);
+        }
+    }
+
+    fn set_ready_in_flight(&mut self, slot: usize) {
+        let r = self.replica(slot);
+        let (id, n) = (r.id, r.calls.len());
+        if let Ok(i) = self.ready.binary_search_by_key(&id, |e| e.id) {
+            self.ready[i].in_flight = n;
+        }
+    }
+
+    /// The replica's handshake finished.
+    pub(super) fn connected(&mut self, slot: usize) {
+        let r = self.replica_mut(slot);
+        if r.state != ReplicaState::Checking {
+            return;
+        }
+        r.state = ReplicaState::Idle;
+        r.attempt = 0;
+        self.add_ready(slot);
+        self.place_waiting();
+    }
+
+    /// A call placed on the replica's connection ended there.
+    pub(super) fn link_call_ended(
+        &mut self,
+        slot: usize,
+        conn: ConnId,
+        call: PoolCallId,
+        result: Result<Bytes, CallError>,
+    ) {
+        let r = self.replica_mut(slot);
+        if r.calls.remove(&call.0).is_none() {
+            return;
+        }
+        if r.calls.is_empty() {
+            match r.state {
+                ReplicaState::Active => r.state = ReplicaState::Idle,
+                ReplicaState::Draining => self.remove_replica(slot),
+                _ => {}
+            }
+        }
+        if self.replicas[slot].is_some() {
+            self.set_ready_in_flight(slot);
+        }
+        // Only if the call is still the router's and still placed here: a
+        // cancelled or expired call was finished already.
+        let placed_here = self
+            .calls
+            .get(&call.0)
+            .is_some_and(|c| c.placed == Some((slot, conn)));
+        if placed_here {
+            self.call_ended(call.0, result);
+        }
+    }
+
+    /// The replica's connection failed. Calls the router placed on it that
+    /// its link has not ended (commands still in transit) end with the same
+    /// error.
+    pub(super) fn conn_failed(&mut self, slot: usize, err: &ConnError) {
+        let conn = self.replica(slot).conn.expect("open connection");
+        let mut stranded: Vec<u64> = self
+            .replica_mut(slot)
+            .calls
+            .drain()
+            .map(|(id, _)| id)
+            .collect();
+        stranded.sort_unstable();
+        for id in stranded {
+            let placed_here = self
+                .calls
+                .get(&id)
+                .is_some_and(|c| c.placed == Some((slot, conn)));
+            if placed_here {
+                self.call_ended(id, Err(CallError::Connection(err.clone())));
+            }
+        }
+        let closed = self.closed;
+        let r = self.replica_mut(slot);
+        tracing::debug!(addr = %r.addr, error = %err, state = ?r.state, "replica connection failed");
+        let progressed = matches!(r.state, ReplicaState::Idle | ReplicaState::Active);
+        if closed || r.state == ReplicaState::Draining {
+            return self.remove_replica(slot);
+        }
+        r.conn = None;
+        r.state = ReplicaState::Disconnected;
+        if progressed {
+            r.attempt = 0;
+        }
+        self.conns.remove(&conn.0);
+        self.actions.push_back(Action::Close { conn });
+        self.remove_ready(slot);
+        if progressed {
+            // It worked until now: try again at once, as Go resets its retry
+            // loop after progress.
+            self.dial(slot);
+        } else {
+            self.schedule_redial(slot);
+        }
+    }
+}
