@@ -299,12 +299,11 @@ fn mio_load(
     let key = MethodKey::new("weft.Test", "Echo");
     let clients = (0..cfg.connections)
         .map(|_| {
-            let opts = weft_mio::ClientOptions {
-                optimistic_spin: cfg.spin,
-                ..Default::default()
-            };
-            weft_mio::Client::connect(weft_mio::ConstantResolver::new([addr.clone()]), opts)
-                .map_err(|e| e.to_string())
+            let resolver = weft_mio::ConstantResolver::new([addr.clone()]);
+            let client = weft_mio::Client::connect(resolver, Default::default())
+                .map_err(|e| e.to_string())?;
+            client.set_optimistic_spin(cfg.spin);
+            Ok::<_, String>(client)
         })
         .collect::<Result<Vec<_>, _>>()?;
     // A blocking client keeps calls in flight with threads, or with

@@ -17,3 +17,5 @@
 mod transport;
 
 pub use transport::{READ_SPARE, Transport};
+
+pub mod client;

@@ -1,68 +1,39 @@
-//! The blocking client: a pool on a mio event-loop thread.
+//! The blocking client: callers on any thread, one event-loop thread.
 //!
-//! Callers start calls under one mutex and write their request themselves
-//! when the socket takes it; the loop thread reads, finishes stalled
-//! writes, and fires timers. Every decision is [`weft_proto::Pool`]'s.
+//! Everything but waiting is `weft_driver::client`'s: this module says how
+//! mio dials and resolves (helper threads, since both block), runs
+//! connections (registered with one poller whose thread drives them) and
+//! sleeps until the router's next timer (the poller's timeout). A caller
+//! writes its own request when the socket takes it, and parks until its
+//! result arrives.
 
 use crate::resolve::{Resolver, SharedEndpoint};
-use crate::stream::{Stream, read_once, write_once};
+use crate::stream::Stream;
 use bytes::Bytes;
-use mio::{Events, Interest, Poll, Registry, Token, Waker};
+use mio::{Events, Interest, Poll as Poller, Registry, Token, Waker as LoopWaker};
 use std::collections::HashMap;
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::{self, JoinHandle, Thread};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
-use weft_proto::backoff::Backoff;
-use weft_proto::pool::{
-    Action, BATCH_WRITES_FROM, ConnId, EndpointsVersion, PoolEvent, Resolution,
-};
-use weft_proto::{
-    Balancer, CallError, CallOptions, ConnConfig, MethodKey, Pool, PoolCallId, PoolConfig,
-    RoundRobin,
-};
+use weft_driver::client::{Client as Core, ConnCell, Runtime, thread_waker};
+use weft_proto::pool::{ConnId, EndpointsVersion, PoolCallId, ResolverKind};
+use weft_proto::{CallError, CallOptions, MethodKey};
+
+pub use weft_driver::client::ClientOptions;
 
 const WAKER: Token = Token(0);
 
-/// Client settings.
-pub struct ClientOptions {
-    /// Picks a replica per call (default [`RoundRobin`]).
-    pub balancer: Box<dyn Balancer>,
-    /// Backoff for redials, retries and resolver errors.
-    pub backoff: Backoff,
-    /// Frames up to this size are copied into one write (default 4 KiB).
-    pub write_flatten_limit: usize,
-    /// Largest response accepted (default 100 MiB).
-    pub max_message_size: u64,
-    /// How long a caller spins waiting for its result before parking its
-    /// thread (default 0: park at once). Spinning trades CPU for latency
-    /// when responses come back within microseconds.
-    pub optimistic_spin: Duration,
-    /// Seed for the pool's RNG; `None` draws one from the OS.
-    pub seed: Option<u64>,
-}
-
-impl Default for ClientOptions {
-    fn default() -> Self {
-        let conn = ConnConfig::default();
-        ClientOptions {
-            balancer: Box::new(RoundRobin::new()),
-            backoff: Backoff::default(),
-            write_flatten_limit: conn.flatten_limit,
-            max_message_size: conn.max_payload,
-            optimistic_spin: Duration::ZERO,
-            seed: None,
-        }
-    }
-}
-
 /// A blocking client of one service, callable from any number of threads.
+///
+/// Cheap to clone; all clones are one client, closed when the last one is
+/// dropped (or by [`close`](Self::close)).
 ///
 /// ```no_run
 /// use bytes::Bytes;
-/// use weft_mio::{Client, ClientOptions, ConstantResolver};
-/// use weft_proto::{CallOptions, MethodKey, NetEndpoint};
+/// use weft_mio::{CallOptions, Client, ClientOptions, ConstantResolver, MethodKey, NetEndpoint};
 ///
 /// let server: NetEndpoint = "tcp://127.0.0.1:7000".parse()?;
 /// let client = Client::connect(ConstantResolver::new([server]), ClientOptions::default())?;
@@ -71,37 +42,127 @@ impl Default for ClientOptions {
 /// client.close();
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+#[derive(Clone)]
 pub struct Client {
-    shared: Arc<Shared>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    core: Arc<Core<Mio>>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// Nanoseconds a caller spins before parking.
+    spin: AtomicU64,
 }
 
-struct Shared {
-    state: Mutex<State>,
-    waker: Waker,
-    registry: Registry,
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+impl Inner {
+    fn close(&self) {
+        self.core.close();
+        if let Some(t) = self.thread.lock().expect("unpoisoned").take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// How the shared client runs on mio and threads.
+struct Mio {
     resolver: Arc<dyn Resolver>,
-    spin: Duration,
+    shared: Arc<LoopShared>,
 }
 
-struct State {
-    pool: Pool,
-    slots: HashMap<PoolCallId, Arc<Slot>>,
-    conns: HashMap<ConnId, Stream>,
-    endpoints: HashMap<String, SharedEndpoint>,
-    /// When the loop thread will wake by itself.
-    armed: Option<Instant>,
-    /// Connections whose queued requests the loop thread is to write.
-    flush_wanted: Vec<ConnId>,
-    /// Finished calls whose threads are unparked after the lock is released.
-    to_wake: Vec<Arc<Slot>>,
-    closed: bool,
+/// What the loop thread shares with everyone else.
+struct LoopShared {
+    registry: Registry,
+    waker: LoopWaker,
+    /// Connections opened since the loop last looked.
+    adopted: Mutex<Vec<Arc<ConnCell<Stream>>>>,
+    /// Connections whose cell asked the loop to drive them.
+    woken: Mutex<Vec<ConnId>>,
 }
 
-struct Slot {
-    done: AtomicBool,
-    result: Mutex<Option<Result<Bytes, CallError>>>,
-    thread: Thread,
+/// Wakes the loop for one connection: the waker each cell holds.
+struct ConnWaker {
+    conn: ConnId,
+    shared: Arc<LoopShared>,
+}
+
+impl Wake for ConnWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        let mut woken = self.shared.woken.lock().expect("unpoisoned");
+        if woken.is_empty() {
+            let _ = self.shared.waker.wake();
+        }
+        if !woken.contains(&self.conn) {
+            woken.push(self.conn);
+        }
+    }
+}
+
+impl Runtime for Mio {
+    type Endpoint = SharedEndpoint;
+    type Stream = Stream;
+
+    fn dial(&self, client: &Arc<Core<Self>>, conn: ConnId, endpoint: Option<SharedEndpoint>) {
+        let c = client.clone();
+        let spawned = thread::Builder::new()
+            .name("weft-mio-dial".into())
+            .spawn(move || {
+                let dialed = match endpoint {
+                    Some(e) => e.dial(),
+                    None => Err(io::Error::other("endpoint no longer known")),
+                };
+                c.dialed(conn, dialed);
+            });
+        if let Err(e) = spawned {
+            client.dialed(conn, Err(e));
+        }
+    }
+
+    fn resolve(&self, client: &Arc<Core<Self>>, version: Option<EndpointsVersion>) {
+        let c = client.clone();
+        let resolver = self.resolver.clone();
+        let spawned = thread::Builder::new()
+            .name("weft-mio-resolve".into())
+            .spawn(move || {
+                let resolved = resolver.resolve(version.map(|v| v.0));
+                c.resolved(
+                    resolved
+                        .map(|(endpoints, v)| (named(endpoints), v.map(EndpointsVersion)))
+                        .map_err(|e| e.to_string()),
+                );
+            });
+        if let Err(e) = spawned {
+            client.resolved(Err(format!("spawning a resolver thread: {e}")));
+        }
+    }
+
+    fn run_conn(&self, client: &Arc<Core<Self>>, cell: Arc<ConnCell<Stream>>) {
+        let token = Token(cell.id().0 as usize);
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        let registered = cell.with_stream(|s| self.shared.registry.register(s, token, interest));
+        if let Some(Err(e)) = registered {
+            return client.conn_broken(&cell, &format!("registering with the poller: {e}"));
+        }
+        self.shared.adopted.lock().expect("unpoisoned").push(cell);
+        let _ = self.shared.waker.wake();
+    }
+
+    fn wake_timer(&self) {
+        let _ = self.shared.waker.wake();
+    }
+}
+
+fn named(endpoints: Vec<SharedEndpoint>) -> Vec<(String, SharedEndpoint)> {
+    endpoints.into_iter().map(|e| (e.address(), e)).collect()
 }
 
 impl Client {
@@ -114,56 +175,49 @@ impl Client {
         let (endpoints, version) = resolver
             .resolve(None)
             .map_err(|e| CallError::Unreachable(e.to_string()))?;
-        let config = PoolConfig {
-            conn: ConnConfig {
-                max_payload: opts.max_message_size,
-                flatten_limit: opts.write_flatten_limit,
-            },
-            backoff: opts.backoff,
-            seed: opts.seed.unwrap_or_else(os_seed),
+        let kind = if resolver.is_constant() {
+            ResolverKind::Constant
+        } else {
+            ResolverKind::Watched
         };
-        let addrs: Vec<String> = endpoints.iter().map(|e| e.address()).collect();
-        let initial = Resolution {
-            addrs: addrs.clone(),
-            version: version.map(EndpointsVersion),
-        };
-        let now = Instant::now();
-        let pool = Pool::connect(
-            now,
-            config,
-            opts.balancer,
-            resolver_kind(resolver.is_constant()),
-            initial,
-        )?;
-        let poll = Poll::new().map_err(io_err)?;
-        let waker = Waker::new(poll.registry(), WAKER).map_err(io_err)?;
-        let registry = poll.registry().try_clone().map_err(io_err)?;
-        let shared = Arc::new(Shared {
-            state: Mutex::new(State {
-                pool,
-                slots: HashMap::new(),
-                conns: HashMap::new(),
-                endpoints: addrs.into_iter().zip(endpoints).collect(),
-                armed: None,
-                flush_wanted: Vec::new(),
-                to_wake: Vec::new(),
-                closed: false,
-            }),
-            waker,
-            registry,
-            resolver: Arc::new(resolver),
-            spin: opts.optimistic_spin,
+        let poller = Poller::new().map_err(io_err)?;
+        let shared = Arc::new(LoopShared {
+            waker: LoopWaker::new(poller.registry(), WAKER).map_err(io_err)?,
+            registry: poller.registry().try_clone().map_err(io_err)?,
+            adopted: Mutex::new(Vec::new()),
+            woken: Mutex::new(Vec::new()),
         });
-        shared.drive(&mut shared.lock(), now);
-        let s = shared.clone();
+        let runtime = Mio {
+            resolver: Arc::new(resolver),
+            shared: shared.clone(),
+        };
+        let core = Core::new(
+            runtime,
+            opts.into_config(),
+            kind,
+            named(endpoints),
+            version.map(EndpointsVersion),
+        )?;
+        let c = core.clone();
         let thread = thread::Builder::new()
             .name("weft-mio-client".into())
-            .spawn(move || event_loop(s, poll))
+            .spawn(move || event_loop(c, shared, poller))
             .map_err(io_err)?;
         Ok(Client {
-            shared,
-            thread: Mutex::new(Some(thread)),
+            inner: Arc::new(Inner {
+                core,
+                thread: Mutex::new(Some(thread)),
+                spin: AtomicU64::new(0),
+            }),
         })
+    }
+
+    /// How long a caller spins waiting for its result before parking its
+    /// thread (default 0: park at once). Spinning trades CPU for latency
+    /// when responses come back within microseconds.
+    pub fn set_optimistic_spin(&self, spin: Duration) {
+        let nanos = u64::try_from(spin.as_nanos()).unwrap_or(u64::MAX);
+        self.inner.spin.store(nanos, Ordering::Relaxed);
     }
 
     /// Calls `method` and blocks until the result.
@@ -179,52 +233,33 @@ impl Client {
     /// Starts a call; [`PendingCall::wait`] blocks for its result, and a
     /// [`CancelHandle`] can abandon it from another thread.
     pub fn start(&self, method: MethodKey, args: Bytes, opts: CallOptions) -> PendingCall {
-        let slot = Arc::new(Slot {
-            done: AtomicBool::new(false),
-            result: Mutex::new(None),
-            thread: thread::current(),
-        });
-        let mut state = self.shared.lock();
-        let now = Instant::now();
-        let id = state.pool.start_call(now, method, args, opts);
-        state.slots.insert(id, slot.clone());
-        self.shared.drive(&mut state, now);
+        let id = self.inner.core.start_call(method, args, opts);
         PendingCall {
-            shared: self.shared.clone(),
+            client: self.inner.clone(),
             id,
-            slot,
             finished: false,
         }
     }
 
     /// Ends every pending call with a communication error saying the
-    /// connection is closed; later calls fail the same way. Idempotent.
+    /// connection is closed; later calls fail the same way. Idempotent;
+    /// returns when the event loop has stopped.
     pub fn close(&self) {
-        self.shared.close();
-        if let Some(t) = self.thread.lock().expect("unpoisoned").take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for Client {
-    fn drop(&mut self) {
-        self.close();
+        self.inner.close();
     }
 }
 
 /// A call in progress.
 pub struct PendingCall {
-    shared: Arc<Shared>,
+    client: Arc<Inner>,
     id: PoolCallId,
-    slot: Arc<Slot>,
     finished: bool,
 }
 
 /// Cancels a call from any thread.
 #[derive(Clone)]
 pub struct CancelHandle {
-    shared: Arc<Shared>,
+    client: Arc<Inner>,
     id: PoolCallId,
 }
 
@@ -232,7 +267,7 @@ impl CancelHandle {
     /// Abandons the call: it ends with a cancelled error, and the server is
     /// told if the request went out. No effect once it has ended.
     pub fn cancel(&self) {
-        self.shared.cancel(self.id);
+        self.client.core.cancel(self.id);
     }
 }
 
@@ -240,7 +275,7 @@ impl PendingCall {
     /// A handle that cancels this call.
     pub fn cancel_handle(&self) -> CancelHandle {
         CancelHandle {
-            shared: self.shared.clone(),
+            client: self.client.clone(),
             id: self.id,
         }
     }
@@ -248,303 +283,82 @@ impl PendingCall {
     /// Blocks until the call ends: spins for the configured optimistic
     /// spin, then parks.
     pub fn wait(mut self) -> Result<Bytes, CallError> {
-        let spin_until = Instant::now() + self.shared.spin;
-        while !self.slot.done.load(Ordering::Acquire) {
-            if Instant::now() < spin_until {
-                std::hint::spin_loop();
+        let spin = Duration::from_nanos(self.client.spin.load(Ordering::Relaxed));
+        let spin_until = (!spin.is_zero()).then(|| Instant::now() + spin);
+        let waker = thread_waker();
+        let mut cx = Context::from_waker(&waker);
+        loop {
+            if let Poll::Ready(result) = self.client.core.poll_call(self.id, &mut cx) {
+                self.finished = true;
+                return result;
+            }
+            if spin_until.is_some_and(|t| Instant::now() < t) {
+                for _ in 0..64 {
+                    std::hint::spin_loop();
+                }
             } else {
-                // Unparked by the loop (or spuriously: the flag decides).
+                // Unparked by the result's waker (or spuriously: the
+                // slot decides).
                 thread::park();
             }
         }
-        self.finished = true;
-        self.slot
-            .result
-            .lock()
-            .expect("unpoisoned")
-            .take()
-            .expect("a finished call has a result")
     }
 }
 
 impl Drop for PendingCall {
     fn drop(&mut self) {
         if !self.finished {
-            self.shared.cancel(self.id);
+            self.client.core.abandon(self.id);
         }
     }
 }
 
-fn os_seed() -> u64 {
-    use std::hash::{BuildHasher, RandomState};
-    RandomState::new().hash_one(Instant::now())
-}
-
-impl Shared {
-    fn lock(&self) -> Locked<'_> {
-        Locked(Some(
-            self.state.lock().expect("weft-mio client state poisoned"),
-        ))
-    }
-
-    fn cancel(self: &Arc<Self>, id: PoolCallId) {
-        let mut state = self.lock();
-        let now = Instant::now();
-        state.pool.cancel(now, id);
-        self.drive(&mut state, now);
-    }
-
-    fn close(self: &Arc<Self>) {
-        let mut state = self.lock();
-        if !state.closed {
-            state.closed = true;
-            let now = Instant::now();
-            state.pool.close(now);
-            self.drive(&mut state, now);
-        }
-        drop(state);
-        let _ = self.waker.wake();
-    }
-
-    /// Carries out everything the pool asks: the drain rule.
-    fn drive(self: &Arc<Self>, state: &mut State, now: Instant) {
-        loop {
-            let mut progressed = false;
-            while let Some(action) = state.pool.poll_action() {
-                progressed = true;
-                self.act(state, action);
-            }
-            while let Some(conn) = state.pool.poll_transmit() {
-                progressed = true;
-                // Few calls in flight: write now, for latency. Many: leave
-                // it to the loop thread, which writes everything queued by
-                // the time it runs in one go (one wake per batch).
-                if state.slots.len() >= BATCH_WRITES_FROM {
-                    if state.flush_wanted.is_empty() {
-                        let _ = self.waker.wake();
-                    }
-                    if !state.flush_wanted.contains(&conn) {
-                        state.flush_wanted.push(conn);
-                    }
-                } else {
-                    flush(state, conn, now);
-                }
-            }
-            while let Some(PoolEvent::Done { id, result }) = state.pool.poll_event() {
-                progressed = true;
-                if let Some(slot) = state.slots.remove(&id) {
-                    *slot.result.lock().expect("unpoisoned") = Some(result);
-                    slot.done.store(true, Ordering::Release);
-                    // Unparked once the state lock is released: a wakeup
-                    // is a syscall, and callers queue on the lock meanwhile.
-                    state.to_wake.push(slot);
-                }
-            }
-            if !progressed {
-                break;
-            }
-        }
-        if let Some(t) = state.pool.poll_timeout()
-            && state.armed.is_none_or(|a| t < a)
-        {
-            state.armed = Some(t);
-            let _ = self.waker.wake();
-        }
-    }
-
-    fn act(self: &Arc<Self>, state: &mut State, action: Action) {
-        match action {
-            Action::Dial { conn, addr } => {
-                let endpoint = state.endpoints.get(&*addr).cloned();
-                let shared = self.clone();
-                let _ = thread::Builder::new()
-                    .name("weft-mio-dial".into())
-                    .spawn(move || shared.dialed(conn, endpoint));
-            }
-            Action::Close { conn } => {
-                if let Some(mut s) = state.conns.remove(&conn) {
-                    let _ = self.registry.deregister(&mut s);
-                }
-            }
-            Action::Resolve { version } => {
-                let shared = self.clone();
-                let _ = thread::Builder::new()
-                    .name("weft-mio-resolve".into())
-                    .spawn(move || shared.resolved(version.map(|v| v.0)));
-            }
-            _ => {}
-        }
-    }
-
-    fn dialed(self: Arc<Self>, conn: ConnId, endpoint: Option<SharedEndpoint>) {
-        let dialed = match endpoint {
-            Some(e) => e.dial(),
-            None => Err(io::Error::other("endpoint no longer known")),
-        };
-        let mut state = self.lock();
-        let now = Instant::now();
-        let registered = dialed.and_then(|mut s| {
-            self.registry
-                .register(&mut s, token(conn), Interest::READABLE | Interest::WRITABLE)?;
-            Ok(s)
-        });
-        match registered {
-            Ok(s) => {
-                state.conns.insert(conn, s);
-                state.pool.handle_dial_ok(now, conn);
-            }
-            Err(e) => state.pool.handle_dial_failed(now, conn, &e.to_string()),
-        }
-        self.drive(&mut state, now);
-    }
-
-    fn resolved(self: Arc<Self>, version: Option<u64>) {
-        let resolved = self.resolver.resolve(version);
-        let mut state = self.lock();
-        let now = Instant::now();
-        match resolved {
-            Ok((endpoints, version)) => {
-                let addrs: Vec<String> = endpoints.iter().map(|e| e.address()).collect();
-                for (a, e) in addrs.iter().zip(endpoints) {
-                    state.endpoints.insert(a.clone(), e);
-                }
-                let version = version.map(EndpointsVersion);
-                state
-                    .pool
-                    .handle_resolved(now, Resolution { addrs, version });
-            }
-            Err(e) => state.pool.handle_resolve_failed(now, &e.to_string()),
-        }
-        self.drive(&mut state, now);
-    }
-}
-
-/// The client state, locked. Unlocking unparks the threads whose calls
-/// finished meanwhile, after the lock is free.
-struct Locked<'a>(Option<MutexGuard<'a, State>>);
-
-impl std::ops::Deref for Locked<'_> {
-    type Target = State;
-    fn deref(&self) -> &State {
-        self.0.as_ref().expect("held until drop")
-    }
-}
-
-impl std::ops::DerefMut for Locked<'_> {
-    fn deref_mut(&mut self) -> &mut State {
-        self.0.as_mut().expect("held until drop")
-    }
-}
-
-impl Drop for Locked<'_> {
-    fn drop(&mut self) {
-        let Some(mut guard) = self.0.take() else {
-            return;
-        };
-        let wake: smallvec::SmallVec<[Arc<Slot>; 16]> = guard.to_wake.drain(..).collect();
-        drop(guard);
-        for slot in wake {
-            slot.thread.unpark();
-        }
-    }
-}
-
-fn token(conn: ConnId) -> Token {
-    Token(conn.0 as usize)
-}
-
-/// Writes `conn`'s pending bytes until done or the socket is full; the
-/// loop finishes the rest on the next writable edge.
-fn flush(state: &mut State, conn: ConnId, now: Instant) {
-    let State { pool, conns, .. } = state;
-    let Some(stream) = conns.get_mut(&conn) else {
-        return;
-    };
-    while let Some(tx) = pool.transmit(conn).filter(|t| !t.is_empty()) {
-        match write_once(stream, tx) {
-            Ok(n) => pool.advance_transmit(conn, n),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => {
-                pool.handle_transport_closed(now, conn, &format!("write: {e}"));
-                return;
-            }
-        }
-    }
-}
-
-fn event_loop(shared: Arc<Shared>, mut poll: Poll) {
+/// The poller's thread: drives every connection whose socket or cell woke
+/// it, and fires the router's timers.
+fn event_loop(core: Arc<Core<Mio>>, shared: Arc<LoopShared>, mut poller: Poller) {
     let mut events = Events::with_capacity(256);
+    let mut conns: HashMap<ConnId, (Arc<ConnCell<Stream>>, Waker)> = HashMap::new();
+    let mut ready: Vec<ConnId> = Vec::new();
     loop {
-        let timeout = {
-            let mut state = shared.lock();
-            if state.closed && state.conns.is_empty() {
-                return;
-            }
-            let now = Instant::now();
-            let next = state.pool.poll_timeout();
-            state.armed = next;
-            next.map(|t| t.saturating_duration_since(now))
-        };
-        if let Err(e) = poll.poll(&mut events, timeout)
+        let next = core.handle_timeout();
+        if core.is_closed()
+            && conns.is_empty()
+            && shared.adopted.lock().expect("unpoisoned").is_empty()
+        {
+            return;
+        }
+        let timeout = next.map(|t| t.saturating_duration_since(Instant::now()));
+        if let Err(e) = poller.poll(&mut events, timeout)
             && e.kind() != io::ErrorKind::Interrupted
         {
             tracing::error!(error = %e, "client event loop failed");
             return;
         }
-        let mut guard = shared.lock();
-        let state = &mut *guard;
-        let now = Instant::now();
-        for conn in std::mem::take(&mut state.flush_wanted) {
-            flush(state, conn, now);
+        for cell in std::mem::take(&mut *shared.adopted.lock().expect("unpoisoned")) {
+            let waker = Waker::from(Arc::new(ConnWaker {
+                conn: cell.id(),
+                shared: shared.clone(),
+            }));
+            ready.push(cell.id());
+            conns.insert(cell.id(), (cell, waker));
         }
-        for event in events.iter() {
-            if event.token() == WAKER {
+        ready.extend(
+            events
+                .iter()
+                .filter(|e| e.token() != WAKER)
+                .map(|e| ConnId(e.token().0 as u64)),
+        );
+        ready.append(&mut shared.woken.lock().expect("unpoisoned"));
+        ready.sort_unstable();
+        ready.dedup();
+        for conn in ready.drain(..) {
+            let Some((cell, waker)) = conns.get(&conn) else {
                 continue;
-            }
-            let conn = ConnId(event.token().0 as u64);
-            if event.is_readable() || event.is_read_closed() || event.is_error() {
-                read_conn(state, conn, now);
-            }
-            if event.is_writable() {
-                flush(state, conn, now);
-            }
-            shared.drive(state, now);
-        }
-        if state.pool.poll_timeout().is_some_and(|t| t <= now) {
-            state.pool.handle_timeout(now);
-        }
-        shared.drive(state, now);
-    }
-}
-
-/// Reads until the socket would block (edge-triggered readiness).
-fn read_conn(state: &mut State, conn: ConnId, now: Instant) {
-    loop {
-        let State { pool, conns, .. } = &mut *state;
-        let (Some(stream), Some(buf)) = (conns.get_mut(&conn), pool.read_buf(conn, 0)) else {
-            return;
-        };
-        match read_once(stream, buf) {
-            Ok(0) => {
-                pool.handle_transport_closed(now, conn, "peer closed the connection");
-                return;
-            }
-            Ok(_) => pool.handle_read(now, conn),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => {
-                pool.handle_transport_closed(now, conn, &format!("read: {e}"));
-                return;
+            };
+            let mut cx = Context::from_waker(waker);
+            if core.drive_conn(cell, &mut cx).is_ready() {
+                conns.remove(&conn);
             }
         }
-    }
-}
-
-fn resolver_kind(constant: bool) -> weft_proto::ResolverKind {
-    if constant {
-        weft_proto::ResolverKind::Constant
-    } else {
-        weft_proto::ResolverKind::Watched
     }
 }

@@ -4,6 +4,8 @@ use bytes::BytesMut;
 use mio::event::Source;
 use mio::{Interest, Registry, Token};
 use std::io::{self, IoSlice, Read, Write};
+use std::task::{Context, Poll};
+use weft_driver::Transport;
 use weft_proto::transmit::Transmit;
 
 /// A connected socket: TCP or Unix.
@@ -91,5 +93,26 @@ pub(crate) fn write_once(stream: &mut Stream, tx: &Transmit) -> io::Result<usize
             "socket accepted no bytes",
         )),
         other => other,
+    }
+}
+
+impl Transport for Stream {
+    fn poll_read(&mut self, _: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
+        // Edge-triggered: WouldBlock is the registration's promise of an
+        // event when bytes arrive.
+        match read_once(self, buf) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Poll::Pending,
+            other => Poll::Ready(other),
+        }
+    }
+
+    fn poll_write(&mut self, _: &mut Context<'_>, tx: &Transmit) -> Poll<io::Result<usize>> {
+        loop {
+            match write_once(self, tx) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Poll::Pending,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                other => return Poll::Ready(other),
+            }
+        }
     }
 }

@@ -29,15 +29,12 @@ fn optimistic_spin_and_always_off_loop_handlers_work() {
         inline_handler_duration: None,
         ..Default::default()
     });
-    let opts = ClientOptions {
-        optimistic_spin: Duration::from_micros(50),
-        ..Default::default()
-    };
     let client = Client::connect(
         ConstantResolver::new([server.local_endpoint().clone()]),
-        opts,
+        ClientOptions::default(),
     )
     .unwrap();
+    client.set_optimistic_spin(Duration::from_micros(50));
     let key = MethodKey::new("weft.Test", "Echo");
     std::thread::scope(|s| {
         for i in 0..8u8 {

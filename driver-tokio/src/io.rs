@@ -1,4 +1,5 @@
-//! Moving bytes between a stream and a core's buffers, one poll at a time.
+//! Moving bytes between a Tokio stream and a core's buffers, one poll at a
+//! time.
 
 use crate::endpoint::BoxStream;
 use bytes::BytesMut;
@@ -7,13 +8,27 @@ use std::io::{self, IoSlice};
 use std::pin::{Pin, pin};
 use std::task::{Context, Poll};
 use tokio::io::{AsyncReadExt, AsyncWrite};
+use weft_driver::Transport;
 use weft_proto::transmit::Transmit;
 
-/// How much room to offer each read.
+/// How much room the server offers each read.
 pub(crate) const READ_CHUNK: usize = 64 * 1024;
 
 /// Slices per vectored write; the kernel's IOV_MAX is far above this.
 const MAX_SLICES: usize = 64;
+
+/// A Tokio byte stream as the shared driver layer sees it.
+pub(crate) struct TokioStream(pub(crate) BoxStream);
+
+impl Transport for TokioStream {
+    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
+        poll_read(&mut self.0, cx, buf)
+    }
+
+    fn poll_write(&mut self, cx: &mut Context<'_>, tx: &Transmit) -> Poll<io::Result<usize>> {
+        poll_write(&mut self.0, cx, tx)
+    }
+}
 
 /// Reads once into `buf`. `Ok(0)` means end of stream.
 pub(crate) fn poll_read(

@@ -1,0 +1,253 @@
+//! One open connection: its link and transport under their own lock.
+
+use super::state::Work;
+use super::{Client, Runtime};
+use crate::{READ_SPARE, Transport};
+use smallvec::SmallVec;
+use std::io;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+use std::time::Instant;
+use weft_proto::pool::{Command, ConnEvent, ConnId, Link};
+
+/// Reads per turn of a connection's loop, so one busy connection cannot
+/// starve the others sharing a thread.
+const READS_PER_TURN: usize = 32;
+
+/// A connection's [`Link`] and transport, locked together and apart from
+/// the router.
+pub struct ConnCell<S> {
+    id: ConnId,
+    inner: Mutex<Inner<S>>,
+}
+
+struct Inner<S> {
+    link: Link,
+    /// Taken (and so closed) when the router lets the connection go.
+    stream: Option<S>,
+    /// Wakes the connection's loop.
+    io: Option<Waker>,
+    /// Callers left requests for the loop to write.
+    flush_wanted: bool,
+    /// The loop let the runtime run once before a batched write.
+    deferred: bool,
+}
+
+impl<S> std::fmt::Debug for ConnCell<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnCell")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: Transport> ConnCell<S> {
+    pub(super) fn new(id: ConnId, link: Link, stream: S) -> Self {
+        ConnCell {
+            id,
+            inner: Mutex::new(Inner {
+                link,
+                stream: Some(stream),
+                io: None,
+                flush_wanted: false,
+                deferred: false,
+            }),
+        }
+    }
+
+    /// The router's name for this connection.
+    pub fn id(&self) -> ConnId {
+        self.id
+    }
+
+    /// Runs `f` on the transport, if the connection is still open: how a
+    /// runtime registers it with its poller.
+    pub fn with_stream<T>(&self, f: impl FnOnce(&mut S) -> T) -> Option<T> {
+        self.lock().stream.as_mut().map(f)
+    }
+
+    /// Whether the router let the connection go (its transport is closed).
+    pub fn is_closed(&self) -> bool {
+        self.lock().stream.is_none()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner<S>> {
+        self.inner.lock().expect("weft connection state poisoned")
+    }
+
+    /// Closes the transport and wakes the loop, which then ends.
+    pub(super) fn close(&self) {
+        let mut inner = self.lock();
+        inner.link.close(Instant::now());
+        // Dropping the stream closes the socket.
+        inner.stream = None;
+        if let Some(io) = inner.io.take() {
+            io.wake();
+        }
+    }
+}
+
+impl<S: Transport> ConnCell<S> {
+    pub(super) fn fail<R: Runtime<Stream = S>>(
+        &self,
+        client: &Client<R>,
+        reason: &str,
+    ) -> SmallVec<[Work<R>; 4]> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        inner.link.handle_transport_closed(now, reason);
+        client.deliver(self.id, &mut inner, now)
+    }
+}
+
+impl<S: Transport> Inner<S> {
+    /// Writes until the queue is empty or the transport is full. A
+    /// `Pending` write registered `cx`'s waker.
+    fn flush(&mut self, cx: &mut Context<'_>, now: Instant) -> Poll<()> {
+        let Some(stream) = self.stream.as_mut() else {
+            return Poll::Ready(());
+        };
+        while !self.link.transmit().is_empty() {
+            match stream.poll_write(cx, self.link.transmit()) {
+                Poll::Ready(Ok(n)) => self.link.advance_transmit(n),
+                Poll::Ready(Err(e)) => {
+                    self.link
+                        .handle_transport_closed(now, format!("write: {e}"));
+                    return Poll::Ready(());
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Ready(())
+    }
+
+    /// Reads until the transport would block or the turn's budget is spent;
+    /// `Ready` means the budget ran out with bytes still coming.
+    fn read(&mut self, cx: &mut Context<'_>, now: Instant) -> Poll<()> {
+        for _ in 0..READS_PER_TURN {
+            if self.link.is_failed() {
+                return Poll::Pending;
+            }
+            let Some(stream) = self.stream.as_mut() else {
+                return Poll::Pending;
+            };
+            match stream.poll_read(cx, self.link.read_buf(READ_SPARE)) {
+                Poll::Ready(Ok(0)) => {
+                    self.link
+                        .handle_transport_closed(now, "peer closed the connection");
+                }
+                Poll::Ready(Ok(_)) => self.link.handle_read(now),
+                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Poll::Ready(Err(e)) => {
+                    self.link.handle_transport_closed(now, format!("read: {e}"));
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Ready(())
+    }
+}
+
+impl<R: Runtime> Client<R> {
+    /// Carries out a router command on a connection.
+    pub(super) fn command(
+        self: &Arc<Self>,
+        cell: &ConnCell<R::Stream>,
+        command: Command,
+        batched: bool,
+    ) -> SmallVec<[Work<R>; 4]> {
+        let now = Instant::now();
+        let mut inner = cell.lock();
+        if inner.stream.is_none() {
+            return SmallVec::new();
+        }
+        inner.link.apply(now, command);
+        if inner.link.transmit().is_empty() {
+            // Nothing to write (a cancel of an unsent call, an expiry).
+        } else if batched && inner.io.is_some() {
+            if !inner.flush_wanted {
+                inner.flush_wanted = true;
+                inner.io.as_ref().expect("checked").wake_by_ref();
+            }
+        } else {
+            // The caller's own write: no waker of its own to register, so a
+            // full transport hands the rest to the loop.
+            let mut noop = Context::from_waker(Waker::noop());
+            if inner.flush(&mut noop, now).is_pending()
+                && let Some(io) = &inner.io
+            {
+                io.wake_by_ref();
+            }
+        }
+        self.deliver(cell.id, &mut inner, now)
+    }
+
+    /// One turn of a connection's I/O loop: read what arrived, write what
+    /// is queued, hand the link's events to the router. `Ready` when the
+    /// connection is finished and the loop should end; `Pending` when the
+    /// transport (or `cx`'s waker) will call again.
+    pub fn drive_conn(
+        self: &Arc<Self>,
+        cell: &ConnCell<R::Stream>,
+        cx: &mut Context<'_>,
+    ) -> Poll<()> {
+        let now = Instant::now();
+        let mut inner = cell.lock();
+        if inner.stream.is_none() {
+            return Poll::Ready(());
+        }
+        if !inner.io.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            inner.io = Some(cx.waker().clone());
+        }
+        if inner.flush_wanted {
+            // Let the callers that are ready run first, then write all they
+            // queued at once (a self-wake goes to the back of the queue).
+            if R::DEFER_BATCHED_FLUSH && !inner.deferred {
+                inner.deferred = true;
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            inner.flush_wanted = false;
+            inner.deferred = false;
+        }
+        let more = inner.read(cx, now);
+        // Deliver before the last write so a response that frees a caller
+        // does not wait for it; write last so `cx` is registered.
+        let mut work = self.deliver(cell.id, &mut inner, now);
+        let _ = inner.flush(cx, now);
+        work.extend(self.deliver(cell.id, &mut inner, now));
+        drop(inner);
+        self.carry_out(work);
+        if cell.is_closed() {
+            return Poll::Ready(());
+        }
+        if more.is_ready() {
+            // Out of budget with bytes still arriving: come back after the
+            // runtime has run others.
+            cx.waker().wake_by_ref();
+        }
+        Poll::Pending
+    }
+
+    /// Hands the link's events to the router, in order, holding the
+    /// connection's lock so no other thread's events for it overtake them.
+    fn deliver(
+        &self,
+        conn: ConnId,
+        inner: &mut Inner<R::Stream>,
+        now: Instant,
+    ) -> SmallVec<[Work<R>; 4]> {
+        let mut events: SmallVec<[ConnEvent; 8]> = SmallVec::new();
+        while let Some(e) = inner.link.poll_event() {
+            events.push(e);
+        }
+        if events.is_empty() {
+            return SmallVec::new();
+        }
+        let mut state = self.lock();
+        for e in events {
+            state.router.handle_conn_event(now, conn, e);
+        }
+        state.drain()
+    }
+}

@@ -1,0 +1,366 @@
+//! The client half of a driver, written once.
+//!
+//! A [`Client`] owns the [`Router`] and, beside it, one [`ConnCell`] per
+//! open connection: the connection's [`Link`](weft_proto::pool::Link) and
+//! its transport under a lock of their own. The router's lock guards
+//! placement, result slots and the connection table, and is never held
+//! across a system call; a connection's lock is held while its transport is
+//! read or written, and is needed only by that connection's I/O loop and by
+//! callers whose calls the router placed on it.
+//!
+//! Locks are taken in one order: a connection's before the router's, never
+//! the other way. Work the router asks of a connection is collected under
+//! the router's lock and carried out after releasing it.
+//!
+//! A runtime plugs in through [`Runtime`]: how a dial, a resolve and a
+//! connection's I/O loop are started, and how the router's timer is woken.
+//! Callers wait on a [`std::task::Waker`], so a blocking driver parks a
+//! thread through [`thread_waker`] and an async one returns `Pending`.
+
+mod conn;
+mod options;
+mod state;
+
+pub use conn::ConnCell;
+pub use options::ClientOptions;
+use state::{Slot, State, Work};
+
+use crate::Transport;
+use bytes::Bytes;
+use smallvec::SmallVec;
+use std::collections::HashMap;
+use std::io;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+use std::time::Instant;
+use weft_proto::pool::{
+    ConnId, EndpointsVersion, PoolCallId, PoolConfig, Resolution, ResolverKind, Router,
+};
+use weft_proto::{Balancer, CallError, CallOptions, MethodKey};
+
+/// What a runtime provides to a [`Client`].
+///
+/// Every method is called without any lock held, and must not block: it
+/// starts work (a task, a thread, a registration) that reports back through
+/// the client.
+pub trait Runtime: Send + Sync + Sized + 'static {
+    /// What a dial needs: the resolver's endpoint.
+    type Endpoint: Clone + Send + Sync + 'static;
+    /// An open connection's byte stream.
+    type Stream: Transport;
+
+    /// Opens a transport to `endpoint` (`None`: the resolver no longer
+    /// names it), then reports [`Client::dialed`] for `conn`.
+    fn dial(&self, client: &Arc<Client<Self>>, conn: ConnId, endpoint: Option<Self::Endpoint>);
+
+    /// Asks the resolver for endpoints newer than `version`, then reports
+    /// [`Client::resolved`].
+    fn resolve(&self, client: &Arc<Client<Self>>, version: Option<EndpointsVersion>);
+
+    /// Starts the I/O loop of a connection that just opened: it calls
+    /// [`Client::drive_conn`] whenever the transport may have made
+    /// progress or the cell's waker was woken, until that returns `Ready`.
+    fn run_conn(&self, client: &Arc<Client<Self>>, conn: Arc<ConnCell<Self::Stream>>);
+
+    /// The router's next timeout moved earlier: whoever sleeps until it
+    /// ([`Client::handle_timeout`]) must look again.
+    fn wake_timer(&self);
+
+    /// Whether a connection's loop should let the runtime run other tasks
+    /// once before writing requests callers left for it, so that all of
+    /// them go out in one write. Right for Tokio, whose scheduler runs a
+    /// task woken by a caller before that caller's peers.
+    const DEFER_BATCHED_FLUSH: bool = false;
+}
+
+/// Client settings the runtime does not decide.
+pub struct ClientConfig {
+    /// The pool's limits, backoff and seed.
+    pub pool: PoolConfig,
+    /// Picks a replica per call.
+    pub balancer: Box<dyn Balancer>,
+}
+
+/// The client state both drivers share; see the module docs.
+pub struct Client<R: Runtime> {
+    runtime: R,
+    state: Mutex<State<R>>,
+}
+
+impl<R: Runtime> std::fmt::Debug for Client<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").finish_non_exhaustive()
+    }
+}
+
+/// One endpoint as a resolver names it: its address (how resolver sets are
+/// compared) and what a dial needs.
+pub type Named<E> = (String, E);
+
+/// A resolver's answer: its endpoints and the version of the set.
+pub type Endpoints<E> = (Vec<Named<E>>, Option<EndpointsVersion>);
+
+impl<R: Runtime> Client<R> {
+    /// A client over the endpoints a resolver returned first. Dials start
+    /// at once.
+    pub fn new(
+        runtime: R,
+        config: ClientConfig,
+        kind: ResolverKind,
+        endpoints: Vec<Named<R::Endpoint>>,
+        version: Option<EndpointsVersion>,
+    ) -> Result<Arc<Self>, CallError> {
+        let now = Instant::now();
+        let (addrs, registry) = split(endpoints);
+        let initial = Resolution { addrs, version };
+        let router = Router::new(now, config.pool, config.balancer, kind, initial)?;
+        let client = Arc::new(Client {
+            runtime,
+            state: Mutex::new(State::new(router, registry)),
+        });
+        let work = client.lock().drain();
+        client.carry_out(work);
+        Ok(client)
+    }
+
+    /// The runtime this client runs on.
+    pub fn runtime(&self) -> &R {
+        &self.runtime
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State<R>> {
+        // A panic while holding the lock leaves the router mid-transition;
+        // nothing sensible can continue from there.
+        self.state.lock().expect("weft client state poisoned")
+    }
+
+    // ---- calls ----
+
+    /// Starts a call; its result is collected with [`poll_call`](Self::poll_call).
+    /// Until then (or [`cancel`](Self::cancel)) the call holds a result slot.
+    pub fn start_call(
+        self: &Arc<Self>,
+        method: MethodKey,
+        args: Bytes,
+        opts: CallOptions,
+    ) -> PoolCallId {
+        let (id, work) = {
+            let mut state = self.lock();
+            let id = state.router.start_call(Instant::now(), method, args, opts);
+            state.slots.insert(id, Slot::default());
+            (id, state.drain())
+        };
+        self.carry_out(work);
+        id
+    }
+
+    /// The call's result if it has ended (the slot is then freed), else
+    /// registers `cx`'s waker to be woken when it does.
+    pub fn poll_call(
+        &self,
+        id: PoolCallId,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Bytes, CallError>> {
+        let mut state = self.lock();
+        let Some(slot) = state.slots.get_mut(&id) else {
+            return Poll::Ready(Err(CallError::Cancelled));
+        };
+        if let Some(result) = slot.result.take() {
+            state.slots.remove(&id);
+            return Poll::Ready(result);
+        }
+        if !slot.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            slot.waker = Some(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+
+    /// Whether the call's result is ready to collect, without taking it.
+    pub fn is_done(&self, id: PoolCallId) -> bool {
+        self.lock()
+            .slots
+            .get(&id)
+            .is_none_or(|s| s.result.is_some())
+    }
+
+    /// Cancels a call from anywhere: it ends with a cancelled error (the
+    /// server is told if the request went out), which its caller collects
+    /// as usual. No effect on a call that has ended.
+    pub fn cancel(self: &Arc<Self>, id: PoolCallId) {
+        let work = {
+            let mut state = self.lock();
+            state.router.cancel(Instant::now(), id);
+            state.drain()
+        };
+        self.carry_out(work);
+    }
+
+    /// The caller lost interest (its future or handle was dropped): cancels
+    /// the call if it is still running and frees its slot.
+    pub fn abandon(self: &Arc<Self>, id: PoolCallId) {
+        let work = {
+            let mut state = self.lock();
+            if state.slots.remove(&id).is_none() {
+                return;
+            }
+            state.router.cancel(Instant::now(), id);
+            state.drain()
+        };
+        self.carry_out(work);
+    }
+
+    /// A connection's transport could not be set up by the runtime (e.g.
+    /// registering it with a poller failed): it fails like a broken one.
+    pub fn conn_broken(self: &Arc<Self>, cell: &ConnCell<R::Stream>, reason: &str) {
+        let work = cell.fail(self, reason);
+        self.carry_out(work);
+    }
+
+    /// Ends every pending call with a communication error saying the
+    /// connection is closed, closes every transport, and makes later calls
+    /// fail the same way. Idempotent.
+    pub fn close(self: &Arc<Self>) {
+        let work = {
+            let mut state = self.lock();
+            if state.closed {
+                return;
+            }
+            state.closed = true;
+            state.router.close(Instant::now());
+            state.drain()
+        };
+        self.carry_out(work);
+        self.runtime.wake_timer();
+    }
+
+    /// Whether [`close`](Self::close) was called.
+    pub fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
+    // ---- reports from the runtime ----
+
+    /// A dial the runtime started finished.
+    pub fn dialed(self: &Arc<Self>, conn: ConnId, result: io::Result<R::Stream>) {
+        let now = Instant::now();
+        let (cell, work) = {
+            let mut state = self.lock();
+            let cell = match result {
+                Ok(stream) => state.router.handle_dial_ok(now, conn).map(|link| {
+                    let cell = Arc::new(ConnCell::new(conn, link, stream));
+                    state.conns.insert(conn, cell.clone());
+                    cell
+                }),
+                Err(e) => {
+                    state.router.handle_dial_failed(now, conn, &e.to_string());
+                    None
+                }
+            };
+            (cell, state.drain())
+        };
+        if let Some(cell) = cell {
+            self.runtime.run_conn(self, cell);
+        }
+        self.carry_out(work);
+    }
+
+    /// A resolve the runtime started finished.
+    pub fn resolved(
+        self: &Arc<Self>,
+        result: Result<Endpoints<R::Endpoint>, String>,
+    ) {
+        let now = Instant::now();
+        let work = {
+            let mut state = self.lock();
+            match result {
+                Ok((endpoints, version)) => {
+                    let (addrs, registry) = split(endpoints);
+                    // Only the latest set is ever dialed: the router drops
+                    // replicas the resolver stopped naming.
+                    state.endpoints = registry;
+                    state
+                        .router
+                        .handle_resolved(now, Resolution { addrs, version });
+                }
+                Err(reason) => state.router.handle_resolve_failed(now, &reason),
+            }
+            state.drain()
+        };
+        self.carry_out(work);
+    }
+
+    /// Fires the router's due timers; returns when to call again (`None`:
+    /// when [`Runtime::wake_timer`] says so).
+    pub fn handle_timeout(self: &Arc<Self>) -> Option<Instant> {
+        loop {
+            let now = Instant::now();
+            let (next, work) = {
+                let mut state = self.lock();
+                if state.router.poll_timeout().is_some_and(|t| t <= now) {
+                    state.router.handle_timeout(now);
+                }
+                let work = state.drain();
+                let next = state.router.poll_timeout();
+                state.timer_armed = next;
+                (next, work)
+            };
+            self.carry_out(work);
+            // A timer that came due meanwhile is handled now rather than
+            // after a sleep of zero.
+            match next {
+                Some(t) if t <= Instant::now() => continue,
+                other => return other,
+            }
+        }
+    }
+
+    // ---- internals ----
+
+    /// Carries out what the router asked, with no lock held on entry.
+    fn carry_out(self: &Arc<Self>, work: SmallVec<[Work<R>; 4]>) {
+        let mut queue = work;
+        while !queue.is_empty() {
+            let mut next = SmallVec::new();
+            for item in queue {
+                match item {
+                    Work::Dial(conn, endpoint) => self.runtime.dial(self, conn, endpoint),
+                    Work::Resolve(version) => self.runtime.resolve(self, version),
+                    Work::Conn(cell, command, batched) => {
+                        next.extend(self.command(&cell, command, batched));
+                    }
+                    Work::Close(cell) => cell.close(),
+                    Work::Wake(waker) => waker.wake(),
+                    Work::WakeTimer => self.runtime.wake_timer(),
+                }
+            }
+            queue = next;
+        }
+    }
+}
+
+fn split<E>(endpoints: Vec<Named<E>>) -> (Vec<String>, HashMap<Arc<str>, E>) {
+    let addrs = endpoints.iter().map(|(a, _)| a.clone()).collect();
+    let registry = endpoints
+        .into_iter()
+        .map(|(a, e)| (Arc::from(a), e))
+        .collect();
+    (addrs, registry)
+}
+
+/// A waker that unparks the current thread: how a blocking caller waits on
+/// a [`Client`]. One per thread, made once.
+pub fn thread_waker() -> Waker {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    thread_local! {
+        static WAKER: Waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    }
+    WAKER.with(Waker::clone)
+}

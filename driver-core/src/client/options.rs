@@ -1,0 +1,74 @@
+//! Client settings, the same for every driver.
+
+use super::ClientConfig;
+use std::time::Instant;
+use weft_proto::backoff::Backoff;
+use weft_proto::pool::PoolConfig;
+use weft_proto::{Balancer, ConnConfig, RoundRobin};
+
+/// Client settings.
+///
+/// ```
+/// use weft_driver::client::ClientOptions;
+/// let opts = ClientOptions { seed: Some(7), ..ClientOptions::default() };
+/// assert_eq!(opts.max_message_size, 100 << 20);
+/// ```
+pub struct ClientOptions {
+    /// Picks a replica per call (default [`RoundRobin`]).
+    pub balancer: Box<dyn Balancer>,
+    /// Backoff for redials, retries and resolver errors.
+    pub backoff: Backoff,
+    /// Frames up to this size are copied into one write; larger payloads
+    /// are written vectored, without copying (default 4 KiB).
+    pub write_flatten_limit: usize,
+    /// Largest response accepted (default 100 MiB).
+    pub max_message_size: u64,
+    /// Seed for the pool's RNG; `None` draws one from the OS.
+    pub seed: Option<u64>,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        let conn = ConnConfig::default();
+        ClientOptions {
+            balancer: Box::new(RoundRobin::new()),
+            backoff: Backoff::default(),
+            write_flatten_limit: conn.flatten_limit,
+            max_message_size: conn.max_payload,
+            seed: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for ClientOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientOptions")
+            .field("backoff", &self.backoff)
+            .field("write_flatten_limit", &self.write_flatten_limit)
+            .field("max_message_size", &self.max_message_size)
+            .field("seed", &self.seed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientOptions {
+    /// What the core needs of these options.
+    pub fn into_config(self) -> ClientConfig {
+        ClientConfig {
+            pool: PoolConfig {
+                conn: ConnConfig {
+                    max_payload: self.max_message_size,
+                    flatten_limit: self.write_flatten_limit,
+                },
+                backoff: self.backoff,
+                seed: self.seed.unwrap_or_else(os_seed),
+            },
+            balancer: self.balancer,
+        }
+    }
+}
+
+fn os_seed() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(Instant::now())
+}

@@ -1,0 +1,115 @@
+//! What the client's main lock guards, and the work it hands out.
+
+use super::{ConnCell, Runtime};
+use bytes::Bytes;
+use smallvec::SmallVec;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::task::Waker;
+use std::time::Instant;
+use weft_proto::CallError;
+use weft_proto::pool::{
+    Action, BATCH_WRITES_FROM, Command, ConnId, EndpointsVersion, PoolCallId, PoolEvent, Router,
+};
+
+/// A call's result, waiting for its caller.
+#[derive(Default)]
+pub(super) struct Slot {
+    pub(super) result: Option<Result<Bytes, CallError>>,
+    pub(super) waker: Option<Waker>,
+}
+
+/// Something to do once the router's lock is released.
+pub(super) enum Work<R: Runtime> {
+    Dial(ConnId, Option<R::Endpoint>),
+    Resolve(Option<EndpointsVersion>),
+    /// A command for a connection; `true`: leave the write to its loop,
+    /// which batches it with others.
+    Conn(Arc<ConnCell<R::Stream>>, Command, bool),
+    Close(Arc<ConnCell<R::Stream>>),
+    Wake(Waker),
+    WakeTimer,
+}
+
+pub(super) struct State<R: Runtime> {
+    pub(super) router: Router,
+    /// Calls whose results the application has not collected.
+    pub(super) slots: HashMap<PoolCallId, Slot>,
+    pub(super) conns: HashMap<ConnId, Arc<ConnCell<R::Stream>>>,
+    /// The resolver's latest endpoints, by address.
+    pub(super) endpoints: HashMap<Arc<str>, R::Endpoint>,
+    /// When the timer is set to wake; `None` while it waits for news.
+    pub(super) timer_armed: Option<Instant>,
+    pub(super) closed: bool,
+}
+
+impl<R: Runtime> State<R> {
+    pub(super) fn new(router: Router, endpoints: HashMap<Arc<str>, R::Endpoint>) -> Self {
+        State {
+            router,
+            slots: HashMap::new(),
+            conns: HashMap::new(),
+            endpoints,
+            timer_armed: None,
+            closed: false,
+        }
+    }
+
+    /// Calls the application has started and not collected: the signal for
+    /// batching request writes (see [`weft_proto::pool::BATCH_WRITES_FROM`]).
+    pub(super) fn outstanding(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Drains the router's outputs into work for after the lock: the drain
+    /// rule. Results go into their slots here; their wakers are woken later.
+    pub(super) fn drain(&mut self) -> SmallVec<[Work<R>; 4]> {
+        let mut work = SmallVec::new();
+        while let Some(action) = self.router.poll_action() {
+            match action {
+                Action::Dial { conn, addr } => {
+                    work.push(Work::Dial(conn, self.endpoints.get(&addr).cloned()));
+                }
+                Action::Close { conn } => {
+                    if let Some(cell) = self.conns.remove(&conn) {
+                        work.push(Work::Close(cell));
+                    }
+                }
+                Action::Resolve { version } => work.push(Work::Resolve(version)),
+                other => tracing::error!(?other, "an action this driver does not know"),
+            }
+        }
+        // Few calls outstanding: the caller writes its request at once, for
+        // latency. Many: the connection's loop writes all that queued by
+        // its next turn in one go.
+        let batched = self.outstanding() >= BATCH_WRITES_FROM;
+        while let Some((conn, command)) = self.router.poll_command() {
+            // A command for a connection already closed is moot: the
+            // router accounted for its calls when it closed it.
+            if let Some(cell) = self.conns.get(&conn) {
+                work.push(Work::Conn(cell.clone(), command, batched));
+            }
+        }
+        while let Some(event) = self.router.poll_event() {
+            match event {
+                PoolEvent::Done { id, result } => {
+                    if let Some(slot) = self.slots.get_mut(&id) {
+                        slot.result = Some(result);
+                        if let Some(w) = slot.waker.take() {
+                            work.push(Work::Wake(w));
+                        }
+                    }
+                }
+                other => tracing::error!(?other, "an event this driver does not know"),
+            }
+        }
+        if let Some(t) = self.router.poll_timeout()
+            && self.timer_armed.is_none_or(|armed| t < armed)
+            && !self.closed
+        {
+            self.timer_armed = Some(t);
+            work.push(Work::WakeTimer);
+        }
+        work
+    }
+}
