@@ -19,3 +19,4 @@ mod transport;
 pub use transport::{READ_SPARE, Transport};
 
 pub mod client;
+pub mod resolver;

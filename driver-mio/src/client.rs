@@ -7,7 +7,7 @@
 //! writes its own request when the socket takes it, and parks until its
 //! result arrives.
 
-use crate::resolve::{Resolver, SharedEndpoint};
+use crate::resolver::{Resolver, SharedEndpoint};
 use crate::stream::Stream;
 use bytes::Bytes;
 use mio::{Events, Interest, Poll as Poller, Registry, Token, Waker as LoopWaker};
@@ -133,10 +133,10 @@ impl Runtime for Mio {
         let spawned = thread::Builder::new()
             .name("weft-mio-resolve".into())
             .spawn(move || {
-                let resolved = resolver.resolve(version.map(|v| v.0));
+                let resolved = resolver.resolve(version);
                 c.resolved(
                     resolved
-                        .map(|(endpoints, v)| (named(endpoints), v.map(EndpointsVersion)))
+                        .map(|(endpoints, v)| (named(endpoints), v))
                         .map_err(|e| e.to_string()),
                 );
             });
@@ -191,13 +191,7 @@ impl Client {
             resolver: Arc::new(resolver),
             shared: shared.clone(),
         };
-        let core = Core::new(
-            runtime,
-            opts.into_config(),
-            kind,
-            named(endpoints),
-            version.map(EndpointsVersion),
-        )?;
+        let core = Core::new(runtime, opts.into_config(), kind, named(endpoints), version)?;
         let c = core.clone();
         let thread = thread::Builder::new()
             .name("weft-mio-client".into())

@@ -24,16 +24,22 @@
 //! ```
 
 mod client;
-mod resolve;
+mod resolver;
 mod server;
 mod stream;
 
 pub use client::{CancelHandle, Client, ClientOptions, PendingCall};
-pub use resolve::{
+pub use resolver::{
     ConstantResolver, DynamicResolver, Endpoint, ResolveError, Resolved, Resolver, SharedEndpoint,
-    Version,
 };
 pub use server::{HandlerError, HandlerMap, HandlerResult, Request, Server, ServerOptions};
 pub use stream::Stream;
 pub use weft_proto as proto;
-pub use weft_proto::{CallError, CallOptions, Metadata, MethodKey, NetEndpoint, TraceContext};
+pub use weft_proto::backoff::Backoff;
+pub use weft_proto::balance::ReadyReplica;
+pub use weft_proto::pool::EndpointsVersion;
+pub use weft_proto::{
+    Balancer, BalancerFn, CallError, CallOptions, CancelReason, ConnError, LeastPending, Metadata,
+    MethodKey, NetEndpoint, ParseNetEndpoint, PeerError, RemoteError, RoundRobin, ShardHash,
+    TraceContext,
+};

@@ -95,12 +95,12 @@ impl Runtime for Tokio {
                 return;
             }
             let resolved = tokio::select! {
-                r = tokio.resolver.resolve(version.map(|v| v.0)) => r,
+                r = tokio.resolver.resolve(version) => r,
                 _ = closing => return,
             };
             client.resolved(
                 resolved
-                    .map(|(endpoints, v)| (named(endpoints), v.map(EndpointsVersion)))
+                    .map(|(endpoints, v)| (named(endpoints), v))
                     .map_err(|e| e.to_string()),
             );
         });
@@ -149,13 +149,7 @@ pub async fn connect(
         timer: Notify::new(),
         closing: Notify::new(),
     };
-    let client = Client::new(
-        runtime,
-        opts.into_config(),
-        kind,
-        named(endpoints),
-        version.map(EndpointsVersion),
-    )?;
+    let client = Client::new(runtime, opts.into_config(), kind, named(endpoints), version)?;
     tokio::spawn(timer_task(client.clone()));
     Ok(Connection {
         handle: Arc::new(Handle { client }),

@@ -40,11 +40,17 @@ pub use endpoint::{
     AsyncStream, BoxFuture, BoxStream, Endpoint, NetEndpoint, ParseNetEndpoint, tcp, unix,
 };
 pub use resolver::{
-    ConstantResolver, DynamicResolver, ResolveError, Resolved, Resolver, SharedEndpoint, Version,
+    ConstantResolver, DynamicResolver, ResolveError, Resolved, Resolver, SharedEndpoint,
 };
 pub use server::{
     HandlerError, HandlerMap, HandlerResult, Listener, Request, ServerOptions, serve, serve_on,
     serve_until,
 };
 pub use weft_proto as proto;
-pub use weft_proto::{CallError, CallOptions, Metadata, MethodKey, TraceContext};
+pub use weft_proto::backoff::Backoff;
+pub use weft_proto::balance::ReadyReplica;
+pub use weft_proto::pool::EndpointsVersion;
+pub use weft_proto::{
+    Balancer, BalancerFn, CallError, CallOptions, CancelReason, ConnError, LeastPending, Metadata,
+    MethodKey, PeerError, RemoteError, RoundRobin, ShardHash, TraceContext,
+};

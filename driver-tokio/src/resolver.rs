@@ -1,22 +1,16 @@
 //! Resolvers: where a client learns which replicas exist.
 
 use crate::endpoint::{BoxFuture, Endpoint};
-use std::sync::{Arc, Mutex};
-use tokio::sync::watch;
-
-/// A version of a resolver's endpoint set; only equality matters.
-pub type Version = u64;
+use std::sync::Arc;
+use weft_driver::resolver::EndpointSet;
+pub use weft_driver::resolver::ResolveError;
+use weft_proto::pool::EndpointsVersion;
 
 /// An endpoint shared between the resolver and the client.
 pub type SharedEndpoint = Arc<dyn Endpoint>;
 
 /// A resolver's answer: the endpoints and their version.
-pub type Resolved = Result<(Vec<SharedEndpoint>, Option<Version>), ResolveError>;
-
-/// Why a resolver could not answer.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("resolver: {0}")]
-pub struct ResolveError(pub String);
+pub type Resolved = Result<(Vec<SharedEndpoint>, Option<EndpointsVersion>), ResolveError>;
 
 /// Finds the replicas of a service.
 ///
@@ -27,7 +21,7 @@ pub trait Resolver: Send + Sync + 'static {
     /// Whether the set never changes.
     fn is_constant(&self) -> bool;
     /// The endpoints and their version (required unless constant).
-    fn resolve(&self, version: Option<Version>) -> BoxFuture<'_, Resolved>;
+    fn resolve(&self, version: Option<EndpointsVersion>) -> BoxFuture<'_, Resolved>;
 }
 
 /// A fixed set of endpoints.
@@ -45,12 +39,16 @@ impl ConstantResolver {
     /// A resolver that always returns `endpoints`.
     pub fn new<E: Endpoint>(endpoints: impl IntoIterator<Item = E>) -> Self {
         ConstantResolver {
-            endpoints: endpoints
-                .into_iter()
-                .map(|e| Arc::new(e) as SharedEndpoint)
-                .collect(),
+            endpoints: shared(endpoints),
         }
     }
+}
+
+fn shared<E: Endpoint>(endpoints: impl IntoIterator<Item = E>) -> Vec<SharedEndpoint> {
+    endpoints
+        .into_iter()
+        .map(|e| Arc::new(e) as SharedEndpoint)
+        .collect()
 }
 
 impl Resolver for ConstantResolver {
@@ -58,7 +56,7 @@ impl Resolver for ConstantResolver {
         true
     }
 
-    fn resolve(&self, _: Option<Version>) -> BoxFuture<'_, Resolved> {
+    fn resolve(&self, _: Option<EndpointsVersion>) -> BoxFuture<'_, Resolved> {
         let eps = self.endpoints.clone();
         Box::pin(async move { Ok((eps, None)) })
     }
@@ -68,55 +66,30 @@ impl Resolver for ConstantResolver {
 /// version, and clients following it see the change.
 ///
 /// ```
-/// use weft_tokio::{DynamicResolver, tcp};
+/// use weft_tokio::{DynamicResolver, EndpointsVersion, tcp};
 /// let r = DynamicResolver::new();
 /// r.set([tcp("127.0.0.1:7000")]);
-/// assert_eq!(r.version(), 1);
+/// assert_eq!(r.version(), EndpointsVersion(1));
 /// ```
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct DynamicResolver {
-    tx: Arc<watch::Sender<(Version, Vec<SharedEndpoint>)>>,
-    failures: Arc<Mutex<u32>>,
-}
-
-impl Default for DynamicResolver {
-    fn default() -> Self {
-        Self::new()
-    }
+    set: Arc<EndpointSet<SharedEndpoint>>,
 }
 
 impl DynamicResolver {
     /// An empty set at version 0.
     pub fn new() -> Self {
-        DynamicResolver {
-            tx: Arc::new(watch::channel((0, Vec::new())).0),
-            failures: Arc::new(Mutex::new(0)),
-        }
+        Self::default()
     }
 
     /// Replaces the set; returns the new version.
-    pub fn set<E: Endpoint>(&self, endpoints: impl IntoIterator<Item = E>) -> Version {
-        let eps: Vec<SharedEndpoint> = endpoints
-            .into_iter()
-            .map(|e| Arc::new(e) as SharedEndpoint)
-            .collect();
-        let mut v = 0;
-        self.tx.send_modify(|(ver, set)| {
-            *ver += 1;
-            *set = eps;
-            v = *ver;
-        });
-        v
+    pub fn set<E: Endpoint>(&self, endpoints: impl IntoIterator<Item = E>) -> EndpointsVersion {
+        self.set.set(shared(endpoints))
     }
 
     /// The current version.
-    pub fn version(&self) -> Version {
-        self.tx.borrow().0
-    }
-
-    /// Makes the next `n` resolves fail (for tests of resolver errors).
-    pub fn fail_next(&self, n: u32) {
-        *self.failures.lock().expect("unpoisoned") = n;
+    pub fn version(&self) -> EndpointsVersion {
+        self.set.version()
     }
 }
 
@@ -125,21 +98,9 @@ impl Resolver for DynamicResolver {
         false
     }
 
-    fn resolve(&self, version: Option<Version>) -> BoxFuture<'_, Resolved> {
-        let mut rx = self.tx.subscribe();
+    fn resolve(&self, version: Option<EndpointsVersion>) -> BoxFuture<'_, Resolved> {
         Box::pin(async move {
-            {
-                let mut f = self.failures.lock().expect("unpoisoned");
-                if *f > 0 {
-                    *f -= 1;
-                    return Err(ResolveError("injected failure".into()));
-                }
-            }
-            if let Some(v) = version {
-                // Sender lives in self, so this only ends on a change.
-                let _ = rx.wait_for(|(cur, _)| *cur != v).await;
-            }
-            let (v, eps) = rx.borrow().clone();
+            let (eps, v) = self.set.changed(version).await;
             Ok((eps, Some(v)))
         })
     }

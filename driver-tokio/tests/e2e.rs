@@ -623,7 +623,10 @@ impl weft_tokio::Resolver for Watched {
     fn is_constant(&self) -> bool {
         false
     }
-    fn resolve(&self, version: Option<weft_tokio::Version>) -> BoxFuture<'_, weft_tokio::Resolved> {
+    fn resolve(
+        &self,
+        version: Option<weft_tokio::EndpointsVersion>,
+    ) -> BoxFuture<'_, weft_tokio::Resolved> {
         let guard = version.map(|_| OnDrop(self.dropped.clone()));
         let inner = self.inner.resolve(version);
         if version.is_some() {

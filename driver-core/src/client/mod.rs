@@ -265,10 +265,7 @@ impl<R: Runtime> Client<R> {
     }
 
     /// A resolve the runtime started finished.
-    pub fn resolved(
-        self: &Arc<Self>,
-        result: Result<Endpoints<R::Endpoint>, String>,
-    ) {
+    pub fn resolved(self: &Arc<Self>, result: Result<Endpoints<R::Endpoint>, String>) {
         let now = Instant::now();
         let work = {
             let mut state = self.lock();

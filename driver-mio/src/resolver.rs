@@ -2,8 +2,11 @@
 
 use crate::stream::Stream;
 use std::io;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
+use weft_driver::resolver::EndpointSet;
+pub use weft_driver::resolver::ResolveError;
 use weft_proto::NetEndpoint;
+use weft_proto::pool::EndpointsVersion;
 
 /// A replica that can be dialed. Dialing blocks (it runs on a helper
 /// thread, never on the event loop).
@@ -29,19 +32,11 @@ impl Endpoint for NetEndpoint {
     }
 }
 
-/// A version of a resolver's set; only equality matters.
-pub type Version = u64;
-
 /// An endpoint shared between a resolver and clients.
 pub type SharedEndpoint = Arc<dyn Endpoint>;
 
-/// Why a resolver could not answer.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("resolver: {0}")]
-pub struct ResolveError(pub String);
-
 /// A resolver's answer.
-pub type Resolved = Result<(Vec<SharedEndpoint>, Option<Version>), ResolveError>;
+pub type Resolved = Result<(Vec<SharedEndpoint>, Option<EndpointsVersion>), ResolveError>;
 
 /// Finds replicas. `resolve(None)` answers at once; `resolve(Some(v))`
 /// blocks until the set differs from version `v`.
@@ -49,7 +44,7 @@ pub trait Resolver: Send + Sync + 'static {
     /// Whether the set never changes.
     fn is_constant(&self) -> bool;
     /// The endpoints and their version (required unless constant).
-    fn resolve(&self, version: Option<Version>) -> Resolved;
+    fn resolve(&self, version: Option<EndpointsVersion>) -> Resolved;
 }
 
 /// A fixed set of endpoints.
@@ -77,18 +72,24 @@ impl Resolver for ConstantResolver {
     fn is_constant(&self) -> bool {
         true
     }
-    fn resolve(&self, _: Option<Version>) -> Resolved {
+    fn resolve(&self, _: Option<EndpointsVersion>) -> Resolved {
         Ok((self.0.clone(), None))
     }
 }
 
-/// The current set and its version.
-type Versioned = (Version, Vec<SharedEndpoint>);
-
-/// An endpoint set the application changes at will.
+/// An endpoint set the application changes at will; every change is a new
+/// version, and clients following it see the change.
+///
+/// ```
+/// use weft_mio::{DynamicResolver, EndpointsVersion, NetEndpoint};
+/// let r = DynamicResolver::new();
+/// r.set(["tcp://127.0.0.1:7000".parse::<NetEndpoint>()?]);
+/// assert_eq!(r.version(), EndpointsVersion(1));
+/// # Ok::<(), weft_mio::ParseNetEndpoint>(())
+/// ```
 #[derive(Clone, Default)]
 pub struct DynamicResolver {
-    inner: Arc<(Mutex<Versioned>, Condvar)>,
+    set: Arc<EndpointSet<SharedEndpoint>>,
 }
 
 impl DynamicResolver {
@@ -98,16 +99,18 @@ impl DynamicResolver {
     }
 
     /// Replaces the set; returns the new version.
-    pub fn set<E: Endpoint>(&self, endpoints: impl IntoIterator<Item = E>) -> Version {
-        let (m, cv) = &*self.inner;
-        let mut g = m.lock().expect("unpoisoned");
-        g.0 += 1;
-        g.1 = endpoints
-            .into_iter()
-            .map(|e| Arc::new(e) as SharedEndpoint)
-            .collect();
-        cv.notify_all();
-        g.0
+    pub fn set<E: Endpoint>(&self, endpoints: impl IntoIterator<Item = E>) -> EndpointsVersion {
+        self.set.set(
+            endpoints
+                .into_iter()
+                .map(|e| Arc::new(e) as SharedEndpoint)
+                .collect(),
+        )
+    }
+
+    /// The current version.
+    pub fn version(&self) -> EndpointsVersion {
+        self.set.version()
     }
 }
 
@@ -115,12 +118,8 @@ impl Resolver for DynamicResolver {
     fn is_constant(&self) -> bool {
         false
     }
-    fn resolve(&self, version: Option<Version>) -> Resolved {
-        let (m, cv) = &*self.inner;
-        let mut g = m.lock().expect("unpoisoned");
-        if let Some(v) = version {
-            g = cv.wait_while(g, |(cur, _)| *cur == v).expect("unpoisoned");
-        }
-        Ok((g.1.clone(), Some(g.0)))
+    fn resolve(&self, version: Option<EndpointsVersion>) -> Resolved {
+        let (eps, v) = self.set.wait_changed(version);
+        Ok((eps, Some(v)))
     }
 }

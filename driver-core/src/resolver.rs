@@ -1,0 +1,112 @@
+//! What both drivers' resolvers share: the error type and the versioned,
+//! settable endpoint set behind `DynamicResolver`.
+
+use std::future::poll_fn;
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::task::{Poll, Waker};
+use weft_proto::pool::EndpointsVersion;
+
+/// Why a resolver could not answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("resolver: {0}")]
+pub struct ResolveError(pub String);
+
+/// A set of endpoints the application replaces at will; every change is a
+/// new version, and whoever waits for a change (a blocking thread or a
+/// task) is woken.
+///
+/// ```
+/// use weft_driver::resolver::EndpointSet;
+/// use weft_proto::pool::EndpointsVersion;
+/// let set = EndpointSet::new();
+/// assert_eq!(set.set(vec!["a"]), EndpointsVersion(1));
+/// assert_eq!(set.wait_changed(Some(EndpointsVersion(0))), (vec!["a"], EndpointsVersion(1)));
+/// ```
+#[derive(Debug)]
+pub struct EndpointSet<E> {
+    state: Mutex<State<E>>,
+    changed: Condvar,
+}
+
+#[derive(Debug)]
+struct State<E> {
+    version: EndpointsVersion,
+    endpoints: Vec<E>,
+    wakers: Vec<Waker>,
+}
+
+impl<E: Clone> Default for EndpointSet<E> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<E: Clone> EndpointSet<E> {
+    /// An empty set at version 0.
+    pub fn new() -> Self {
+        EndpointSet {
+            state: Mutex::new(State {
+                version: EndpointsVersion(0),
+                endpoints: Vec::new(),
+                wakers: Vec::new(),
+            }),
+            changed: Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State<E>> {
+        self.state.lock().expect("endpoint set poisoned")
+    }
+
+    /// Replaces the set; returns the new version.
+    pub fn set(&self, endpoints: Vec<E>) -> EndpointsVersion {
+        let mut s = self.lock();
+        s.version = EndpointsVersion(s.version.0 + 1);
+        s.endpoints = endpoints;
+        let version = s.version;
+        let wakers = std::mem::take(&mut s.wakers);
+        drop(s);
+        self.changed.notify_all();
+        wakers.into_iter().for_each(Waker::wake);
+        version
+    }
+
+    /// The current version.
+    pub fn version(&self) -> EndpointsVersion {
+        self.lock().version
+    }
+
+    /// The current set and its version.
+    pub fn current(&self) -> (Vec<E>, EndpointsVersion) {
+        let s = self.lock();
+        (s.endpoints.clone(), s.version)
+    }
+
+    /// Blocks until the version differs from `since` (at once for `None`).
+    pub fn wait_changed(&self, since: Option<EndpointsVersion>) -> (Vec<E>, EndpointsVersion) {
+        let mut s = self.lock();
+        if let Some(v) = since {
+            s = self
+                .changed
+                .wait_while(s, |s| s.version == v)
+                .expect("endpoint set poisoned");
+        }
+        (s.endpoints.clone(), s.version)
+    }
+
+    /// Completes when the version differs from `since` (at once for
+    /// `None`).
+    pub async fn changed(&self, since: Option<EndpointsVersion>) -> (Vec<E>, EndpointsVersion) {
+        poll_fn(|cx| {
+            let mut s = self.lock();
+            if since.is_some_and(|v| v == s.version) {
+                if !s.wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                    s.wakers.push(cx.waker().clone());
+                }
+                return Poll::Pending;
+            }
+            Poll::Ready((s.endpoints.clone(), s.version))
+        })
+        .await
+    }
+}
