@@ -1,19 +1,20 @@
-//! Maps keyed by call id.
+//! Maps keyed by ids this side chooses.
 //!
-//! Call ids are dense and chosen by this side (or checked by it), so a
+//! Ids this side hands out (call ids, connection ids) are dense, so a
 //! multiplicative hash spreads them well. Unlike `RandomState` it needs no
 //! OS randomness, which keeps every core deterministic: iteration order
-//! depends only on the inputs.
+//! depends only on the inputs. Not for keys a peer chooses: a fixed hash
+//! can be flooded.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
-/// A `HashMap` from call ids with a fixed, fast hash.
-pub(crate) type IdMap<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
+/// A `HashMap` from locally chosen `u64` ids with a fixed, fast hash.
+pub type IdMap<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
 
-/// Fibonacci hashing of a single `u64`.
+/// Fibonacci hashing of a single `u64` (see [`IdMap`]).
 #[derive(Default)]
-pub(crate) struct IdHasher(u64);
+pub struct IdHasher(u64);
 
 impl Hasher for IdHasher {
     fn finish(&self) -> u64 {

@@ -56,6 +56,7 @@ pub mod handler;
 pub mod handshake;
 pub mod header;
 mod idmap;
+pub use idmap::{IdHasher, IdMap};
 pub mod message;
 pub mod metadata;
 pub mod method;

@@ -1,14 +1,13 @@
 //! One open connection: its link and transport under their own lock.
 
-use super::state::Work;
+use super::state::WorkList;
 use super::{Client, Runtime};
 use crate::{READ_SPARE, Transport};
-use smallvec::SmallVec;
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
-use weft_proto::pool::{Command, ConnEvent, ConnId, Link};
+use weft_proto::pool::{Command, ConnId, Link};
 
 /// Reads per turn of a connection's loop, so one busy connection cannot
 /// starve the others sharing a thread.
@@ -76,9 +75,9 @@ impl<S: Transport> ConnCell<S> {
     }
 
     /// Closes the transport and wakes the loop, which then ends.
-    pub(super) fn close(&self) {
+    pub(super) fn close(&self, now: Instant) {
         let mut inner = self.lock();
-        inner.link.close(Instant::now());
+        inner.link.close(now);
         // Dropping the stream closes the socket.
         inner.stream = None;
         if let Some(io) = inner.io.take() {
@@ -92,11 +91,12 @@ impl<S: Transport> ConnCell<S> {
         &self,
         client: &Client<R>,
         reason: &str,
-    ) -> SmallVec<[Work<R>; 4]> {
-        let now = Instant::now();
+        now: Instant,
+        work: &mut WorkList<R>,
+    ) {
         let mut inner = self.lock();
         inner.link.handle_transport_closed(now, reason);
-        client.deliver(self.id, &mut inner, now)
+        client.deliver(self.id, &mut inner, now, work);
     }
 }
 
@@ -155,11 +155,12 @@ impl<R: Runtime> Client<R> {
         cell: &ConnCell<R::Stream>,
         command: Command,
         batched: bool,
-    ) -> SmallVec<[Work<R>; 4]> {
-        let now = Instant::now();
+        now: Instant,
+        work: &mut WorkList<R>,
+    ) {
         let mut inner = cell.lock();
         if inner.stream.is_none() {
-            return SmallVec::new();
+            return;
         }
         inner.link.apply(now, command);
         if inner.link.transmit().is_empty() {
@@ -179,7 +180,7 @@ impl<R: Runtime> Client<R> {
                 io.wake_by_ref();
             }
         }
-        self.deliver(cell.id, &mut inner, now)
+        self.deliver(cell.id, &mut inner, now, work);
     }
 
     /// One turn of a connection's I/O loop: read what arrived, write what
@@ -213,11 +214,12 @@ impl<R: Runtime> Client<R> {
         let more = inner.read(cx, now);
         // Deliver before the last write so a response that frees a caller
         // does not wait for it; write last so `cx` is registered.
-        let mut work = self.deliver(cell.id, &mut inner, now);
+        let mut work = WorkList::new();
+        self.deliver(cell.id, &mut inner, now, &mut work);
         let _ = inner.flush(cx, now);
-        work.extend(self.deliver(cell.id, &mut inner, now));
+        self.deliver(cell.id, &mut inner, now, &mut work);
         drop(inner);
-        self.carry_out(work);
+        self.carry_out(work, now);
         if cell.is_closed() {
             return Poll::Ready(());
         }
@@ -236,18 +238,16 @@ impl<R: Runtime> Client<R> {
         conn: ConnId,
         inner: &mut Inner<R::Stream>,
         now: Instant,
-    ) -> SmallVec<[Work<R>; 4]> {
-        let mut events: SmallVec<[ConnEvent; 8]> = SmallVec::new();
-        while let Some(e) = inner.link.poll_event() {
-            events.push(e);
-        }
-        if events.is_empty() {
-            return SmallVec::new();
-        }
+        work: &mut WorkList<R>,
+    ) {
+        let Some(first) = inner.link.poll_event() else {
+            return;
+        };
         let mut state = self.lock();
-        for e in events {
+        state.router.handle_conn_event(now, conn, first);
+        while let Some(e) = inner.link.poll_event() {
             state.router.handle_conn_event(now, conn, e);
         }
-        state.drain()
+        state.drain(work);
     }
 }

@@ -23,11 +23,10 @@ mod state;
 
 pub use conn::ConnCell;
 pub use options::ClientOptions;
-use state::{Slot, State, Work};
+use state::{Slot, State, Work, WorkList};
 
 use crate::Transport;
 use bytes::Bytes;
-use smallvec::SmallVec;
 use std::collections::HashMap;
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -118,8 +117,9 @@ impl<R: Runtime> Client<R> {
             runtime,
             state: Mutex::new(State::new(router, registry)),
         });
-        let work = client.lock().drain();
-        client.carry_out(work);
+        let mut work = WorkList::new();
+        client.lock().drain(&mut work);
+        client.carry_out(work, now);
         Ok(client)
     }
 
@@ -144,13 +144,16 @@ impl<R: Runtime> Client<R> {
         args: Bytes,
         opts: CallOptions,
     ) -> PoolCallId {
-        let (id, work) = {
+        let now = Instant::now();
+        let mut work = WorkList::new();
+        let id = {
             let mut state = self.lock();
-            let id = state.router.start_call(Instant::now(), method, args, opts);
+            let id = state.router.start_call(now, method, args, opts);
             state.slots.insert(id, Slot::default());
-            (id, state.drain())
+            state.drain(&mut work);
+            id
         };
-        self.carry_out(work);
+        self.carry_out(work, now);
         id
     }
 
@@ -187,49 +190,57 @@ impl<R: Runtime> Client<R> {
     /// server is told if the request went out), which its caller collects
     /// as usual. No effect on a call that has ended.
     pub fn cancel(self: &Arc<Self>, id: PoolCallId) {
-        let work = {
+        let now = Instant::now();
+        let mut work = WorkList::new();
+        {
             let mut state = self.lock();
-            state.router.cancel(Instant::now(), id);
-            state.drain()
-        };
-        self.carry_out(work);
+            state.router.cancel(now, id);
+            state.drain(&mut work);
+        }
+        self.carry_out(work, now);
     }
 
     /// The caller lost interest (its future or handle was dropped): cancels
     /// the call if it is still running and frees its slot.
     pub fn abandon(self: &Arc<Self>, id: PoolCallId) {
-        let work = {
+        let now = Instant::now();
+        let mut work = WorkList::new();
+        {
             let mut state = self.lock();
             if state.slots.remove(&id).is_none() {
                 return;
             }
-            state.router.cancel(Instant::now(), id);
-            state.drain()
-        };
-        self.carry_out(work);
+            state.router.cancel(now, id);
+            state.drain(&mut work);
+        }
+        self.carry_out(work, now);
     }
 
     /// A connection's transport could not be set up by the runtime (e.g.
     /// registering it with a poller failed): it fails like a broken one.
     pub fn conn_broken(self: &Arc<Self>, cell: &ConnCell<R::Stream>, reason: &str) {
-        let work = cell.fail(self, reason);
-        self.carry_out(work);
+        let now = Instant::now();
+        let mut work = WorkList::new();
+        cell.fail(self, reason, now, &mut work);
+        self.carry_out(work, now);
     }
 
     /// Ends every pending call with a communication error saying the
     /// connection is closed, closes every transport, and makes later calls
     /// fail the same way. Idempotent.
     pub fn close(self: &Arc<Self>) {
-        let work = {
+        let now = Instant::now();
+        let mut work = WorkList::new();
+        {
             let mut state = self.lock();
             if state.closed {
                 return;
             }
             state.closed = true;
-            state.router.close(Instant::now());
-            state.drain()
-        };
-        self.carry_out(work);
+            state.router.close(now);
+            state.drain(&mut work);
+        }
+        self.carry_out(work, now);
         self.runtime.wake_timer();
     }
 
@@ -243,7 +254,8 @@ impl<R: Runtime> Client<R> {
     /// A dial the runtime started finished.
     pub fn dialed(self: &Arc<Self>, conn: ConnId, result: io::Result<R::Stream>) {
         let now = Instant::now();
-        let (cell, work) = {
+        let mut work = WorkList::new();
+        let cell = {
             let mut state = self.lock();
             let cell = match result {
                 Ok(stream) => state.router.handle_dial_ok(now, conn).map(|link| {
@@ -256,18 +268,20 @@ impl<R: Runtime> Client<R> {
                     None
                 }
             };
-            (cell, state.drain())
+            state.drain(&mut work);
+            cell
         };
         if let Some(cell) = cell {
             self.runtime.run_conn(self, cell);
         }
-        self.carry_out(work);
+        self.carry_out(work, now);
     }
 
     /// A resolve the runtime started finished.
     pub fn resolved(self: &Arc<Self>, result: Result<Endpoints<R::Endpoint>, String>) {
         let now = Instant::now();
-        let work = {
+        let mut work = WorkList::new();
+        {
             let mut state = self.lock();
             match result {
                 Ok((endpoints, version)) => {
@@ -281,9 +295,9 @@ impl<R: Runtime> Client<R> {
                 }
                 Err(reason) => state.router.handle_resolve_failed(now, &reason),
             }
-            state.drain()
-        };
-        self.carry_out(work);
+            state.drain(&mut work);
+        }
+        self.carry_out(work, now);
     }
 
     /// Fires the router's due timers; returns when to call again (`None`:
@@ -291,17 +305,18 @@ impl<R: Runtime> Client<R> {
     pub fn handle_timeout(self: &Arc<Self>) -> Option<Instant> {
         loop {
             let now = Instant::now();
-            let (next, work) = {
+            let mut work = WorkList::new();
+            let next = {
                 let mut state = self.lock();
                 if state.router.poll_timeout().is_some_and(|t| t <= now) {
                     state.router.handle_timeout(now);
                 }
-                let work = state.drain();
+                state.drain(&mut work);
                 let next = state.router.poll_timeout();
                 state.timer_armed = next;
-                (next, work)
+                next
             };
-            self.carry_out(work);
+            self.carry_out(work, now);
             // A timer that came due meanwhile is handled now rather than
             // after a sleep of zero.
             match next {
@@ -314,23 +329,24 @@ impl<R: Runtime> Client<R> {
     // ---- internals ----
 
     /// Carries out what the router asked, with no lock held on entry.
-    fn carry_out(self: &Arc<Self>, work: SmallVec<[Work<R>; 4]>) {
-        let mut queue = work;
-        while !queue.is_empty() {
-            let mut next = SmallVec::new();
-            for item in queue {
+    /// `now` is when the work was made: commands carry it to their links,
+    /// so a call's request leaves with the deadline the router saw.
+    fn carry_out(self: &Arc<Self>, mut work: WorkList<R>, now: Instant) {
+        let mut next = WorkList::new();
+        while !work.is_empty() {
+            for item in work.drain(..) {
                 match item {
                     Work::Dial(conn, endpoint) => self.runtime.dial(self, conn, endpoint),
                     Work::Resolve(version) => self.runtime.resolve(self, version),
                     Work::Conn(cell, command, batched) => {
-                        next.extend(self.command(&cell, command, batched));
+                        self.command(&cell, command, batched, now, &mut next);
                     }
-                    Work::Close(cell) => cell.close(),
+                    Work::Close(cell) => cell.close(now),
                     Work::Wake(waker) => waker.wake(),
                     Work::WakeTimer => self.runtime.wake_timer(),
                 }
             }
-            queue = next;
+            std::mem::swap(&mut work, &mut next);
         }
     }
 }

@@ -4,10 +4,17 @@ use super::{ConnCell, Runtime};
 use bytes::Bytes;
 use smallvec::SmallVec;
 use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 use std::task::Waker;
 use std::time::Instant;
-use weft_proto::CallError;
+use weft_proto::{CallError, IdHasher};
+
+/// Keyed by ids the router hands out: a fixed, fast hash.
+pub(super) type ById<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
+
+/// Work collected under a lock, carried out after it is released.
+pub(super) type WorkList<R> = SmallVec<[Work<R>; 2]>;
 use weft_proto::pool::{
     Action, BATCH_WRITES_FROM, Command, ConnId, EndpointsVersion, PoolCallId, PoolEvent, Router,
 };
@@ -34,8 +41,8 @@ pub(super) enum Work<R: Runtime> {
 pub(super) struct State<R: Runtime> {
     pub(super) router: Router,
     /// Calls whose results the application has not collected.
-    pub(super) slots: HashMap<PoolCallId, Slot>,
-    pub(super) conns: HashMap<ConnId, Arc<ConnCell<R::Stream>>>,
+    pub(super) slots: ById<PoolCallId, Slot>,
+    pub(super) conns: ById<ConnId, Arc<ConnCell<R::Stream>>>,
     /// The resolver's latest endpoints, by address.
     pub(super) endpoints: HashMap<Arc<str>, R::Endpoint>,
     /// When the timer is set to wake; `None` while it waits for news.
@@ -47,8 +54,8 @@ impl<R: Runtime> State<R> {
     pub(super) fn new(router: Router, endpoints: HashMap<Arc<str>, R::Endpoint>) -> Self {
         State {
             router,
-            slots: HashMap::new(),
-            conns: HashMap::new(),
+            slots: ById::default(),
+            conns: ById::default(),
             endpoints,
             timer_armed: None,
             closed: false,
@@ -63,8 +70,7 @@ impl<R: Runtime> State<R> {
 
     /// Drains the router's outputs into work for after the lock: the drain
     /// rule. Results go into their slots here; their wakers are woken later.
-    pub(super) fn drain(&mut self) -> SmallVec<[Work<R>; 4]> {
-        let mut work = SmallVec::new();
+    pub(super) fn drain(&mut self, work: &mut WorkList<R>) {
         while let Some(action) = self.router.poll_action() {
             match action {
                 Action::Dial { conn, addr } => {
@@ -110,6 +116,5 @@ impl<R: Runtime> State<R> {
             self.timer_armed = Some(t);
             work.push(Work::WakeTimer);
         }
-        work
     }
 }
