@@ -84,8 +84,13 @@ pub fn run(mut args: Args) -> Result<ExitCode, Usage> {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            let (kind, code) = classify(&e);
-            eprintln!("weft call: {kind}: {e}");
+            let (_, code) = classify(&e);
+            // Every error but a handler's already says what kind it is;
+            // print the chain once.
+            match e.remote() {
+                Some(_) => eprintln!("weft call: remote error: {e}"),
+                None => eprintln!("weft call: {e}"),
+            }
             ExitCode::from(code)
         }
     })

@@ -32,6 +32,12 @@ pub struct CallOptions {
     pub retry: bool,
     /// A routing hint for the balancer; 0 means none.
     pub shard_key: u64,
+    /// Wait for a replica to become ready (bounded by the deadline) even
+    /// when every replica is failing, as Service Weaver does. By default a
+    /// call fails at once with [`CallError::Unreachable`] when no replica is
+    /// ready and every one the resolver names failed its last connection
+    /// attempt (gRPC's fail-fast). Calls with `retry` always wait.
+    pub wait_for_ready: bool,
 }
 
 /// Why a call failed.
@@ -53,9 +59,15 @@ pub enum CallError {
     /// decode error"); treated as a communication error.
     #[error("communication error: could not decode error: {0}")]
     BadErrorPayload(ErrorPayloadError),
-    /// No replica could be reached.
+    /// No replica could be reached: the text names each endpoint and its
+    /// last connection error.
     #[error("unreachable: {0}")]
     Unreachable(String),
+    /// The deadline passed while the call waited for a replica, and the
+    /// replicas were failing: the text names each endpoint and its last
+    /// connection error.
+    #[error("context deadline exceeded waiting for a replica: {0}")]
+    DeadlineWaitingForReplica(String),
 }
 
 impl CallError {
@@ -65,16 +77,20 @@ impl CallError {
         matches!(self, Self::Connection(_) | Self::BadErrorPayload(_))
     }
 
-    /// No replica was reachable.
+    /// No replica was reachable (including a deadline that passed while
+    /// waiting for one that was failing).
     pub fn is_unreachable(&self) -> bool {
-        matches!(self, Self::Unreachable(_))
+        matches!(
+            self,
+            Self::Unreachable(_) | Self::DeadlineWaitingForReplica(_)
+        )
     }
 
     /// The deadline passed, locally or at the server (a remote
     /// `context.DeadlineExceeded` counts, as Go's `errors.Is` would).
     pub fn is_deadline_exceeded(&self) -> bool {
         match self {
-            Self::DeadlineExceeded => true,
+            Self::DeadlineExceeded | Self::DeadlineWaitingForReplica(_) => true,
             Self::Remote(e) => e.is_deadline_exceeded(),
             _ => false,
         }

@@ -20,6 +20,14 @@ fn opts() -> CallOptions {
     CallOptions::default()
 }
 
+/// Service Weaver's behaviour: wait for a replica however they fail.
+fn patient() -> CallOptions {
+    CallOptions {
+        wait_for_ready: true,
+        ..opts()
+    }
+}
+
 #[test]
 fn multiple_endpoints_spread_calls() {
     let mut c = cluster(
@@ -64,7 +72,7 @@ fn no_endpoints_constant_is_unreachable() {
 #[test]
 fn no_endpoints_non_constant_waits_for_some() {
     let mut c = cluster(&[("a", FAST)], &[], false);
-    let id = c.call(&opts());
+    let id = c.call(&patient());
     c.run_for(Duration::from_millis(50));
     assert!(c.result(id).is_none(), "the call waits");
     c.set_endpoints(&["a"]);
@@ -266,14 +274,16 @@ fn redials_back_off_exponentially_with_jitter_and_a_cap() {
 }
 
 #[test]
-fn backoff_resets_after_a_successful_handshake() {
+fn backoff_resets_after_a_successful_call() {
     let mut c = cluster(&[("a", Kind::Dead)], &["a"], true);
     c.run_for(Duration::from_secs(2));
     let before = c.dialed.len();
     c.servers.get_mut("a").unwrap().kind = FAST;
     c.drive_until(|c| c.pool.replica_state("a") == ReplicaState::Idle);
     assert!(c.dialed.len() > before);
-    // Break the healthy connection: the redial is immediate, not backed off.
+    let (_, result) = c.call_and_wait(&opts());
+    assert!(result.is_ok(), "{result:?}");
+    // Break the proven connection: the redial is immediate, not backed off.
     let conn = c.live_conns("a")[0];
     let t0 = c.now;
     c.break_conn(conn);
@@ -373,9 +383,9 @@ fn a_waiting_call_ends_at_its_deadline_or_on_cancel() {
     let deadline = c.now + Duration::from_millis(30);
     let timed = c.call(&CallOptions {
         deadline: Some(deadline),
-        ..opts()
+        ..patient()
     });
-    let cancelled = c.call(&opts());
+    let cancelled = c.call(&patient());
     let now = c.now;
     assert!(c.pool.cancel(now, cancelled));
     c.drive_until(|c| c.result(timed).is_some());
@@ -410,7 +420,7 @@ fn a_replacement_connection_is_not_stalled_by_its_predecessors_queued_output() {
     let first = c.call(&opts());
     let conn = c.live_conns("a")[0];
     c.break_conn(conn);
-    let second = c.call(&opts());
+    let second = c.call(&patient());
     c.drive_until(|c| c.result(second).is_some());
     assert!(
         c.result(first)
@@ -420,4 +430,108 @@ fn a_replacement_connection_is_not_stalled_by_its_predecessors_queued_output() {
             .is_communication()
     );
     assert_eq!(c.served_by(second), "a");
+}
+
+#[test]
+fn a_call_fails_fast_with_each_endpoints_last_error_when_every_replica_fails() {
+    let mut c = cluster(&[("a", Kind::Dead), ("b", Kind::Dead)], &["a", "b"], true);
+    // Before any attempt has failed, a call waits for the first dials.
+    let early = c.call(&opts());
+    c.drive_until(|c| c.result(early).is_some());
+    let err = c.result(early).unwrap().clone().unwrap_err();
+    assert_eq!(
+        err,
+        CallError::Unreachable("a: connection refused; b: connection refused".into())
+    );
+    assert!(err.is_unreachable());
+    // Once every replica has failed, a new call fails at once.
+    let now = c.now;
+    let late = c.call(&opts());
+    c.drain();
+    assert_eq!(c.now, now);
+    assert_eq!(c.result(late), Some(&Err(err)));
+}
+
+#[test]
+fn a_call_waits_for_one_replica_that_is_still_trying_while_another_fails() {
+    let mut c = cluster(&[("a", Kind::Dead), ("b", FAST)], &["a", "b"], true);
+    c.run_for(Duration::from_millis(50));
+    let (id, result) = c.call_and_wait(&opts());
+    assert!(result.is_ok(), "{result:?}");
+    assert_eq!(c.served_by(id), "b");
+}
+
+#[test]
+fn a_patient_call_waits_and_its_deadline_error_names_the_failures() {
+    let mut c = cluster(&[("a", Kind::Dead)], &["a"], true);
+    let deadline = c.now + Duration::from_millis(300);
+    let id = c.call(&CallOptions {
+        deadline: Some(deadline),
+        ..patient()
+    });
+    c.drive_until(|c| c.result(id).is_some());
+    assert_eq!(c.now, deadline);
+    let err = c.result(id).unwrap().clone().unwrap_err();
+    assert_eq!(
+        err,
+        CallError::DeadlineWaitingForReplica("a: connection refused".into())
+    );
+    assert!(err.is_deadline_exceeded() && err.is_unreachable());
+}
+
+#[test]
+fn a_retried_call_keeps_waiting_while_replicas_fail() {
+    let mut c = cluster(&[("a", Kind::Dead)], &["a"], true);
+    c.run_for(Duration::from_millis(50));
+    let id = c.call(&CallOptions {
+        retry: true,
+        ..opts()
+    });
+    c.run_for(Duration::from_millis(200));
+    assert!(c.result(id).is_none(), "a retried call waits");
+    c.servers.get_mut("a").unwrap().kind = FAST;
+    c.drive_until(|c| c.result(id).is_some());
+    assert!(c.result(id).unwrap().is_ok());
+}
+
+#[test]
+fn an_empty_endpoint_set_fails_fast() {
+    let mut c = cluster(&[("a", FAST)], &[], false);
+    let id = c.call(&opts());
+    c.drain();
+    assert_eq!(
+        c.result(id),
+        Some(&Err(CallError::Unreachable(
+            "the resolver names no endpoints".into()
+        )))
+    );
+}
+
+#[test]
+fn a_server_that_never_answers_the_version_fails_after_the_connect_timeout() {
+    let mut c = cluster(&[("a", Kind::Hang)], &["a"], true);
+    let t0 = c.now;
+    let id = c.call(&opts());
+    c.drive_until(|c| c.result(id).is_some());
+    assert_eq!(c.now - t0, weft_proto::pool::DEFAULT_CONNECT_TIMEOUT);
+    assert_eq!(
+        c.result(id),
+        Some(&Err(CallError::Unreachable(
+            "a: transport failed: no version handshake within 5s".into()
+        )))
+    );
+    assert_eq!(c.pool.replica_state("a"), ReplicaState::Disconnected);
+}
+
+#[test]
+fn connections_that_handshake_and_drop_back_off_like_failed_dials() {
+    let mut c = cluster(&[("a", FAST)], &["a"], true);
+    // Every connection closes as soon as its handshake is done.
+    c.servers.get_mut("a").unwrap().close_after_handshake = true;
+    c.run_for(Duration::from_secs(2));
+    // 10 ms x 1.3^n backoff: about a dozen attempts in two seconds, where
+    // resetting the backoff at each handshake redialed at once, every time.
+    let dials = c.dialed.len();
+    assert!((5..=20).contains(&dials), "{dials} dials in 2 s");
+    assert_eq!(c.pool.replica_state("a"), ReplicaState::Disconnected);
 }

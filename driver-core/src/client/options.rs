@@ -1,9 +1,9 @@
 //! Client settings, the same for every driver.
 
 use super::ClientConfig;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use weft_proto::backoff::Backoff;
-use weft_proto::pool::PoolConfig;
+use weft_proto::pool::{DEFAULT_CONNECT_TIMEOUT, PoolConfig};
 use weft_proto::{Balancer, ConnConfig, RoundRobin};
 
 /// Client settings.
@@ -25,6 +25,9 @@ pub struct ClientOptions {
     pub max_message_size: u64,
     /// Seed for the pool's RNG; `None` draws one from the OS.
     pub seed: Option<u64>,
+    /// How long a dial plus the version handshake may take before the
+    /// attempt counts as failed (default 5 s).
+    pub connect_timeout: Duration,
 }
 
 impl Default for ClientOptions {
@@ -36,6 +39,7 @@ impl Default for ClientOptions {
             write_flatten_limit: conn.flatten_limit,
             max_message_size: conn.max_payload,
             seed: None,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
         }
     }
 }
@@ -47,6 +51,7 @@ impl std::fmt::Debug for ClientOptions {
             .field("write_flatten_limit", &self.write_flatten_limit)
             .field("max_message_size", &self.max_message_size)
             .field("seed", &self.seed)
+            .field("connect_timeout", &self.connect_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -62,6 +67,7 @@ impl ClientOptions {
                 },
                 backoff: self.backoff,
                 seed: self.seed.unwrap_or_else(os_seed),
+                connect_timeout: self.connect_timeout,
             },
             balancer: self.balancer,
         }

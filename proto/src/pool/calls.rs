@@ -34,6 +34,11 @@ impl PoolCall {
     fn waiting(&self) -> bool {
         self.placed.is_none() && self.retry_at.is_none()
     }
+
+    /// Fails at once rather than waiting when no replica is reachable.
+    fn fails_fast(&self) -> bool {
+        !(self.opts.wait_for_ready || self.opts.retry)
+    }
 }
 
 impl Router {
@@ -76,6 +81,37 @@ impl Router {
         };
         self.commands.push_back((conn, start));
         true
+    }
+
+    /// A call no replica took: it waits, or fails at once if it fails fast
+    /// and no replica is reachable.
+    pub(super) fn wait_or_fail(&mut self, id: u64) {
+        if self.calls.get(&id).is_some_and(PoolCall::fails_fast)
+            && let Some(reason) = self.unreachable()
+        {
+            return self.finish(id, Err(CallError::Unreachable(reason)));
+        }
+        self.waiting.push_back(id);
+    }
+
+    /// Every replica is failing: waiting calls that fail fast end now.
+    pub(super) fn fail_fast_waiting(&mut self) {
+        let Some(reason) = self.unreachable() else {
+            return;
+        };
+        let failing: Vec<u64> = self
+            .waiting
+            .iter()
+            .copied()
+            .filter(|id| {
+                self.calls
+                    .get(id)
+                    .is_some_and(|c| c.waiting() && c.fails_fast())
+            })
+            .collect();
+        for id in failing {
+            self.finish(id, Err(CallError::Unreachable(reason.clone())));
+        }
     }
 
     /// Offers every waiting call to the balancer once.
@@ -129,8 +165,13 @@ impl Router {
         if let Some((_, conn)) = call.placed {
             let call = PoolCallId(id);
             self.commands.push_back((conn, Command::Expire { call }));
+            return self.finish(id, Err(CallError::DeadlineExceeded));
         }
-        self.finish(id, Err(CallError::DeadlineExceeded));
+        let err = match self.last_errors() {
+            Some(errors) => CallError::DeadlineWaitingForReplica(errors),
+            None => CallError::DeadlineExceeded,
+        };
+        self.finish(id, Err(err));
     }
 
     pub(super) fn retry_due(&mut self, id: u64) {
@@ -141,7 +182,7 @@ impl Router {
         if due {
             self.calls.get_mut(&id).expect("live call").retry_at = None;
             if !self.try_place(id) {
-                self.waiting.push_back(id);
+                self.wait_or_fail(id);
             }
         }
     }

@@ -48,6 +48,7 @@ use crate::error::ConnError;
 use crate::handshake::Version;
 use bytes::Bytes;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Calls outstanding from which a driver should leave request writes to its
 /// I/O thread or task, which writes all that queued up in one go, instead of
@@ -223,7 +224,13 @@ pub struct PoolConfig {
     pub backoff: Backoff,
     /// Seed of the pool's RNG (jitter, balancer choices).
     pub seed: u64,
+    /// How long a dial plus the version handshake may take before the
+    /// attempt counts as failed (default 5 s).
+    pub connect_timeout: Duration,
 }
+
+/// The default [`PoolConfig::connect_timeout`].
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Default for PoolConfig {
     fn default() -> Self {
@@ -231,6 +238,7 @@ impl Default for PoolConfig {
             conn: ConnConfig::default(),
             backoff: Backoff::default(),
             seed: 0x5eed,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
         }
     }
 }

@@ -18,8 +18,15 @@ pub(super) struct Replica {
     /// The open connection (checking, ready or draining).
     pub(super) conn: Option<ConnId>,
     pub(super) dialing: Option<ConnId>,
-    /// Failed connection attempts since the last handshake.
+    /// Failed connection attempts since a call last succeeded here.
     pub(super) attempt: u32,
+    /// Why the last connection attempt failed (dial, handshake, or a
+    /// connection that dropped before any call succeeded on it); cleared
+    /// by a handshake.
+    pub(super) last_error: Option<String>,
+    /// A call has succeeded on the current connection: if it drops, the
+    /// replica is redialed at once and its backoff starts over.
+    pub(super) proven: bool,
     /// Calls placed here whose link has not reported their end yet,
     /// including ones the router already finished (cancelled, expired).
     pub(super) calls: IdMap<()>,
@@ -77,6 +84,7 @@ impl Router {
             }
         }
         self.place_waiting();
+        self.fail_fast_waiting();
     }
 
     fn add_replica(&mut self, addr: &str) {
@@ -89,6 +97,8 @@ impl Router {
             conn: None,
             dialing: None,
             attempt: 0,
+            last_error: None,
+            proven: false,
             calls: IdMap::default(),
         };
         let slot = match self.free_slots.pop() {
@@ -130,6 +140,32 @@ impl Router {
         r.dialing = Some(conn);
         let addr = r.addr.clone();
         self.actions.push_back(Action::Dial { conn, addr });
+        let at = self.now + self.config.connect_timeout;
+        self.push_timer(at, Timer::ConnectTimeout { slot, conn });
+    }
+
+    /// A dial or handshake took longer than the connect timeout: the
+    /// attempt failed.
+    pub(super) fn connect_timed_out(&mut self, slot: usize, conn: ConnId) {
+        let Some(r) = self.replicas.get(slot).and_then(Option::as_ref) else {
+            return;
+        };
+        let timeout = self.config.connect_timeout;
+        if r.dialing == Some(conn) {
+            tracing::debug!(addr = %r.addr, ?timeout, "dial timed out");
+            self.conns.remove(&conn.0);
+            // The driver abandons the dial; if it completes anyway, the
+            // router no longer knows it and the transport is closed.
+            self.actions.push_back(Action::Close { conn });
+            let r = self.replica_mut(slot);
+            r.dialing = None;
+            r.last_error = Some(format!("connect timed out after {timeout:?}"));
+            self.schedule_redial(slot);
+            self.fail_fast_waiting();
+        } else if r.conn == Some(conn) && r.state == ReplicaState::Checking {
+            let reason = format!("no version handshake within {timeout:?}");
+            self.conn_failed(slot, &ConnError::Transport(reason));
+        }
     }
 
     pub(super) fn schedule_redial(&mut self, slot: usize) {
@@ -189,7 +225,8 @@ impl Router {
             return;
         }
         r.state = ReplicaState::Idle;
-        r.attempt = 0;
+        r.last_error = None;
+        r.proven = false;
         self.add_ready(slot);
         self.place_waiting();
     }
@@ -205,6 +242,11 @@ impl Router {
         let r = self.replica_mut(slot);
         if r.calls.remove(&call.0).is_none() {
             return;
+        }
+        if matches!(&result, Ok(_) | Err(CallError::Remote(_))) {
+            // The server answered: the connection works.
+            r.proven = true;
+            r.attempt = 0;
         }
         if r.calls.is_empty() {
             match r.state {
@@ -251,14 +293,17 @@ impl Router {
         let closed = self.closed;
         let r = self.replica_mut(slot);
         tracing::debug!(addr = %r.addr, error = %err, state = ?r.state, "replica connection failed");
-        let progressed = matches!(r.state, ReplicaState::Idle | ReplicaState::Active);
+        // Only a connection a call succeeded on counts as progress: one that
+        // handshakes and drops backs off like a failed dial.
+        let progressed = r.proven;
         if closed || r.state == ReplicaState::Draining {
             return self.remove_replica(slot);
         }
         r.conn = None;
         r.state = ReplicaState::Disconnected;
-        if progressed {
-            r.attempt = 0;
+        r.proven = false;
+        if !progressed {
+            r.last_error = Some(err.to_string());
         }
         self.conns.remove(&conn.0);
         self.actions.push_back(Action::Close { conn });
@@ -269,6 +314,41 @@ impl Router {
             self.dial(slot);
         } else {
             self.schedule_redial(slot);
+            self.fail_fast_waiting();
         }
+    }
+
+    /// Why no call can be placed now and none should wait: the resolver
+    /// names no endpoint, or every one it names failed its last connection
+    /// attempt and none is connecting for the first time. `None` while some
+    /// replica may still become ready.
+    pub(super) fn unreachable(&self) -> Option<String> {
+        let mut failures = Vec::new();
+        for (addr, &slot) in &self.by_addr {
+            let r = self.replica(slot);
+            match (r.state, &r.last_error) {
+                (ReplicaState::Draining, _) => {}
+                (ReplicaState::Disconnected, Some(e)) => failures.push(format!("{addr}: {e}")),
+                _ => return None,
+            }
+        }
+        if failures.is_empty() {
+            return Some("the resolver names no endpoints".into());
+        }
+        Some(failures.join("; "))
+    }
+
+    /// The last connection errors of the replicas that have one, for a
+    /// call whose deadline passed while it waited.
+    pub(super) fn last_errors(&self) -> Option<String> {
+        let errors: Vec<String> = self
+            .by_addr
+            .iter()
+            .filter_map(|(addr, &slot)| {
+                let e = self.replica(slot).last_error.as_ref()?;
+                Some(format!("{addr}: {e}"))
+            })
+            .collect();
+        (!errors.is_empty()).then(|| errors.join("; "))
     }
 }

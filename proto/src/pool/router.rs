@@ -24,7 +24,15 @@ use std::time::Instant;
 pub(super) enum Timer {
     CallDeadline(u64),
     CallRetry(u64),
-    Redial { slot: usize, replica: ReplicaId },
+    Redial {
+        slot: usize,
+        replica: ReplicaId,
+    },
+    /// A dial or handshake that must be done by now.
+    ConnectTimeout {
+        slot: usize,
+        conn: ConnId,
+    },
     Resolve,
 }
 
@@ -194,8 +202,11 @@ impl Router {
         if let Some(slot) = self.live_dial(conn) {
             tracing::debug!(addr = %self.replica(slot).addr, reason, "dial failed");
             self.conns.remove(&conn.0);
-            self.replica_mut(slot).dialing = None;
+            let r = self.replica_mut(slot);
+            r.dialing = None;
+            r.last_error = Some(reason.into());
             self.schedule_redial(slot);
+            self.fail_fast_waiting();
         }
         self.check_invariants();
     }
@@ -257,7 +268,7 @@ impl Router {
         }
         self.calls.insert(id, PoolCall::new(method, args, opts));
         if !self.try_place(id) {
-            self.waiting.push_back(id);
+            self.wait_or_fail(id);
         }
         self.check_invariants();
         PoolCallId(id)
@@ -356,6 +367,10 @@ impl Router {
                 .get(slot)
                 .and_then(Option::as_ref)
                 .is_some_and(|r| r.id == replica),
+            Timer::ConnectTimeout { slot, conn } => replicas
+                .get(slot)
+                .and_then(Option::as_ref)
+                .is_some_and(|r| r.dialing == Some(conn) || r.conn == Some(conn)),
             Timer::Resolve => resolver.is_some(),
         });
     }
@@ -372,6 +387,7 @@ impl Router {
             Timer::CallDeadline(id) => self.deadline_passed(id),
             Timer::CallRetry(id) => self.retry_due(id),
             Timer::Redial { slot, replica } => self.redial_due(slot, replica),
+            Timer::ConnectTimeout { slot, conn } => self.connect_timed_out(slot, conn),
             Timer::Resolve => self.resolve_due(),
         }
     }

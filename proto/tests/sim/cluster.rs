@@ -29,6 +29,9 @@ pub struct Server {
     pub kind: Kind,
     /// Each connection breaks after this many bytes from the client.
     pub fail_after: Option<usize>,
+    /// Each connection closes right after the server's version reply has
+    /// reached the client.
+    pub close_after_handshake: bool,
     pub served: usize,
     pub accepted: usize,
 }
@@ -101,6 +104,7 @@ impl Cluster {
                         Server {
                             kind: *k,
                             fail_after: None,
+                            close_after_handshake: false,
                             served: 0,
                             accepted: 0,
                         },
@@ -336,9 +340,15 @@ impl Cluster {
                 self.break_conn(id);
                 continue;
             }
+            let mut delivered = false;
             while c.to_client.front().is_some_and(|b| b.0 <= now) {
                 let (_, b) = c.to_client.pop_front().unwrap();
                 self.pool.handle_input(now, id, &b);
+                delivered = true;
+            }
+            if delivered && self.servers[&c.addr].close_after_handshake {
+                self.break_conn(id);
+                continue;
             }
             if let Some(c) = self.conns.get_mut(&id)
                 && c.server.poll_timeout().is_some_and(|t| t <= now)
