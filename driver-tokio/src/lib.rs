@@ -28,7 +28,6 @@
 //! # }
 //! ```
 
-mod cancel;
 mod client;
 mod endpoint;
 mod io;
@@ -43,8 +42,8 @@ pub use resolver::{
     ConstantResolver, DynamicResolver, ResolveError, Resolved, Resolver, SharedEndpoint, Version,
 };
 pub use server::{
-    HandlerError, HandlerMap, HandlerResult, Listener, Request, ServerOptions, serve, serve_on,
-    serve_until,
+    CancelReason, HandlerError, HandlerMap, HandlerResult, Listener, Request, ServerOptions, serve,
+    serve_on, serve_until,
 };
 pub use weft_proto as proto;
 pub use weft_proto::{CallError, CallOptions, Metadata, MethodKey, TraceContext};
