@@ -6,8 +6,10 @@
 //! inline handler duration, a watchdog hands the event loop to another
 //! thread, which keeps serving every other call; the slow handler finishes
 //! on the thread it started on and its response is queued for whoever leads.
+//!
+//! What a request is, how it reaches its handler and how cancels reach it
+//! are `weft_driver::server`'s; this file is the event loop around them.
 
-use bytes::Bytes;
 use mio::net::{TcpListener, UnixListener};
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use std::collections::{HashMap, VecDeque};
@@ -16,9 +18,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
-pub use weft_proto::handler::{HandlerError, HandlerResult, ServerOptions};
-use weft_proto::server::CancelReason;
-use weft_proto::{Metadata, MethodKey, NetEndpoint, ServerConn, ServerEvent, TraceContext};
+pub use weft_driver::server::{CancelReason, HandlerError, HandlerResult, Request, ServerOptions};
+use weft_driver::server::{Dispatcher, InlinePolicy};
+use weft_proto::{NetEndpoint, ServerConn};
 
 use crate::stream::{Stream, read_once, write_once};
 
@@ -38,10 +40,8 @@ type Handler = dyn Fn(Request) -> HandlerResult + Send + Sync;
 /// let mut handlers = weft_mio::HandlerMap::new();
 /// handlers.set("weft.Test", "Echo", |req: weft_mio::Request| Ok(req.args));
 /// ```
-#[derive(Clone, Default)]
-pub struct HandlerMap {
-    map: HashMap<MethodKey, (Arc<str>, Arc<Handler>)>,
-}
+#[derive(Clone, Default, Debug)]
+pub struct HandlerMap(weft_driver::server::HandlerMap<Handler>);
 
 impl HandlerMap {
     /// An empty map.
@@ -54,61 +54,7 @@ impl HandlerMap {
     where
         F: Fn(Request) -> HandlerResult + Send + Sync + 'static,
     {
-        let name: Arc<str> = format!("{component}.{method}").into();
-        self.map
-            .insert(MethodKey::new(component, method), (name, Arc::new(handler)));
-    }
-}
-
-/// Set once when a request must stop.
-#[derive(Debug, Default)]
-struct CancelSignal {
-    reason: Mutex<Option<CancelReason>>,
-    cv: Condvar,
-}
-
-impl CancelSignal {
-    fn cancel(&self, reason: CancelReason) {
-        let mut r = self.reason.lock().expect("unpoisoned");
-        if r.is_none() {
-            *r = Some(reason);
-            self.cv.notify_all();
-        }
-    }
-}
-
-/// A call, as its handler sees it.
-#[derive(Debug)]
-pub struct Request {
-    /// The arguments: a view of the connection's read buffer.
-    pub args: Bytes,
-    /// `component.method`.
-    pub method: Arc<str>,
-    /// When the caller gives up, if it set a deadline.
-    pub deadline: Option<Instant>,
-    /// Metadata from the caller.
-    pub metadata: Option<Metadata>,
-    /// The caller's span.
-    pub trace: Option<TraceContext>,
-    cancel: Arc<CancelSignal>,
-}
-
-impl Request {
-    /// Why the request was cancelled, if it was.
-    pub fn cancelled(&self) -> Option<CancelReason> {
-        *self.cancel.reason.lock().expect("unpoisoned")
-    }
-
-    /// Blocks until the request is cancelled or `timeout` passes; returns
-    /// the reason if cancelled.
-    pub fn wait_cancelled(&self, timeout: Duration) -> Option<CancelReason> {
-        let g = self.cancel.reason.lock().expect("unpoisoned");
-        let (g, _) = self
-            .cancel
-            .cv
-            .wait_timeout_while(g, timeout, |r| r.is_none())
-            .expect("unpoisoned");
-        *g
+        self.0.insert(component, method, Arc::new(handler));
     }
 }
 
@@ -133,7 +79,7 @@ impl Listener {
 struct Conn {
     stream: Stream,
     core: ServerConn,
-    cancels: HashMap<u64, Arc<CancelSignal>>,
+    requests: Dispatcher,
 }
 
 /// The event loop's state; whoever holds it leads.
@@ -175,6 +121,7 @@ struct Shared {
     done: Mutex<Vec<(usize, u64, HandlerResult)>>,
     handlers: HandlerMap,
     opts: ServerOptions,
+    policy: InlinePolicy,
     watchdog_parked: AtomicBool,
     watchdog: Mutex<Option<thread::Thread>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
@@ -242,6 +189,7 @@ impl Server {
             done: Mutex::new(Vec::new()),
             handlers,
             opts,
+            policy: InlinePolicy::new(&opts),
             watchdog_parked: AtomicBool::new(false),
             watchdog: Mutex::new(None),
             threads: Mutex::new(Vec::new()),
@@ -342,7 +290,7 @@ impl Shared {
                 epoch = Some(s.epoch);
             }
             if let Some(job) = s.jobs.pop_front() {
-                let inline = self.opts.inline_handler_duration.is_some();
+                let inline = self.policy.starts_inline();
                 if inline {
                     s.running_since = Some(Instant::now());
                 } else {
@@ -397,7 +345,7 @@ impl Shared {
     /// Takes the loop from a leader whose handler overran. It ticks only
     /// while handlers are running, and parks after a quiet spell.
     fn watchdog(self: Arc<Self>) {
-        let Some(limit) = self.opts.inline_handler_duration else {
+        let Some(limit) = self.policy.limit() else {
             return;
         };
         // Each check is a thread wakeup on a busy core: checking every
@@ -413,7 +361,7 @@ impl Shared {
                 return;
             }
             match s.running_since {
-                Some(since) if since.elapsed() >= limit => {
+                Some(since) if self.policy.is_due(since, Instant::now()) => {
                     s.epoch += 1;
                     s.leader = false;
                     s.running_since = None;
@@ -498,7 +446,7 @@ impl Shared {
                         Conn {
                             stream,
                             core: ServerConn::new(now, config),
-                            cancels: HashMap::new(),
+                            requests: Dispatcher::new(),
                         },
                     );
                 }
@@ -517,8 +465,7 @@ impl Shared {
         let done = std::mem::take(&mut *self.done.lock().expect("unpoisoned"));
         for (t, id, result) in done {
             if let Some(c) = core.conns.get_mut(&t) {
-                c.cancels.remove(&id);
-                c.core.finish(now, id, result);
+                c.requests.finish(now, &mut c.core, id, result);
             }
         }
         let mut jobs = Vec::new();
@@ -528,40 +475,18 @@ impl Shared {
                 c.core.handle_timeout(now);
             }
             while let Some(event) = c.core.poll_event() {
-                match event {
-                    ServerEvent::Request(req) => match self.handlers.map.get(&req.method) {
-                        None => c.core.respond_unknown_method(now, req.id),
-                        Some((name, handler)) => {
-                            let cancel = Arc::new(CancelSignal::default());
-                            c.cancels.insert(req.id, cancel.clone());
-                            jobs.push(Job {
-                                token: t,
-                                id: req.id,
-                                handler: handler.clone(),
-                                request: Request {
-                                    args: req.args,
-                                    method: name.clone(),
-                                    deadline: req.deadline,
-                                    metadata: req.metadata,
-                                    trace: req.trace,
-                                    cancel,
-                                },
-                            });
-                        }
-                    },
-                    ServerEvent::Cancel { id, reason } => {
-                        if let Some(s) = c.cancels.get(&id) {
-                            s.cancel(reason);
-                        }
-                    }
-                    ServerEvent::Failed(err) => {
-                        tracing::debug!(error = %err, "server connection closed");
-                        for (_, s) in c.cancels.drain() {
-                            s.cancel(CancelReason::ConnectionLost);
-                        }
-                        finished.push(t);
-                    }
+                let handlers = &self.handlers.0;
+                if let Some(d) = c.requests.on_event(now, &mut c.core, handlers, event) {
+                    jobs.push(Job {
+                        token: t,
+                        id: d.id,
+                        handler: d.handler.clone(),
+                        request: d.request,
+                    });
                 }
+            }
+            if c.requests.is_closed() {
+                finished.push(t);
             }
             flush_conn(c, now);
         }
