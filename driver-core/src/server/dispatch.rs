@@ -158,6 +158,24 @@ mod tests {
             self.send(|tx| tx.push_request(id, header.fields(), &Bytes::from_static(b"hi")));
         }
 
+        /// Two Echo requests, ids 1 and 2, with their handlers.
+        fn two_running(&mut self) -> Vec<(u64, &'static str, Request)> {
+            self.request(1, "Echo", 0);
+            self.request(2, "Echo", 0);
+            let runs = self.dispatch();
+            assert_eq!(runs.len(), 2);
+            runs
+        }
+
+        /// Every request in `runs` was cancelled for `reason`, and none is
+        /// left in flight.
+        fn assert_all_cancelled(&self, runs: &[(u64, &str, Request)], reason: CancelReason) {
+            assert_eq!(self.requests.in_flight(), 0);
+            for (_, _, req) in runs {
+                assert_eq!(req.cancel_reason(), Some(reason));
+            }
+        }
+
         /// Runs every event through the dispatcher; the dispatches it made.
         fn dispatch(&mut self) -> Vec<(u64, &'static str, Request)> {
             let mut out = Vec::new();
@@ -240,9 +258,7 @@ mod tests {
     #[test]
     fn a_cancel_reaches_only_its_request() {
         let mut f = Fixture::new();
-        f.request(1, "Echo", 0);
-        f.request(2, "Echo", 0);
-        let runs = f.dispatch();
+        let runs = f.two_running();
         f.send(|tx| tx.push_cancel(2));
         assert!(f.dispatch().is_empty());
         assert_eq!(runs[0].2.cancel_reason(), None);
@@ -272,9 +288,7 @@ mod tests {
     #[test]
     fn a_failure_cancels_every_request_still_running() {
         let mut f = Fixture::new();
-        f.request(1, "Echo", 0);
-        f.request(2, "Echo", 0);
-        let runs = f.dispatch();
+        let runs = f.two_running();
         // The core cancels what it has in flight before it fails; a
         // failure event on its own must still reach every handler.
         let failed = ServerEvent::Failed(weft_proto::ConnError::Closed);
@@ -284,25 +298,17 @@ mod tests {
                 .is_none()
         );
         assert!(f.requests.is_closed());
-        assert_eq!(f.requests.in_flight(), 0);
-        for (_, _, req) in &runs {
-            assert_eq!(req.cancel_reason(), Some(CancelReason::ConnectionLost));
-        }
+        f.assert_all_cancelled(&runs, CancelReason::ConnectionLost);
     }
 
     #[test]
     fn a_failed_connection_cancels_every_request() {
         let mut f = Fixture::new();
-        f.request(1, "Echo", 0);
-        f.request(2, "Echo", 0);
-        let runs = f.dispatch();
+        let runs = f.two_running();
         assert!(!f.requests.is_closed());
         f.conn.handle_transport_closed(f.now, "reset");
         assert!(f.dispatch().is_empty());
         assert!(f.requests.is_closed());
-        assert_eq!(f.requests.in_flight(), 0);
-        for (_, _, req) in &runs {
-            assert_eq!(req.cancel_reason(), Some(CancelReason::ConnectionLost));
-        }
+        f.assert_all_cancelled(&runs, CancelReason::ConnectionLost);
     }
 }
