@@ -33,9 +33,9 @@ pub use resolve::{
     ConstantResolver, DynamicResolver, Endpoint, ResolveError, Resolved, Resolver, SharedEndpoint,
     Version,
 };
-pub use server::{
-    CancelReason, HandlerError, HandlerMap, HandlerResult, Request, Server, ServerOptions,
-};
+pub use server::{HandlerError, HandlerMap, HandlerResult, Request, Server, ServerOptions};
 pub use stream::Stream;
 pub use weft_proto as proto;
-pub use weft_proto::{CallError, CallOptions, Metadata, MethodKey, NetEndpoint, TraceContext};
+pub use weft_proto::{
+    CallError, CallOptions, CancelReason, Metadata, MethodKey, NetEndpoint, TraceContext,
+};

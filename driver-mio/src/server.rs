@@ -20,8 +20,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
-pub use weft_driver::server::{CancelReason, HandlerError, HandlerResult, Request, ServerOptions};
 use weft_driver::server::{Dispatcher, InlinePolicy};
+pub use weft_driver::server::{HandlerError, HandlerResult, Request, ServerOptions};
 use weft_proto::{NetEndpoint, ServerConn};
 
 use crate::stream::{Stream, read_once, write_once};

@@ -42,8 +42,8 @@ pub use resolver::{
     ConstantResolver, DynamicResolver, ResolveError, Resolved, Resolver, SharedEndpoint, Version,
 };
 pub use server::{
-    CancelReason, HandlerError, HandlerMap, HandlerResult, Listener, Request, ServerOptions, serve,
-    serve_on, serve_until,
+    HandlerError, HandlerMap, HandlerResult, Listener, Request, ServerOptions, serve, serve_on,
+    serve_until,
 };
 pub use weft_proto as proto;
-pub use weft_proto::{CallError, CallOptions, Metadata, MethodKey, TraceContext};
+pub use weft_proto::{CallError, CallOptions, CancelReason, Metadata, MethodKey, TraceContext};

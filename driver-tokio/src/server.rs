@@ -18,8 +18,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 use tokio::sync::{mpsc, watch};
-pub use weft_driver::server::{CancelReason, HandlerError, HandlerResult, Request, ServerOptions};
 use weft_driver::server::{Dispatcher, InlinePolicy};
+pub use weft_driver::server::{HandlerError, HandlerResult, Request, ServerOptions};
 use weft_proto::ServerConn;
 
 type Handler = dyn Fn(Request) -> BoxFuture<'static, HandlerResult> + Send + Sync;
