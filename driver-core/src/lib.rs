@@ -14,6 +14,7 @@
 //! loops, the timer).
 #![forbid(unsafe_code)]
 
+pub mod server;
 mod transport;
 
 pub use transport::{READ_SPARE, Transport};

@@ -6,8 +6,12 @@
 //! inline handler duration, a watchdog hands the event loop to another
 //! thread, which keeps serving every other call; the slow handler finishes
 //! on the thread it started on and its response is queued for whoever leads.
+//! The poller goes with leadership, and the connections are locked only
+//! while a turn processes what `poll` returned, not while it waits.
+//!
+//! What a request is, how it reaches its handler and how cancels reach it
+//! are `weft_driver::server`'s; this file is the event loop around them.
 
-use bytes::Bytes;
 use mio::net::{TcpListener, UnixListener};
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use std::collections::{HashMap, VecDeque};
@@ -16,9 +20,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
-pub use weft_proto::handler::{HandlerError, HandlerResult, ServerOptions};
-use weft_proto::server::CancelReason;
-use weft_proto::{Metadata, MethodKey, NetEndpoint, ServerConn, ServerEvent, TraceContext};
+use weft_driver::server::{Dispatcher, InlinePolicy};
+pub use weft_driver::server::{HandlerError, HandlerResult, Request, ServerOptions};
+use weft_proto::{NetEndpoint, ServerConn};
 
 use crate::stream::{Stream, read_once, write_once};
 
@@ -38,10 +42,8 @@ type Handler = dyn Fn(Request) -> HandlerResult + Send + Sync;
 /// let mut handlers = weft_mio::HandlerMap::new();
 /// handlers.set("weft.Test", "Echo", |req: weft_mio::Request| Ok(req.args));
 /// ```
-#[derive(Clone, Default)]
-pub struct HandlerMap {
-    map: HashMap<MethodKey, (Arc<str>, Arc<Handler>)>,
-}
+#[derive(Clone, Default, Debug)]
+pub struct HandlerMap(weft_driver::server::HandlerMap<Handler>);
 
 impl HandlerMap {
     /// An empty map.
@@ -54,61 +56,7 @@ impl HandlerMap {
     where
         F: Fn(Request) -> HandlerResult + Send + Sync + 'static,
     {
-        let name: Arc<str> = format!("{component}.{method}").into();
-        self.map
-            .insert(MethodKey::new(component, method), (name, Arc::new(handler)));
-    }
-}
-
-/// Set once when a request must stop.
-#[derive(Debug, Default)]
-struct CancelSignal {
-    reason: Mutex<Option<CancelReason>>,
-    cv: Condvar,
-}
-
-impl CancelSignal {
-    fn cancel(&self, reason: CancelReason) {
-        let mut r = self.reason.lock().expect("unpoisoned");
-        if r.is_none() {
-            *r = Some(reason);
-            self.cv.notify_all();
-        }
-    }
-}
-
-/// A call, as its handler sees it.
-#[derive(Debug)]
-pub struct Request {
-    /// The arguments: a view of the connection's read buffer.
-    pub args: Bytes,
-    /// `component.method`.
-    pub method: Arc<str>,
-    /// When the caller gives up, if it set a deadline.
-    pub deadline: Option<Instant>,
-    /// Metadata from the caller.
-    pub metadata: Option<Metadata>,
-    /// The caller's span.
-    pub trace: Option<TraceContext>,
-    cancel: Arc<CancelSignal>,
-}
-
-impl Request {
-    /// Why the request was cancelled, if it was.
-    pub fn cancelled(&self) -> Option<CancelReason> {
-        *self.cancel.reason.lock().expect("unpoisoned")
-    }
-
-    /// Blocks until the request is cancelled or `timeout` passes; returns
-    /// the reason if cancelled.
-    pub fn wait_cancelled(&self, timeout: Duration) -> Option<CancelReason> {
-        let g = self.cancel.reason.lock().expect("unpoisoned");
-        let (g, _) = self
-            .cancel
-            .cv
-            .wait_timeout_while(g, timeout, |r| r.is_none())
-            .expect("unpoisoned");
-        *g
+        self.0.insert(component, method, Arc::new(handler));
     }
 }
 
@@ -133,15 +81,25 @@ impl Listener {
 struct Conn {
     stream: Stream,
     core: ServerConn,
-    cancels: HashMap<u64, Arc<CancelSignal>>,
+    requests: Dispatcher,
 }
 
-/// The event loop's state; whoever holds it leads.
-struct Core {
+/// The poller. The thread that leads owns it while it takes a turn; between
+/// turns it rests in [`Sched`], so leadership handed to another thread
+/// (even while the old leader is running a handler) brings it along.
+struct EventLoop {
     poll: Poll,
     events: Events,
+    /// The earliest request deadline when the last turn ended: how long
+    /// the next may wait. Only turns change deadlines, so it stays right.
+    wake_at: Option<Instant>,
+}
+
+/// The listener and the connections. Locked while events are processed,
+/// never while the leader waits for them.
+struct Conns {
     listener: Option<Listener>,
-    conns: HashMap<usize, Conn>,
+    by_token: HashMap<usize, Conn>,
     next_token: usize,
 }
 
@@ -154,6 +112,8 @@ struct Job {
 
 #[derive(Default)]
 struct Sched {
+    /// The poller, while nobody is taking a turn with it.
+    event_loop: Option<EventLoop>,
     jobs: VecDeque<Job>,
     /// Someone holds leadership (maybe while running a handler).
     leader: bool,
@@ -167,7 +127,7 @@ struct Sched {
 }
 
 struct Shared {
-    core: Mutex<Core>,
+    conns: Mutex<Conns>,
     sched: Mutex<Sched>,
     cv: Condvar,
     waker: Waker,
@@ -175,6 +135,7 @@ struct Shared {
     done: Mutex<Vec<(usize, u64, HandlerResult)>>,
     handlers: HandlerMap,
     opts: ServerOptions,
+    policy: InlinePolicy,
     watchdog_parked: AtomicBool,
     watchdog: Mutex<Option<thread::Thread>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
@@ -228,20 +189,26 @@ impl Server {
         }
         let registry = poll.registry().try_clone()?;
         let shared = Arc::new(Shared {
-            core: Mutex::new(Core {
-                poll,
-                events: Events::with_capacity(256),
+            conns: Mutex::new(Conns {
                 listener: Some(listener),
-                conns: HashMap::new(),
+                by_token: HashMap::new(),
                 next_token: 2,
             }),
-            sched: Mutex::new(Sched::default()),
+            sched: Mutex::new(Sched {
+                event_loop: Some(EventLoop {
+                    poll,
+                    events: Events::with_capacity(256),
+                    wake_at: None,
+                }),
+                ..Sched::default()
+            }),
             cv: Condvar::new(),
             waker,
             registry,
             done: Mutex::new(Vec::new()),
             handlers,
             opts,
+            policy: InlinePolicy::new(&opts),
             watchdog_parked: AtomicBool::new(false),
             watchdog: Mutex::new(None),
             threads: Mutex::new(Vec::new()),
@@ -270,8 +237,8 @@ impl Server {
     }
 
     fn stop(&self) {
-        // Workers stop leading first: the leader holds the core while it
-        // waits in poll, so wake it, and it sees the flag on its way out.
+        // Workers stop leading first: wake the leader out of poll and the
+        // followers out of their wait; each sees the flag on its way out.
         self.shared.sched().shutdown = true;
         self.shared.cv.notify_all();
         let _ = self.shared.waker.wake();
@@ -279,14 +246,14 @@ impl Server {
             w.unpark();
         }
         {
-            let mut core = self.shared.lock_core();
+            let mut conns = self.shared.lock_conns();
             let now = Instant::now();
-            core.listener = None;
-            for c in core.conns.values_mut() {
+            conns.listener = None;
+            for c in conns.by_token.values_mut() {
                 c.core.close(now);
             }
             // Cancels every handler still running, so the joins below end.
-            self.shared.process(&mut core, now);
+            self.shared.process(&mut conns, now);
         }
         let threads = std::mem::take(&mut *self.shared.threads.lock().expect("unpoisoned"));
         for t in threads {
@@ -304,8 +271,8 @@ impl Drop for Server {
 }
 
 impl Shared {
-    fn lock_core(&self) -> MutexGuard<'_, Core> {
-        self.core.lock().expect("weft-mio server state poisoned")
+    fn lock_conns(&self) -> MutexGuard<'_, Conns> {
+        self.conns.lock().expect("weft-mio server state poisoned")
     }
 
     fn sched(&self) -> MutexGuard<'_, Sched> {
@@ -325,8 +292,14 @@ impl Shared {
     /// A server thread: leads when it can, runs handlers, else waits.
     fn worker(self: Arc<Self>) {
         let mut epoch = None;
+        // The poller after a turn, until it goes back to `Sched` under the
+        // lock the next iteration takes anyway.
+        let mut after_turn = None;
         loop {
             let mut s = self.sched();
+            if let Some(event_loop) = after_turn.take() {
+                s.event_loop = Some(event_loop);
+            }
             if s.shutdown {
                 s.threads -= 1;
                 return;
@@ -342,7 +315,7 @@ impl Shared {
                 epoch = Some(s.epoch);
             }
             if let Some(job) = s.jobs.pop_front() {
-                let inline = self.opts.inline_handler_duration.is_some();
+                let inline = self.policy.starts_inline();
                 if inline {
                     s.running_since = Some(Instant::now());
                 } else {
@@ -373,8 +346,12 @@ impl Shared {
                 }
                 continue;
             }
+            // Only the leader turns the loop, and it is not turning it now,
+            // so the poller is at rest.
+            let mut event_loop = s.event_loop.take().expect("the poller rests in Sched");
             drop(s);
-            self.lead_once();
+            self.lead_once(&mut event_loop);
+            after_turn = Some(event_loop);
         }
     }
 
@@ -397,7 +374,7 @@ impl Shared {
     /// Takes the loop from a leader whose handler overran. It ticks only
     /// while handlers are running, and parks after a quiet spell.
     fn watchdog(self: Arc<Self>) {
-        let Some(limit) = self.opts.inline_handler_duration else {
+        let Some(limit) = self.policy.limit() else {
             return;
         };
         // Each check is a thread wakeup on a busy core: checking every
@@ -413,7 +390,7 @@ impl Shared {
                 return;
             }
             match s.running_since {
-                Some(since) if since.elapsed() >= limit => {
+                Some(since) if self.policy.is_due(since, Instant::now()) => {
                     s.epoch += 1;
                     s.leader = false;
                     s.running_since = None;
@@ -438,34 +415,30 @@ impl Shared {
         }
     }
 
-    /// One turn of the event loop.
-    fn lead_once(&self) {
-        let mut core = self.lock_core();
-        let core = &mut *core;
-        let now = Instant::now();
+    /// One turn of the event loop: waits for readiness holding only the
+    /// poller, then reads, accepts and processes with the connections
+    /// locked.
+    fn lead_once(&self, lp: &mut EventLoop) {
         let has_done = !self.done.lock().expect("unpoisoned").is_empty();
         let timeout = if has_done {
             Some(Duration::ZERO)
         } else {
-            core.conns
-                .values()
-                .filter_map(|c| c.core.next_deadline())
-                .min()
-                .map(|d| d.saturating_duration_since(now))
+            let now = Instant::now();
+            lp.wake_at.map(|d| d.saturating_duration_since(now))
         };
-        let mut events = std::mem::replace(&mut core.events, Events::with_capacity(0));
-        if let Err(e) = core.poll.poll(&mut events, timeout)
+        if let Err(e) = lp.poll.poll(&mut lp.events, timeout)
             && e.kind() != io::ErrorKind::Interrupted
         {
             tracing::error!(error = %e, "server event loop failed");
         }
         let now = Instant::now();
-        for event in events.iter() {
+        let mut conns = self.lock_conns();
+        for event in lp.events.iter() {
             match event.token() {
                 WAKER => {}
-                LISTENER => self.accept(core, now),
+                LISTENER => self.accept(&mut conns, now),
                 Token(t) => {
-                    if let Some(c) = core.conns.get_mut(&t) {
+                    if let Some(c) = conns.by_token.get_mut(&t) {
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
                             read_conn(c, now);
                         }
@@ -473,18 +446,17 @@ impl Shared {
                 }
             }
         }
-        core.events = events;
-        self.process(core, now);
+        lp.wake_at = self.process(&mut conns, now);
     }
 
-    fn accept(&self, core: &mut Core, now: Instant) {
+    fn accept(&self, conns: &mut Conns, now: Instant) {
         let config = self.opts.conn_config();
         loop {
-            let Some(l) = &core.listener else { return };
+            let Some(l) = &conns.listener else { return };
             match l.accept() {
                 Ok(mut stream) => {
-                    let t = core.next_token;
-                    core.next_token += 1;
+                    let t = conns.next_token;
+                    conns.next_token += 1;
                     if let Err(e) = self.registry.register(
                         &mut stream,
                         Token(t),
@@ -493,12 +465,12 @@ impl Shared {
                         tracing::warn!(error = %e, "register failed");
                         continue;
                     }
-                    core.conns.insert(
+                    conns.by_token.insert(
                         t,
                         Conn {
                             stream,
                             core: ServerConn::new(now, config),
-                            cancels: HashMap::new(),
+                            requests: Dispatcher::new(),
                         },
                     );
                 }
@@ -512,61 +484,41 @@ impl Shared {
     }
 
     /// Applies finished handlers, timers and core events; writes; closes
-    /// finished connections.
-    fn process(&self, core: &mut Core, now: Instant) {
+    /// finished connections. Returns the earliest request deadline left.
+    fn process(&self, conns: &mut Conns, now: Instant) -> Option<Instant> {
         let done = std::mem::take(&mut *self.done.lock().expect("unpoisoned"));
         for (t, id, result) in done {
-            if let Some(c) = core.conns.get_mut(&t) {
-                c.cancels.remove(&id);
-                c.core.finish(now, id, result);
+            if let Some(c) = conns.by_token.get_mut(&t) {
+                c.requests.finish(now, &mut c.core, id, result);
             }
         }
         let mut jobs = Vec::new();
         let mut finished = Vec::new();
-        for (&t, c) in core.conns.iter_mut() {
+        let mut wake_at: Option<Instant> = None;
+        for (&t, c) in conns.by_token.iter_mut() {
             if c.core.next_deadline().is_some_and(|d| d <= now) {
                 c.core.handle_timeout(now);
             }
             while let Some(event) = c.core.poll_event() {
-                match event {
-                    ServerEvent::Request(req) => match self.handlers.map.get(&req.method) {
-                        None => c.core.respond_unknown_method(now, req.id),
-                        Some((name, handler)) => {
-                            let cancel = Arc::new(CancelSignal::default());
-                            c.cancels.insert(req.id, cancel.clone());
-                            jobs.push(Job {
-                                token: t,
-                                id: req.id,
-                                handler: handler.clone(),
-                                request: Request {
-                                    args: req.args,
-                                    method: name.clone(),
-                                    deadline: req.deadline,
-                                    metadata: req.metadata,
-                                    trace: req.trace,
-                                    cancel,
-                                },
-                            });
-                        }
-                    },
-                    ServerEvent::Cancel { id, reason } => {
-                        if let Some(s) = c.cancels.get(&id) {
-                            s.cancel(reason);
-                        }
-                    }
-                    ServerEvent::Failed(err) => {
-                        tracing::debug!(error = %err, "server connection closed");
-                        for (_, s) in c.cancels.drain() {
-                            s.cancel(CancelReason::ConnectionLost);
-                        }
-                        finished.push(t);
-                    }
+                let handlers = &self.handlers.0;
+                if let Some(d) = c.requests.on_event(now, &mut c.core, handlers, event) {
+                    jobs.push(Job {
+                        token: t,
+                        id: d.id,
+                        handler: d.handler.clone(),
+                        request: d.request,
+                    });
                 }
             }
+            if c.requests.is_closed() {
+                finished.push(t);
+            }
             flush_conn(c, now);
+            // A failed connection has no deadlines left, so it adds none.
+            wake_at = wake_at.into_iter().chain(c.core.next_deadline()).min();
         }
         for t in finished {
-            if let Some(mut c) = core.conns.remove(&t) {
+            if let Some(mut c) = conns.by_token.remove(&t) {
                 let _ = self.registry.deregister(&mut c.stream);
             }
         }
@@ -574,6 +526,7 @@ impl Shared {
             let mut s = self.sched();
             s.jobs.extend(jobs);
         }
+        wake_at
     }
 }
 
@@ -601,5 +554,30 @@ fn flush_conn(c: &mut Conn, now: Instant) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return c.core.handle_transport_closed(now, format!("write: {e}")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_leader_waits_in_poll_without_the_connection_lock() {
+        let server = Server::bind(
+            &"tcp://127.0.0.1:0".parse().expect("endpoint"),
+            HandlerMap::new(),
+            ServerOptions::default(),
+        )
+        .expect("bind");
+        // With no connection nothing is ready, so once a worker has taken
+        // the poller it stays in `poll`.
+        while server.shared.sched().event_loop.is_some() {
+            thread::yield_now();
+        }
+        assert!(
+            server.shared.conns.try_lock().is_ok(),
+            "the leader holds the connections while it waits"
+        );
+        server.shutdown();
     }
 }

@@ -28,7 +28,6 @@
 //! # }
 //! ```
 
-mod cancel;
 mod client;
 mod endpoint;
 mod io;

@@ -5,12 +5,12 @@
 //! that is ready in one vectored write. A handler first runs inline on that
 //! task; if it has not finished within the inline handler duration it moves
 //! to a task of its own, so a slow handler never holds up the others.
+//!
+//! What a request is, how it reaches its handler and how cancels reach it
+//! are `weft_driver::server`'s; this file is the Tokio task around them.
 
-use crate::cancel::CancelSignal;
 use crate::endpoint::{AsyncStream, BoxFuture, BoxStream, NetEndpoint};
 use crate::io::{READ_CHUNK, poll_read, poll_write};
-use bytes::Bytes;
-use std::collections::HashMap;
 use std::future::{Future, poll_fn};
 use std::io;
 use std::pin::Pin;
@@ -18,9 +18,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 use tokio::sync::{mpsc, watch};
-pub use weft_proto::handler::{HandlerError, HandlerResult, ServerOptions};
-use weft_proto::server::CancelReason;
-use weft_proto::{Metadata, MethodKey, ServerConn, ServerEvent, TraceContext};
+use weft_driver::server::{Dispatcher, InlinePolicy};
+pub use weft_driver::server::{HandlerError, HandlerResult, Request, ServerOptions};
+use weft_proto::ServerConn;
 
 type Handler = dyn Fn(Request) -> BoxFuture<'static, HandlerResult> + Send + Sync;
 
@@ -30,18 +30,8 @@ type Handler = dyn Fn(Request) -> BoxFuture<'static, HandlerResult> + Send + Syn
 /// let mut handlers = weft_tokio::HandlerMap::new();
 /// handlers.set("weft.Test", "Echo", |req: weft_tokio::Request| async move { Ok(req.args) });
 /// ```
-#[derive(Clone, Default)]
-pub struct HandlerMap {
-    map: HashMap<MethodKey, (Arc<str>, Arc<Handler>)>,
-}
-
-impl std::fmt::Debug for HandlerMap {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_set()
-            .entries(self.map.values().map(|(n, _)| n))
-            .finish()
-    }
-}
+#[derive(Clone, Default, Debug)]
+pub struct HandlerMap(weft_driver::server::HandlerMap<Handler>);
 
 impl HandlerMap {
     /// An empty map.
@@ -55,39 +45,8 @@ impl HandlerMap {
         F: Fn(Request) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = HandlerResult> + Send + 'static,
     {
-        let name: Arc<str> = format!("{component}.{method}").into();
         let h: Arc<Handler> = Arc::new(move |req| Box::pin(handler(req)));
-        self.map
-            .insert(MethodKey::new(component, method), (name, h));
-    }
-}
-
-/// A call, as its handler sees it.
-#[derive(Debug)]
-pub struct Request {
-    /// The arguments: a view of the connection's read buffer.
-    pub args: Bytes,
-    /// `component.method`.
-    pub method: Arc<str>,
-    /// When the caller gives up, if it set a deadline.
-    pub deadline: Option<Instant>,
-    /// Metadata from the caller.
-    pub metadata: Option<Metadata>,
-    /// The caller's span.
-    pub trace: Option<TraceContext>,
-    cancel: Arc<CancelSignal>,
-}
-
-impl Request {
-    /// Whether the request was cancelled (by the caller, its deadline, or a
-    /// broken connection).
-    pub fn is_cancelled(&self) -> bool {
-        self.cancel.reason().is_some()
-    }
-
-    /// Completes when the request is cancelled, with the reason.
-    pub async fn cancelled(&self) -> CancelReason {
-        self.cancel.cancelled().await
+        self.0.insert(component, method, h);
     }
 }
 
@@ -243,11 +202,11 @@ struct InlineHandler {
 
 struct ServerTask {
     conn: ServerConn,
+    requests: Dispatcher,
     stream: BoxStream,
     handlers: Arc<HandlerMap>,
-    opts: ServerOptions,
+    policy: InlinePolicy,
     inline: Vec<InlineHandler>,
-    cancels: HashMap<u64, Arc<CancelSignal>>,
     done_tx: mpsc::UnboundedSender<Finished>,
     done_rx: mpsc::UnboundedReceiver<Finished>,
     sleep: Pin<Box<tokio::time::Sleep>>,
@@ -255,7 +214,6 @@ struct ServerTask {
     /// will). Kept across polls: a watch future dropped after `Pending`
     /// would take its wakeup registration with it.
     stop: Option<BoxFuture<'static, bool>>,
-    failed: bool,
 }
 
 async fn serve_conn(
@@ -269,11 +227,11 @@ async fn serve_conn(
     let (done_tx, done_rx) = mpsc::unbounded_channel();
     let mut task = ServerTask {
         conn: ServerConn::new(now, config),
+        requests: Dispatcher::new(),
         stream,
         handlers,
-        opts,
+        policy: InlinePolicy::new(&opts),
         inline: Vec::new(),
-        cancels: HashMap::new(),
         done_tx,
         done_rx,
         sleep: Box::pin(tokio::time::sleep_until(now.into())),
@@ -281,7 +239,6 @@ async fn serve_conn(
             let mut stop = stop;
             stop.wait_for(|s| *s).await.is_ok()
         })),
-        failed: false,
     };
     poll_fn(|cx| task.poll(cx)).await;
 }
@@ -301,11 +258,11 @@ impl ServerTask {
                 }
             }
             while let Poll::Ready(Some((id, result))) = self.done_rx.poll_recv(cx) {
-                self.respond(now, id, result);
+                self.requests.finish(now, &mut self.conn, id, result);
                 progressed = true;
             }
             progressed |= self.poll_inline(cx, now);
-            if !self.failed {
+            if !self.requests.is_closed() {
                 // Any completed read is progress: only a Pending read has
                 // registered this task for more bytes.
                 progressed |= match poll_read(&mut self.stream, cx, self.conn.read_buf(READ_CHUNK))
@@ -331,7 +288,11 @@ impl ServerTask {
             }
             while let Some(event) = self.conn.poll_event() {
                 progressed = true;
-                self.on_event(cx, now, event);
+                let handlers = &self.handlers.0;
+                if let Some(d) = self.requests.on_event(now, &mut self.conn, handlers, event) {
+                    let fut = (d.handler)(d.request);
+                    self.start(cx, now, d.id, fut);
+                }
             }
             match self.flush(cx) {
                 Ok(()) => {}
@@ -341,7 +302,7 @@ impl ServerTask {
                     progressed = true;
                 }
             }
-            if self.failed && self.conn.transmit().is_empty() {
+            if self.requests.is_closed() && self.conn.transmit().is_empty() {
                 // Handlers still on this task have been told to stop; let
                 // them finish on their own tasks rather than dropping them
                 // mid-flight (their answers have nowhere to go, but their
@@ -375,57 +336,36 @@ impl ServerTask {
 
     fn next_wake(&self) -> Option<Instant> {
         let move_off = self
-            .opts
-            .inline_handler_duration
-            .and_then(|d| self.inline.iter().map(|h| h.started + d).min());
+            .inline
+            .iter()
+            .filter_map(|h| self.policy.move_off_at(h.started))
+            .min();
         [self.conn.next_deadline(), move_off]
             .into_iter()
             .flatten()
             .min()
     }
 
-    fn on_event(&mut self, cx: &mut Context<'_>, now: Instant, event: ServerEvent) {
-        match event {
-            ServerEvent::Request(req) => {
-                let Some((name, handler)) = self.handlers.map.get(&req.method) else {
-                    self.conn.respond_unknown_method(now, req.id);
-                    return;
-                };
-                let cancel = Arc::new(CancelSignal::default());
-                self.cancels.insert(req.id, cancel.clone());
-                let fut = handler(Request {
-                    args: req.args,
-                    method: name.clone(),
-                    deadline: req.deadline,
-                    metadata: req.metadata,
-                    trace: req.trace,
-                    cancel,
-                });
-                let mut h = InlineHandler {
-                    id: req.id,
-                    started: now,
-                    fut,
-                };
-                match self.opts.inline_handler_duration {
-                    Some(_) => match h.fut.as_mut().poll(cx) {
-                        Poll::Ready(result) => self.respond(now, h.id, result),
-                        Poll::Pending => self.inline.push(h),
-                    },
-                    None => self.spawn(h),
-                }
-            }
-            ServerEvent::Cancel { id, reason } => {
-                if let Some(c) = self.cancels.get(&id) {
-                    c.cancel(reason);
-                }
-            }
-            ServerEvent::Failed(err) => {
-                tracing::debug!(error = %err, "server connection closed");
-                self.failed = true;
-                for (_, c) in self.cancels.drain() {
-                    c.cancel(CancelReason::ConnectionLost);
-                }
-            }
+    /// Runs a new handler inline, or on a task of its own if the policy
+    /// says handlers never run inline.
+    fn start(
+        &mut self,
+        cx: &mut Context<'_>,
+        now: Instant,
+        id: u64,
+        fut: BoxFuture<'static, HandlerResult>,
+    ) {
+        let mut h = InlineHandler {
+            id,
+            started: now,
+            fut,
+        };
+        if !self.policy.starts_inline() {
+            return self.spawn(h);
+        }
+        match h.fut.as_mut().poll(cx) {
+            Poll::Ready(result) => self.requests.finish(now, &mut self.conn, id, result),
+            Poll::Pending => self.inline.push(h),
         }
     }
 
@@ -436,12 +376,11 @@ impl ServerTask {
         while i < self.inline.len() {
             if let Poll::Ready(result) = self.inline[i].fut.as_mut().poll(cx) {
                 let h = self.inline.swap_remove(i);
-                self.respond(now, h.id, result);
+                self.requests.finish(now, &mut self.conn, h.id, result);
                 progressed = true;
                 continue;
             }
-            let limit = self.opts.inline_handler_duration.unwrap_or_default();
-            if now.duration_since(self.inline[i].started) >= limit {
+            if self.policy.is_due(self.inline[i].started, now) {
                 let h = self.inline.swap_remove(i);
                 self.spawn(h);
                 continue;
@@ -457,11 +396,6 @@ impl ServerTask {
             let result = h.fut.await;
             let _ = done.send((h.id, result));
         });
-    }
-
-    fn respond(&mut self, now: Instant, id: u64, result: HandlerResult) {
-        self.cancels.remove(&id);
-        self.conn.finish(now, id, result);
     }
 
     fn flush(&mut self, cx: &mut Context<'_>) -> io::Result<()> {

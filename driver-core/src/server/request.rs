@@ -1,0 +1,54 @@
+//! A call as its handler sees it.
+
+use super::cancel::CancelToken;
+use bytes::Bytes;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use weft_proto::{CancelReason, Metadata, TraceContext};
+
+/// A call, as its handler sees it.
+///
+/// The same type for async and blocking handlers: an async handler awaits
+/// [`cancelled`](Self::cancelled), a blocking one calls
+/// [`wait_cancelled`](Self::wait_cancelled) or checks
+/// [`is_cancelled`](Self::is_cancelled) between steps.
+#[derive(Debug)]
+pub struct Request {
+    /// The arguments: a view of the connection's read buffer.
+    pub args: Bytes,
+    /// `component.method`.
+    pub method: Arc<str>,
+    /// When the caller gives up, if it set a deadline.
+    pub deadline: Option<Instant>,
+    /// Metadata from the caller.
+    pub metadata: Option<Metadata>,
+    /// The caller's span.
+    pub trace: Option<TraceContext>,
+    pub(crate) cancel: Arc<CancelToken>,
+}
+
+impl Request {
+    /// Whether the request was cancelled (by the caller, its deadline, or a
+    /// broken connection).
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.reason().is_some()
+    }
+
+    /// Why the request was cancelled, if it was.
+    pub fn cancel_reason(&self) -> Option<CancelReason> {
+        self.cancel.reason()
+    }
+
+    /// Completes when the request is cancelled, with the reason. Works on
+    /// any executor: it waits through the task's `Waker`.
+    pub async fn cancelled(&self) -> CancelReason {
+        self.cancel.cancelled().await
+    }
+
+    /// Blocks the thread until the request is cancelled or `timeout`
+    /// passes; the reason if it was cancelled. For blocking handlers; an
+    /// async handler awaits [`cancelled`](Self::cancelled) instead.
+    pub fn wait_cancelled(&self, timeout: Duration) -> Option<CancelReason> {
+        self.cancel.wait(timeout)
+    }
+}
