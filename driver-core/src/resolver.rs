@@ -2,7 +2,7 @@
 //! settable endpoint set behind `DynamicResolver`.
 
 use std::future::poll_fn;
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::{Poll, Waker};
 use weft_proto::pool::EndpointsVersion;
 
@@ -108,5 +108,95 @@ impl<E: Clone> EndpointSet<E> {
             Poll::Ready((s.endpoints.clone(), s.version))
         })
         .await
+    }
+}
+
+/// A driver's flavour of endpoint, as a [`DynamicResolver`] stores it.
+pub trait Flavor: Send + Sync + 'static {
+    /// How the driver shares an endpoint (e.g. `Arc<dyn Endpoint>`).
+    type Shared: Clone + Send + Sync + 'static;
+}
+
+/// Declares a driver's endpoint [`Flavor`]: a marker type whose endpoints
+/// are shared as `Arc<dyn Trait>` for the driver's endpoint trait.
+#[macro_export]
+macro_rules! endpoint_flavor {
+    ($(#[$meta:meta])* $vis:vis $name:ident for dyn $endpoint:ident) => {
+        $(#[$meta])*
+        #[derive(Debug)]
+        $vis struct $name;
+
+        impl $crate::resolver::Flavor for $name {
+            type Shared = ::std::sync::Arc<dyn $endpoint>;
+        }
+
+        impl<E: $endpoint> $crate::resolver::Share<E> for $name {
+            fn share(endpoint: E) -> ::std::sync::Arc<dyn $endpoint> {
+                ::std::sync::Arc::new(endpoint)
+            }
+        }
+    };
+}
+
+/// How a driver turns one of its endpoints into its shared form.
+pub trait Share<E>: Flavor {
+    /// `endpoint`, shared.
+    fn share(endpoint: E) -> Self::Shared;
+}
+
+/// An endpoint set the application changes at will; every change is a new
+/// version, and clients following it see the change. Each driver names it
+/// `DynamicResolver` for its own endpoints and implements its resolver
+/// trait for it.
+pub struct DynamicResolver<F: Flavor> {
+    set: Arc<EndpointSet<F::Shared>>,
+}
+
+impl<F: Flavor> Clone for DynamicResolver<F> {
+    fn clone(&self) -> Self {
+        DynamicResolver {
+            set: self.set.clone(),
+        }
+    }
+}
+
+impl<F: Flavor> Default for DynamicResolver<F> {
+    fn default() -> Self {
+        DynamicResolver {
+            set: Arc::new(EndpointSet::new()),
+        }
+    }
+}
+
+impl<F: Flavor> std::fmt::Debug for DynamicResolver<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DynamicResolver")
+            .field("version", &self.version())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F: Flavor> DynamicResolver<F> {
+    /// An empty set at version 0.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Replaces the set; returns the new version.
+    pub fn set<E>(&self, endpoints: impl IntoIterator<Item = E>) -> EndpointsVersion
+    where
+        F: Share<E>,
+    {
+        self.set.set(endpoints.into_iter().map(F::share).collect())
+    }
+
+    /// The current version.
+    pub fn version(&self) -> EndpointsVersion {
+        self.set.version()
+    }
+
+    /// The set itself, which a driver's resolver trait waits on.
+    pub fn endpoints(&self) -> &EndpointSet<F::Shared> {
+        &self.set
     }
 }

@@ -30,7 +30,8 @@ mod stream;
 
 pub use client::{CancelHandle, Client, ClientOptions, PendingCall};
 pub use resolver::{
-    ConstantResolver, DynamicResolver, Endpoint, ResolveError, Resolved, Resolver, SharedEndpoint,
+    ConstantResolver, DynamicResolver, Endpoint, MioEndpoints, ResolveError, Resolved, Resolver,
+    SharedEndpoint,
 };
 pub use server::{HandlerError, HandlerMap, HandlerResult, Request, Server, ServerOptions};
 pub use stream::Stream;

@@ -3,7 +3,6 @@
 use crate::stream::Stream;
 use std::io;
 use std::sync::Arc;
-use weft_driver::resolver::EndpointSet;
 pub use weft_driver::resolver::ResolveError;
 use weft_proto::NetEndpoint;
 use weft_proto::pool::EndpointsVersion;
@@ -41,8 +40,10 @@ pub type Resolved = Result<(Vec<SharedEndpoint>, Option<EndpointsVersion>), Reso
 /// Finds replicas. `resolve(None)` answers at once; `resolve(Some(v))`
 /// blocks until the set differs from version `v`.
 pub trait Resolver: Send + Sync + 'static {
-    /// Whether the set never changes.
-    fn is_constant(&self) -> bool;
+    /// Whether the set never changes (default: no, it is followed).
+    fn is_constant(&self) -> bool {
+        false
+    }
     /// The endpoints and their version (required unless constant).
     fn resolve(&self, version: Option<EndpointsVersion>) -> Resolved;
 }
@@ -77,6 +78,11 @@ impl Resolver for ConstantResolver {
     }
 }
 
+weft_driver::endpoint_flavor! {
+    /// The mio driver's endpoints, as a [`DynamicResolver`] stores them.
+    pub MioEndpoints for dyn Endpoint
+}
+
 /// An endpoint set the application changes at will; every change is a new
 /// version, and clients following it see the change.
 ///
@@ -87,39 +93,12 @@ impl Resolver for ConstantResolver {
 /// assert_eq!(r.version(), EndpointsVersion(1));
 /// # Ok::<(), weft_mio::ParseNetEndpoint>(())
 /// ```
-#[derive(Clone, Default)]
-pub struct DynamicResolver {
-    set: Arc<EndpointSet<SharedEndpoint>>,
-}
-
-impl DynamicResolver {
-    /// An empty set at version 0.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Replaces the set; returns the new version.
-    pub fn set<E: Endpoint>(&self, endpoints: impl IntoIterator<Item = E>) -> EndpointsVersion {
-        self.set.set(
-            endpoints
-                .into_iter()
-                .map(|e| Arc::new(e) as SharedEndpoint)
-                .collect(),
-        )
-    }
-
-    /// The current version.
-    pub fn version(&self) -> EndpointsVersion {
-        self.set.version()
-    }
-}
+pub type DynamicResolver = weft_driver::resolver::DynamicResolver<MioEndpoints>;
 
 impl Resolver for DynamicResolver {
-    fn is_constant(&self) -> bool {
-        false
-    }
+    /// Blocks until the set differs from `version`.
     fn resolve(&self, version: Option<EndpointsVersion>) -> Resolved {
-        let (eps, v) = self.set.wait_changed(version);
+        let (eps, v) = self.endpoints().wait_changed(version);
         Ok((eps, Some(v)))
     }
 }

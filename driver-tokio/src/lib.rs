@@ -40,6 +40,7 @@ pub use endpoint::{
 };
 pub use resolver::{
     ConstantResolver, DynamicResolver, ResolveError, Resolved, Resolver, SharedEndpoint,
+    TokioEndpoints,
 };
 pub use server::{
     HandlerError, HandlerMap, HandlerResult, Listener, Request, ServerOptions, serve, serve_on,

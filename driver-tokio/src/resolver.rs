@@ -2,7 +2,6 @@
 
 use crate::endpoint::{BoxFuture, Endpoint};
 use std::sync::Arc;
-use weft_driver::resolver::EndpointSet;
 pub use weft_driver::resolver::ResolveError;
 use weft_proto::pool::EndpointsVersion;
 
@@ -18,8 +17,10 @@ pub type Resolved = Result<(Vec<SharedEndpoint>, Option<EndpointsVersion>), Reso
 /// waits until the set differs from version `v` (or returns `v` again to be
 /// asked later); a constant resolver is asked only once.
 pub trait Resolver: Send + Sync + 'static {
-    /// Whether the set never changes.
-    fn is_constant(&self) -> bool;
+    /// Whether the set never changes (default: no, it is followed).
+    fn is_constant(&self) -> bool {
+        false
+    }
     /// The endpoints and their version (required unless constant).
     fn resolve(&self, version: Option<EndpointsVersion>) -> BoxFuture<'_, Resolved>;
 }
@@ -62,6 +63,11 @@ impl Resolver for ConstantResolver {
     }
 }
 
+weft_driver::endpoint_flavor! {
+    /// The tokio driver's endpoints, as a [`DynamicResolver`] stores them.
+    pub TokioEndpoints for dyn Endpoint
+}
+
 /// An endpoint set the application changes at will; every change is a new
 /// version, and clients following it see the change.
 ///
@@ -71,36 +77,12 @@ impl Resolver for ConstantResolver {
 /// r.set([tcp("127.0.0.1:7000")]);
 /// assert_eq!(r.version(), EndpointsVersion(1));
 /// ```
-#[derive(Clone, Default)]
-pub struct DynamicResolver {
-    set: Arc<EndpointSet<SharedEndpoint>>,
-}
-
-impl DynamicResolver {
-    /// An empty set at version 0.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Replaces the set; returns the new version.
-    pub fn set<E: Endpoint>(&self, endpoints: impl IntoIterator<Item = E>) -> EndpointsVersion {
-        self.set.set(shared(endpoints))
-    }
-
-    /// The current version.
-    pub fn version(&self) -> EndpointsVersion {
-        self.set.version()
-    }
-}
+pub type DynamicResolver = weft_driver::resolver::DynamicResolver<TokioEndpoints>;
 
 impl Resolver for DynamicResolver {
-    fn is_constant(&self) -> bool {
-        false
-    }
-
     fn resolve(&self, version: Option<EndpointsVersion>) -> BoxFuture<'_, Resolved> {
         Box::pin(async move {
-            let (eps, v) = self.set.changed(version).await;
+            let (eps, v) = self.endpoints().changed(version).await;
             Ok((eps, Some(v)))
         })
     }
