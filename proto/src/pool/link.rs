@@ -96,11 +96,16 @@ impl Link {
                     self.conn.cancel(now, id);
                 }
             }
-            Command::Expire { call } => {
-                if let Some(&id) = self.by_router.get(&call.0) {
+            Command::Expire { call } => match self.by_router.get(&call.0) {
+                Some(&id) => {
                     self.conn.expire(now, id);
                 }
-            }
+                // It overtook its Start (commands from different threads
+                // may be applied out of order, the Start's with an older
+                // clock): move the clock past the deadline, so the Start
+                // ends the call at once and sends nothing.
+                None => self.conn.handle_timeout(now),
+            },
         }
     }
 
