@@ -21,3 +21,10 @@ pub use transport::{READ_SPARE, Transport};
 
 pub mod client;
 pub mod resolver;
+
+/// A fresh 64-bit seed from the OS's randomness (via `RandomState`): for a
+/// pool's RNG and for keying each server connection's request table.
+pub fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(0u64)
+}

@@ -439,9 +439,10 @@ impl Shared {
                 LISTENER => self.accept(&mut conns, now),
                 Token(t) => {
                     if let Some(c) = conns.by_token.get_mut(&t) {
-                        if event.is_readable() || event.is_read_closed() || event.is_error() {
-                            read_conn(c, now);
-                        }
+                        // A writable edge too: a connection not read while its
+                        // client left answers unread has bytes waiting whose
+                        // readable edge already passed.
+                        read_conn(c, now);
                     }
                 }
             }
@@ -450,7 +451,7 @@ impl Shared {
     }
 
     fn accept(&self, conns: &mut Conns, now: Instant) {
-        let config = self.opts.conn_config();
+        let opts = self.opts;
         loop {
             let Some(l) = &conns.listener else { return };
             match l.accept() {
@@ -469,7 +470,10 @@ impl Shared {
                         t,
                         Conn {
                             stream,
-                            core: ServerConn::new(now, config),
+                            core: ServerConn::new(
+                                now,
+                                opts.server_config(weft_driver::random_seed()),
+                            ),
                             requests: Dispatcher::new(),
                         },
                     );
@@ -531,7 +535,9 @@ impl Shared {
 }
 
 fn read_conn(c: &mut Conn, now: Instant) {
-    loop {
+    // Not while the client leaves too many answers unread: the writable
+    // edge when it takes them brings the loop back here.
+    while c.core.wants_read() {
         match read_once(&mut c.stream, c.core.read_buf(0)) {
             Ok(0) => {
                 return c

@@ -223,7 +223,7 @@ async fn serve_conn(
     stop: watch::Receiver<bool>,
 ) {
     let now = Instant::now();
-    let config = opts.conn_config();
+    let config = opts.server_config(weft_driver::random_seed());
     let (done_tx, done_rx) = mpsc::unbounded_channel();
     let mut task = ServerTask {
         conn: ServerConn::new(now, config),
@@ -262,9 +262,11 @@ impl ServerTask {
                 progressed = true;
             }
             progressed |= self.poll_inline(cx, now);
-            if !self.requests.is_closed() {
+            if self.conn.wants_read() {
                 // Any completed read is progress: only a Pending read has
-                // registered this task for more bytes.
+                // registered this task for more bytes. While the client
+                // leaves too many answers unread, it is not read at all:
+                // the pending write registered this task for writability.
                 progressed |= match poll_read(&mut self.stream, cx, self.conn.read_buf(READ_CHUNK))
                 {
                     Poll::Ready(Ok(0)) => {
@@ -302,7 +304,7 @@ impl ServerTask {
                     progressed = true;
                 }
             }
-            if self.requests.is_closed() && self.conn.transmit().is_empty() {
+            if self.conn.is_finished() {
                 // Handlers still on this task have been told to stop; let
                 // them finish on their own tasks rather than dropping them
                 // mid-flight (their answers have nowhere to go, but their

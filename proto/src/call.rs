@@ -59,6 +59,15 @@ pub enum CallError {
     /// decode error"); treated as a communication error.
     #[error("communication error: could not decode error: {0}")]
     BadErrorPayload(ErrorPayloadError),
+    /// The request is larger than the connection's payload limit; it was
+    /// not sent.
+    #[error("request of {size} bytes exceeds the limit of {limit} bytes")]
+    RequestTooLarge {
+        /// The request's payload size (header and arguments).
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
     /// No replica could be reached: the text names each endpoint and its
     /// last connection error.
     #[error("unreachable: {0}")]

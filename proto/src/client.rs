@@ -234,9 +234,22 @@ impl ClientConn {
         self.advance_time(now);
         self.last_id += 1;
         let id = self.last_id;
+        // The request's payload: header length, header, arguments.
+        let size = 4
+            + HeaderFields {
+                method,
+                deadline_micros: 0,
+                trace: opts.trace.as_ref(),
+                metadata: opts.metadata.as_ref(),
+            }
+            .encoded_len() as u64
+            + args.len() as u64;
+        let limit = self.decoder.max_payload();
         let early_end = match &self.state {
             State::Failed(e) => Some(CallError::Connection(e.clone())),
             _ if opts.deadline.is_some_and(|d| d <= self.now) => Some(CallError::DeadlineExceeded),
+            // Sent, it would break the connection for every call on it.
+            _ if size > limit => Some(CallError::RequestTooLarge { size, limit }),
             _ => None,
         };
         if let Some(err) = early_end {

@@ -21,6 +21,19 @@ pub enum DecodeError {
         /// Configured maximum payload length.
         max: u64,
     },
+    /// A request announced a payload above the configured limit. Unlike
+    /// every other variant this one is not fatal for a decoder made with
+    /// [`FrameDecoder::skipping_oversize_requests`](crate::frame::FrameDecoder::skipping_oversize_requests):
+    /// it discards the payload as it arrives and decodes the next frame.
+    #[error("request {id} of {len} bytes exceeds the limit of {max} bytes")]
+    RequestTooLarge {
+        /// The request's id.
+        id: u64,
+        /// Payload length announced by the header.
+        len: u64,
+        /// Configured maximum payload length.
+        max: u64,
+    },
     /// A version frame carried a non-zero id.
     #[error("invalid ID {0} in handshake")]
     VersionNonZeroId(u64),
@@ -85,6 +98,12 @@ pub enum PeerError {
     /// A request reused the id of a request still in flight.
     #[error("request id {0} is already in flight")]
     DuplicateRequestId(u64),
+    /// The client did not complete the version handshake in time.
+    #[error("no version handshake within {0:?}")]
+    NoHandshake(std::time::Duration),
+    /// A frame began to arrive and did not finish in time.
+    #[error("a frame took longer than {0:?} to arrive")]
+    FrameTimeout(std::time::Duration),
 }
 
 /// Why a connection ended.

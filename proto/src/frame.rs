@@ -129,6 +129,10 @@ pub struct FrameDecoder {
     max_payload: u64,
     /// Header of the frame whose payload is still arriving.
     pending: Option<FrameHeader>,
+    /// Whether an oversize request is skipped rather than fatal.
+    skip_oversize_requests: bool,
+    /// Bytes of an oversize request's payload still to discard.
+    skipping: u64,
 }
 
 impl FrameDecoder {
@@ -138,7 +142,26 @@ impl FrameDecoder {
             buf: BytesMut::new(),
             max_payload,
             pending: None,
+            skip_oversize_requests: false,
+            skipping: 0,
         }
+    }
+
+    /// A decoder for a server: a *request* longer than `max_payload` is
+    /// reported as [`DecodeError::RequestTooLarge`], which is not fatal:
+    /// its payload is discarded as it arrives, never buffered, and decoding
+    /// carries on with the next frame. Any other oversize frame is fatal.
+    pub fn skipping_oversize_requests(max_payload: u64) -> Self {
+        FrameDecoder {
+            skip_oversize_requests: true,
+            ..Self::new(max_payload)
+        }
+    }
+
+    /// Whether a frame has begun to arrive and not finished: part of a
+    /// header, a payload still due, or an oversize payload being discarded.
+    pub fn is_mid_frame(&self) -> bool {
+        self.pending.is_some() || self.skipping > 0 || !self.buf.is_empty()
     }
 
     /// The configured payload limit.
@@ -184,13 +207,31 @@ impl FrameDecoder {
 
     /// The next complete frame, `Ok(None)` if more bytes are needed.
     pub fn decode(&mut self) -> Result<Option<Frame>, DecodeError> {
+        if self.skipping > 0 {
+            let n = self.skipping.min(self.buf.len() as u64);
+            self.buf.advance(n as usize);
+            self.skipping -= n;
+            if self.skipping > 0 {
+                return Ok(None);
+            }
+        }
         let header = match self.pending {
             Some(h) => h,
             None => {
-                let Some(raw) = self.buf.get(..HEADER_LEN) else {
+                let Some(raw) = self.buf.first_chunk::<HEADER_LEN>() else {
                     return Ok(None);
                 };
-                let h = FrameHeader::decode(raw.try_into().expect("16 bytes"), self.max_payload)?;
+                let h = match FrameHeader::decode(raw, self.max_payload) {
+                    Err(DecodeError::PayloadTooLarge { len, max })
+                        if self.skip_oversize_requests && raw[8] == MessageType::Request as u8 =>
+                    {
+                        let id = u64::from_le_bytes(*raw.first_chunk::<8>().expect("16 bytes"));
+                        self.buf.advance(HEADER_LEN);
+                        self.skipping = len;
+                        return Err(DecodeError::RequestTooLarge { id, len, max });
+                    }
+                    other => other?,
+                };
                 self.buf.advance(HEADER_LEN);
                 self.pending = Some(h);
                 h

@@ -56,7 +56,7 @@ pub mod handler;
 pub mod handshake;
 pub mod header;
 mod idmap;
-pub use idmap::{IdHasher, IdMap};
+pub use idmap::{IdHasher, IdMap, SeededIdHasher, SeededIdMap, SeededIds};
 pub mod message;
 pub mod metadata;
 pub mod method;
@@ -83,5 +83,5 @@ pub use pool::{
     Action, ConnId, ConnectError, Pool, PoolCallId, PoolConfig, PoolEvent, ReplicaState,
     Resolution, ResolverKind,
 };
-pub use server::{CancelReason, Request, ServerConn, ServerEvent};
+pub use server::{CancelReason, Request, ServerConfig, ServerConn, ServerEvent};
 pub use trace::TraceContext;

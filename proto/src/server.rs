@@ -1,9 +1,9 @@
 //! One server-side connection as a sans-IO state machine.
 
 use crate::client::ConnConfig;
-use crate::error::{ConnError, PeerError};
+use crate::error::{ConnError, DecodeError, PeerError};
 use crate::frame::FrameDecoder;
-use crate::idmap::IdMap;
+use crate::idmap::{SeededIdMap, SeededIds};
 use crate::timer::TimerQueue;
 use crate::transmit::Transmit;
 use crate::{Message, Metadata, MethodKey, RemoteError, TraceContext, Version};
@@ -58,6 +58,60 @@ pub enum ServerEvent {
     Failed(ConnError),
 }
 
+/// Limits and timeouts of one server connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// Payload limit and write flattening, as on the client.
+    pub conn: ConnConfig,
+    /// How long a connection may go without completing the version
+    /// handshake before it is closed (default 10 s).
+    pub handshake_timeout: Duration,
+    /// How long a frame may take to arrive once it has begun (default
+    /// 30 s): a request trickled in slower than that closes the connection
+    /// instead of pinning its buffer forever.
+    pub body_timeout: Duration,
+    /// Bytes of responses queued for a client above which the connection
+    /// is not read ([`ServerConn::wants_read`]), so a client that does not
+    /// read its answers gets TCP backpressure instead of growing the server
+    /// (default 4 MiB).
+    pub max_queued_output: usize,
+    /// Keys the hash of the request table, whose keys the peer chooses.
+    /// A driver draws one per connection from OS randomness; a fixed seed
+    /// is for deterministic tests only.
+    pub hash_seed: u64,
+}
+
+/// Default [`ServerConfig::handshake_timeout`].
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default [`ServerConfig::body_timeout`].
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default [`ServerConfig::max_queued_output`].
+pub const DEFAULT_MAX_QUEUED_OUTPUT: usize = 4 << 20;
+/// How long a connection the peer broke keeps trying to deliver what was
+/// already queued for it (the version reply, an error) before it is closed.
+pub const LINGER: Duration = Duration::from_secs(1);
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            conn: ConnConfig::default(),
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
+            max_queued_output: DEFAULT_MAX_QUEUED_OUTPUT,
+            hash_seed: 0,
+        }
+    }
+}
+
+impl From<ConnConfig> for ServerConfig {
+    fn from(conn: ConnConfig) -> Self {
+        ServerConfig {
+            conn,
+            ..ServerConfig::default()
+        }
+    }
+}
+
 #[derive(Debug)]
 struct InFlight {
     deadline: Option<Instant>,
@@ -86,27 +140,39 @@ struct InFlight {
 #[derive(Debug)]
 pub struct ServerConn {
     now: Instant,
+    config: ServerConfig,
     version: Option<Version>,
     failure: Option<ConnError>,
     decoder: FrameDecoder,
     tx: Transmit,
-    in_flight: IdMap<InFlight>,
+    in_flight: SeededIdMap<InFlight>,
     deadlines: TimerQueue<u64>,
     events: VecDeque<ServerEvent>,
+    /// When the connection must have completed the handshake.
+    handshake_due: Option<Instant>,
+    /// When the frame in progress must have arrived whole.
+    frame_due: Option<Instant>,
+    /// After a failure, when queued output is dropped if still unwritten.
+    linger_until: Option<Instant>,
 }
 
 impl ServerConn {
     /// A connection whose transport was just accepted.
-    pub fn new(now: Instant, config: ConnConfig) -> Self {
+    pub fn new(now: Instant, config: impl Into<ServerConfig>) -> Self {
+        let config = config.into();
         ServerConn {
             now,
+            config,
             version: None,
             failure: None,
-            decoder: FrameDecoder::new(config.max_payload),
-            tx: Transmit::new(config.flatten_limit),
-            in_flight: IdMap::default(),
+            decoder: FrameDecoder::skipping_oversize_requests(config.conn.max_payload),
+            tx: Transmit::new(config.conn.flatten_limit),
+            in_flight: SeededIdMap::with_hasher(SeededIds::new(config.hash_seed)),
             deadlines: TimerQueue::default(),
             events: VecDeque::new(),
+            handshake_due: Some(now + config.handshake_timeout),
+            frame_due: None,
+            linger_until: None,
         }
     }
 
@@ -127,6 +193,19 @@ impl ServerConn {
         self.in_flight.len()
     }
 
+    /// Whether the driver should read the transport now: not after a
+    /// failure, and not while more than
+    /// [`ServerConfig::max_queued_output`] bytes wait to be written.
+    pub fn wants_read(&self) -> bool {
+        self.failure.is_none() && self.tx.len() <= self.config.max_queued_output
+    }
+
+    /// Whether the driver is done with the connection: it failed or was
+    /// closed, and nothing queued is left to write. Close the transport.
+    pub fn is_finished(&self) -> bool {
+        self.failure.is_some() && self.tx.is_empty()
+    }
+
     // ---- inputs ----
 
     /// The buffer to read transport bytes into.
@@ -137,12 +216,26 @@ impl ServerConn {
     /// Processes the bytes appended to [`read_buf`](Self::read_buf).
     pub fn handle_read(&mut self, now: Instant) {
         self.advance_time(now);
+        let mut completed = false;
         while self.failure.is_none() {
             match self.decoder.next_message() {
-                Some(Ok(msg)) => self.on_message(msg),
+                Some(Ok(msg)) => {
+                    completed = true;
+                    self.on_message(msg);
+                }
+                Some(Err(DecodeError::RequestTooLarge { id, len, max })) => {
+                    completed = true;
+                    self.refuse_oversize(id, len, max);
+                }
                 Some(Err(e)) => self.fail(PeerError::Decode(e).into()),
                 None => break,
             }
+        }
+        // Each frame gets the body timeout from when it began to arrive.
+        if self.failure.is_some() || !self.decoder.is_mid_frame() {
+            self.frame_due = None;
+        } else if completed || self.frame_due.is_none() {
+            self.frame_due = Some(self.now + self.config.body_timeout);
         }
     }
 
@@ -154,7 +247,9 @@ impl ServerConn {
         self.handle_read(now);
     }
 
-    /// Signals handlers whose deadline has passed.
+    /// Signals handlers whose deadline has passed; closes a connection
+    /// whose handshake or frame is overdue, and gives up on output a broken
+    /// connection could not deliver in time.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.advance_time(now);
     }
@@ -247,25 +342,46 @@ impl ServerConn {
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) is next due: the last
-    /// `now` while output is waiting, otherwise the earliest deadline of a
-    /// request in flight.
+    /// `now` while output is waiting, otherwise the earliest timer (a
+    /// request's deadline, the handshake, a frame in progress).
     pub fn poll_timeout(&self) -> Option<Instant> {
         if !self.events.is_empty() || !self.tx.is_empty() {
             return Some(self.now);
         }
-        self.deadlines.next()
+        self.next_deadline()
     }
 
-    /// The earliest request deadline, ignoring queued output: what a driver
-    /// sleeps until while the transport cannot take more bytes.
+    /// The earliest timer, ignoring queued output: what a driver sleeps
+    /// until while the transport cannot take more bytes.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.deadlines.next()
+        [
+            self.deadlines.next(),
+            self.handshake_due,
+            self.frame_due,
+            self.linger_until,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     // ---- internals ----
 
     fn advance_time(&mut self, now: Instant) {
         self.now = self.now.max(now);
+        // Each fires once: `take` so that a timer never stays due.
+        if self.handshake_due.take_if(|t| *t <= self.now).is_some() {
+            let timeout = self.config.handshake_timeout;
+            self.fail(PeerError::NoHandshake(timeout).into());
+        }
+        if self.frame_due.take_if(|t| *t <= self.now).is_some() {
+            let timeout = self.config.body_timeout;
+            self.fail(PeerError::FrameTimeout(timeout).into());
+        }
+        if self.linger_until.is_some_and(|t| t <= self.now) {
+            self.linger_until = None;
+            self.tx.advance(self.tx.len());
+        }
         while let Some((at, id)) = self.deadlines.pop_due(self.now) {
             // A client may reuse the id of a request already answered; the
             // old entry must not cancel the new request.
@@ -293,6 +409,7 @@ impl ServerConn {
             Message::Version(peer) => {
                 // Go's server answers every version frame, not just the first.
                 self.version = Some(Version::CURRENT.negotiate(peer));
+                self.handshake_due = None;
                 self.tx.push_version(Version::CURRENT);
             }
             Message::Request { id, header, args } => {
@@ -334,6 +451,18 @@ impl ServerConn {
         }
     }
 
+    /// A request over the payload limit: its body is being discarded as it
+    /// arrives; the caller gets an error naming the limit, and the
+    /// connection carries on (Go's server closes it instead).
+    fn refuse_oversize(&mut self, id: u64, len: u64, max: u64) {
+        if self.in_flight.contains_key(&id) {
+            return self.fail(PeerError::DuplicateRequestId(id).into());
+        }
+        let err = DecodeError::RequestTooLarge { id, len, max };
+        tracing::debug!(error = %err, "refused an oversize request");
+        self.tx.push_error(id, &RemoteError::new(err.to_string()));
+    }
+
     fn fail(&mut self, err: ConnError) {
         if self.failure.is_some() {
             return;
@@ -346,7 +475,17 @@ impl ServerConn {
         }
         self.in_flight.clear();
         self.deadlines.clear();
-        self.tx.advance(self.tx.len());
+        self.handshake_due = None;
+        self.frame_due = None;
+        match err {
+            // What was queued before the peer broke the protocol still goes
+            // out (the version reply, as Go sends it before it reads on),
+            // for a short while.
+            ConnError::Peer(_) if !self.tx.is_empty() => {
+                self.linger_until = Some(self.now + LINGER);
+            }
+            _ => self.tx.advance(self.tx.len()),
+        }
         self.events.push_back(ServerEvent::Failed(err.clone()));
         self.failure = Some(err);
     }

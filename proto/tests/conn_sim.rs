@@ -341,8 +341,10 @@ fn oversize_frame_fails_the_server_connection_before_allocating() {
     };
     let mut p = Pair::with_config(13, config);
     p.drive_until(|p| p.connected());
+    // Not a request (those are refused one by one, see server_limits.rs):
+    // a response sent to a server.
     let mut bad = 1u64.to_le_bytes().to_vec();
-    bad.extend_from_slice(&(1 | (1_000_000u64 << 8)).to_le_bytes());
+    bad.extend_from_slice(&(2 | (1_000_000u64 << 8)).to_le_bytes());
     p.inject_to_server(&bad);
     p.settle();
     let Some(ServerEvent::Failed(err)) = p.server_events.last() else {
@@ -530,4 +532,32 @@ fn responding_as_the_deadline_falls_due_sends_no_cancel() {
         .respond(deadline + Duration::from_millis(5), 1, Ok(Bytes::new()));
     p.drain();
     assert!(cancels(&p).is_empty());
+}
+
+#[test]
+fn a_request_over_the_limit_fails_alone_and_is_never_sent() {
+    let config = weft_proto::ConnConfig {
+        max_payload: 1024,
+        ..Default::default()
+    };
+    let mut p = Pair::with_config(21, config);
+    p.drive_until(|p| p.connected());
+    let now = p.now;
+    let big = p.client.start_call(
+        now,
+        MethodKey::new("weft.Test", "Echo"),
+        Bytes::from(vec![0; 1024]),
+        &CallOptions::default(),
+    );
+    assert!(p.client.transmit().is_empty(), "nothing was queued");
+    p.settle();
+    // 4 (header length) + 26 (header) + 1024 (arguments).
+    assert_eq!(
+        p.done_for(big),
+        [&Err(CallError::RequestTooLarge {
+            size: 1054,
+            limit: 1024
+        })]
+    );
+    assert!(p.client.failure().is_none(), "the connection carries on");
 }

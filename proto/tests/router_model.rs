@@ -106,8 +106,11 @@ impl Behavior {
 const REMOTE_ERROR: &str = "boom";
 
 /// Whether a link ends a call whose `Cancel` overtook its `Start` (see
-/// `cancel_overtaking_start`). Until it does, the flush check lets exactly
-/// those calls run on: set this to true with the fix.
+/// `cancel_overtaking_start`). It does not: the Router's contract is that
+/// commands for one link are applied in the order emitted, which
+/// `weft-driver` keeps with one queue per link. This model reorders them
+/// anyway, to show every other command order is safe, and lets exactly
+/// these calls run on.
 const CANCEL_OVERTAKING_START_FIXED: bool = false;
 
 #[derive(Debug)]

@@ -312,6 +312,71 @@ fn raw_peer(endpoint: &NetEndpoint) -> Box<dyn ReadWrite> {
 trait ReadWrite: std::io::Read + std::io::Write {}
 impl<T: std::io::Read + std::io::Write> ReadWrite for T {}
 
+fn oversize_request_is_refused(c: Driver, s: Driver, t: Transport) {
+    use std::io::{Read, Write};
+    let (client, server) = pair(c, s, t);
+    let mut peer = raw_peer(&server.endpoint);
+    // The version, then request 7 claiming 200 MiB (over the 100 MiB limit).
+    let mut out = vec![0u8; 8];
+    out.extend_from_slice(&(4u64 << 8).to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(&7u64.to_le_bytes());
+    out.extend_from_slice(&(1 | (200u64 << 28)).to_le_bytes());
+    peer.write_all(&out).unwrap();
+    // The version reply, then an error response for request 7.
+    let mut reply = [0u8; 20 + 16];
+    peer.read_exact(&mut reply).unwrap();
+    let word = u64::from_le_bytes(reply[28..36].try_into().unwrap());
+    assert_eq!(u64::from_le_bytes(reply[20..28].try_into().unwrap()), 7);
+    assert_eq!(word & 0xff, 3, "an error response");
+    let mut payload = vec![0u8; (word >> 8) as usize];
+    peer.read_exact(&mut payload).unwrap();
+    let text = String::from_utf8_lossy(&payload);
+    assert!(
+        text.contains("exceeds the limit of 104857600 bytes"),
+        "{text}"
+    );
+    // Its body is discarded as it streams in; the connection stays open.
+    peer.write_all(&vec![0u8; 1 << 20]).unwrap();
+    let mut byte = [0u8; 1];
+    let err = peer.read(&mut byte).unwrap_err();
+    assert!(
+        matches!(
+            err.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        &client.call("Echo", "fine", CallOptions::default()).unwrap()[..],
+        b"fine"
+    );
+    client.close();
+}
+
+fn protocol_error_after_the_version_still_gets_the_version_reply(
+    c: Driver,
+    s: Driver,
+    t: Transport,
+) {
+    use std::io::{Read, Write};
+    let (client, server) = pair(c, s, t);
+    let mut peer = raw_peer(&server.endpoint);
+    // The version and a frame of unknown type 9, in one write.
+    let mut out = vec![0u8; 8];
+    out.extend_from_slice(&(4u64 << 8).to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0]);
+    peer.write_all(&out).unwrap();
+    // As Go does: the version reply, then the hang-up.
+    let mut rest = Vec::new();
+    peer.read_to_end(&mut rest)
+        .expect("the server closes the connection");
+    assert_eq!(rest.len(), 20, "{rest:?}");
+    assert_eq!(rest[8], 0, "a version frame");
+    client.close();
+}
+
 fn bad_input_closes_only_that_connection(c: Driver, s: Driver, t: Transport) {
     use std::io::{Read, Write};
     let (client, server) = pair(c, s, t);
@@ -319,8 +384,10 @@ fn bad_input_closes_only_that_connection(c: Driver, s: Driver, t: Transport) {
     let bad_frames: [&[u8]; 3] = [
         // Unknown message type 9.
         &[1, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0],
-        // A payload far over the 100 MiB limit, claimed by a header alone.
-        &[1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0x7f],
+        // A response (which a server never receives) far over the 100 MiB
+        // limit, claimed by a header alone. (An oversize request is
+        // refused without closing: see oversize_request_is_refused.)
+        &[1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0x7f],
         // A request whose header length runs past its payload.
         &[
             1, 0, 0, 0, 0, 0, 0, 0, 1, 4, 0, 0, 0, 0, 0, 0, 0xff, 0, 0, 0,
@@ -384,5 +451,7 @@ suite!(
     server_going_away,
     slow_handlers_do_not_hold_up_others,
     bad_input_closes_only_that_connection,
+    oversize_request_is_refused,
+    protocol_error_after_the_version_still_gets_the_version_reply,
     unreachable_without_endpoints,
 );

@@ -3,6 +3,7 @@
 use super::state::WorkList;
 use super::{Client, Runtime};
 use crate::{READ_SPARE, Transport};
+use std::collections::VecDeque;
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
@@ -18,6 +19,12 @@ const READS_PER_TURN: usize = 32;
 pub struct ConnCell<S> {
     id: ConnId,
     inner: Mutex<Inner<S>>,
+    /// The router's commands for this link, in the order it emitted them.
+    /// Pushed under the router's lock, taken whole under `inner`'s, so that
+    /// whichever thread applies them applies them in order: a cancel can
+    /// never overtake the start of its own call. A leaf lock: nothing else
+    /// is locked while it is held.
+    commands: Mutex<VecDeque<Command>>,
 }
 
 struct Inner<S> {
@@ -51,6 +58,24 @@ impl<S: Transport> ConnCell<S> {
                 flush_wanted: false,
                 deferred: false,
             }),
+            commands: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// Queues a router command; true if the queue was empty, so whoever
+    /// queued it must see that it gets applied.
+    pub(super) fn queue(&self, command: Command) -> bool {
+        let mut q = self.commands.lock().expect("weft command queue poisoned");
+        q.push_back(command);
+        q.len() == 1
+    }
+
+    /// Applies every queued command, in order; the caller holds `inner`.
+    fn apply_queued(&self, inner: &mut Inner<S>, now: Instant) {
+        let queued =
+            std::mem::take(&mut *self.commands.lock().expect("weft command queue poisoned"));
+        for command in queued {
+            inner.link.apply(now, command);
         }
     }
 
@@ -149,11 +174,10 @@ impl<S: Transport> Inner<S> {
 }
 
 impl<R: Runtime> Client<R> {
-    /// Carries out a router command on a connection.
-    pub(super) fn command(
+    /// Carries out the router's queued commands on a connection.
+    pub(super) fn commands(
         self: &Arc<Self>,
         cell: &ConnCell<R::Stream>,
-        command: Command,
         batched: bool,
         now: Instant,
         work: &mut WorkList<R>,
@@ -162,7 +186,7 @@ impl<R: Runtime> Client<R> {
         if inner.stream.is_none() {
             return;
         }
-        inner.link.apply(now, command);
+        cell.apply_queued(&mut inner, now);
         if inner.link.transmit().is_empty() {
             // Nothing to write (a cancel of an unsent call, an expiry).
         } else if batched && inner.io.is_some() {
@@ -211,6 +235,7 @@ impl<R: Runtime> Client<R> {
             inner.flush_wanted = false;
             inner.deferred = false;
         }
+        cell.apply_queued(&mut inner, now);
         let more = inner.read(cx, now);
         // Deliver before the last write so a response that frees a caller
         // does not wait for it; write last so `cx` is registered.

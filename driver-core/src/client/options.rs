@@ -1,7 +1,7 @@
 //! Client settings, the same for every driver.
 
 use super::ClientConfig;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use weft_proto::backoff::Backoff;
 use weft_proto::pool::{DEFAULT_CONNECT_TIMEOUT, PoolConfig};
 use weft_proto::{Balancer, ConnConfig, RoundRobin};
@@ -66,15 +66,10 @@ impl ClientOptions {
                     flatten_limit: self.write_flatten_limit,
                 },
                 backoff: self.backoff,
-                seed: self.seed.unwrap_or_else(os_seed),
+                seed: self.seed.unwrap_or_else(crate::random_seed),
                 connect_timeout: self.connect_timeout,
             },
             balancer: self.balancer,
         }
     }
-}
-
-fn os_seed() -> u64 {
-    use std::hash::{BuildHasher, RandomState};
-    RandomState::new().hash_one(Instant::now())
 }

@@ -16,7 +16,7 @@ pub(super) type ById<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
 /// Work collected under a lock, carried out after it is released.
 pub(super) type WorkList<R> = SmallVec<[Work<R>; 2]>;
 use weft_proto::pool::{
-    Action, BATCH_WRITES_FROM, Command, ConnId, EndpointsVersion, PoolCallId, PoolEvent, Router,
+    Action, BATCH_WRITES_FROM, ConnId, EndpointsVersion, PoolCallId, PoolEvent, Router,
 };
 
 /// A call's result, waiting for its caller.
@@ -30,9 +30,9 @@ pub(super) struct Slot {
 pub(super) enum Work<R: Runtime> {
     Dial(ConnId, Option<R::Endpoint>),
     Resolve(Option<EndpointsVersion>),
-    /// A command for a connection; `true`: leave the write to its loop,
-    /// which batches it with others.
-    Conn(Arc<ConnCell<R::Stream>>, Command, bool),
+    /// Apply a connection's queued commands; `true`: leave the write to its
+    /// loop, which batches it with others.
+    Conn(Arc<ConnCell<R::Stream>>, bool),
     Close(Arc<ConnCell<R::Stream>>),
     Wake(Waker),
     WakeTimer,
@@ -92,8 +92,10 @@ impl<R: Runtime> State<R> {
         while let Some((conn, command)) = self.router.poll_command() {
             // A command for a connection already closed is moot: the
             // router accounted for its calls when it closed it.
-            if let Some(cell) = self.conns.get(&conn) {
-                work.push(Work::Conn(cell.clone(), command, batched));
+            if let Some(cell) = self.conns.get(&conn)
+                && cell.queue(command)
+            {
+                work.push(Work::Conn(cell.clone(), batched));
             }
         }
         while let Some(event) = self.router.poll_event() {

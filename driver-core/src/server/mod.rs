@@ -19,7 +19,7 @@
 //! A driver then keeps only its event loop, its listeners and its public
 //! API. Per connection it calls, in this order:
 //!
-//! 1. `ServerConn::new(now, opts.conn_config())` and [`Dispatcher::new`]
+//! 1. `ServerConn::new(now, opts.server_config(random_seed()))` and [`Dispatcher::new`]
 //!    on accept;
 //! 2. an input into the `ServerConn` (`handle_read`, `handle_timeout`,
 //!    `handle_transport_closed`, `close`);

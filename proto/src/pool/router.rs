@@ -57,8 +57,11 @@ pub(super) enum Timer {
 ///
 /// After any input or command, drain all three queues; then sleep until
 /// `poll_timeout`, which is the time of the last input while anything is
-/// queued. Commands for a connection the driver no longer has (closed since)
-/// are dropped: the router has already accounted for every call on it.
+/// queued. Commands for one link must be applied in the order they were
+/// emitted (a `Cancel` that overtook its call's `Start` would be lost);
+/// commands for different links may interleave freely. Commands for a
+/// connection the driver no longer has (closed since) are dropped: the
+/// router has already accounted for every call on it.
 /// Links have no timers a driver must drive: the router owns every call
 /// deadline and sends [`Command::Expire`].
 ///
