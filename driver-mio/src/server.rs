@@ -581,14 +581,10 @@ impl Shared {
                 c.requests.finish(now, &mut c.core, id, result);
             }
         }
-        // What the scheduler holds: with every handler thread busy and the
-        // queue full, new requests are refused.
-        let (running, mut queued) = {
-            let s = self.sched();
-            (s.running, s.jobs.len())
-        };
-        let full =
-            |queued: usize| running >= MAX_RUNNING && queued >= self.opts.max_queued_requests;
+        // What the scheduler holds, read at the first new request: with
+        // every handler thread busy and the queue full, requests are
+        // refused.
+        let mut load: Option<(usize, usize)> = None;
         let mut jobs = Vec::new();
         let mut finished = Vec::new();
         let mut wake_at: Option<Instant> = None;
@@ -599,13 +595,17 @@ impl Shared {
             }
             busy |= pump(c, now, &self.handlers.0);
             while let Some(d) = c.requests.next_dispatch() {
-                if full(queued) {
+                let (running, queued) = load.get_or_insert_with(|| {
+                    let s = self.sched();
+                    (s.running, s.jobs.len())
+                });
+                if *running >= MAX_RUNNING && *queued >= self.opts.max_queued_requests {
                     c.requests.refuse_overloaded(now, &mut c.core, d.id);
                     // A slot is free again; its next request waits a turn.
                     busy = true;
                     continue;
                 }
-                queued += 1;
+                *queued += 1;
                 jobs.push(Job {
                     token: t,
                     id: d.id,
