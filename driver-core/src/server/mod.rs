@@ -53,6 +53,8 @@ pub use inline::InlinePolicy;
 pub use options::{
     DEFAULT_MAX_CONCURRENT_HANDLERS_PER_CONNECTION, DEFAULT_MAX_QUEUED_REQUESTS, ServerOptions,
 };
-pub use panic::{CatchPanic, HANDLER_PANICKED, catch_panic, panic_message, poll_catching};
+pub use panic::{
+    CatchPanic, HANDLER_PANICKED, catch_panic, panic_message, panicked, poll_catching,
+};
 pub use request::Request;
 pub use weft_proto::{CancelReason, HandlerError, HandlerResult};
