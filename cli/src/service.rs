@@ -11,14 +11,18 @@
 //! | `Metadata` | request metadata as sorted `k=v` lines joined by newlines |
 //! | `Deadline` | microseconds left until the request's deadline, or `none` |
 //! | `Trace` | the trace context as `trace_id-span_id-flags` hex, or `none` |
+//! | `Panic` | panics with [`PANIC_MESSAGE`], after sleeping the decimal milliseconds in the arguments if any (so it panics inline, or after moving off) |
 
 use bytes::Bytes;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
-use weft_proto::{Metadata, TraceContext};
+use weft_proto::{HandlerError, Metadata, TraceContext};
 
 /// The component all methods belong to.
 pub const COMPONENT: &str = "weft.Test";
+
+/// What `Panic` panics with.
+pub const PANIC_MESSAGE: &str = "weft.Test.Panic panics on purpose";
 
 /// State shared by a server's handlers.
 #[derive(Debug)]
@@ -42,6 +46,11 @@ impl Service {
     /// Cancellations counted by `CancelWait`.
     pub fn cancel_count(&self) -> u64 {
         self.counts.lock().expect("unpoisoned").1
+    }
+
+    /// `Sleep` and `CancelWait` handlers started.
+    pub fn started(&self) -> u64 {
+        self.counts.lock().expect("unpoisoned").0
     }
 
     /// Blocks until at least `n` cancellations are counted or `timeout`
@@ -89,6 +98,16 @@ fn parse_ms(args: &[u8]) -> Result<u64, String> {
                 String::from_utf8_lossy(args)
             )
         })
+}
+
+/// `Panic`'s milliseconds: none if the arguments are empty.
+fn panic_delay(args: &[u8]) -> Result<Duration, HandlerError> {
+    match args {
+        [] => Ok(Duration::ZERO),
+        ms => parse_ms(ms)
+            .map(Duration::from_millis)
+            .map_err(HandlerError::new),
+    }
 }
 
 fn metadata_lines(md: Option<&Metadata>) -> Bytes {
@@ -171,6 +190,13 @@ pub fn tokio_handlers(svc: &Arc<Service>) -> weft_tokio::HandlerMap {
     h.set(COMPONENT, "Trace", |req: Request| async move {
         Ok(trace_text(req.trace.as_ref()))
     });
+    h.set(COMPONENT, "Panic", |req: Request| async move {
+        let delay = panic_delay(&req.args)?;
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        panic!("{PANIC_MESSAGE}")
+    });
     h
 }
 
@@ -214,6 +240,13 @@ pub fn mio_handlers(svc: &Arc<Service>) -> weft_mio::HandlerMap {
     });
     h.set(COMPONENT, "Trace", |req: Request| {
         Ok(trace_text(req.trace.as_ref()))
+    });
+    h.set(COMPONENT, "Panic", |req: Request| {
+        let delay = panic_delay(&req.args)?;
+        if !delay.is_zero() {
+            req.wait_cancelled(delay);
+        }
+        panic!("{PANIC_MESSAGE}")
     });
     h
 }

@@ -112,6 +112,18 @@ fn every_method(driver: &str, addr: &str) {
         err.contains("remote error") && err.contains("boom"),
         "{err}"
     );
+    // Panic: a remote error naming the panic, inline or moved off; the
+    // server goes on.
+    for data in ["", "20"] {
+        let o = s.call(&["--method", "Panic", "--data", data]);
+        assert_eq!(o.status.code(), Some(3));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains("handler panicked: weft.Test.Panic panics on purpose"),
+            "{err}"
+        );
+    }
+    assert_eq!(stdout(&s.call(&["--method", "Echo", "--data", "on"])), "on");
     // Deadline: exit code 4.
     let o = s.call(&["--method", "Sleep", "--data", "5000", "--timeout-ms", "50"]);
     assert_eq!(o.status.code(), Some(4));

@@ -9,6 +9,14 @@
 //! The poller goes with leadership, and the connections are locked only
 //! while a turn processes what `poll` returned, not while it waits.
 //!
+//! Whatever handlers do, the loop keeps turning: a thread that takes the
+//! lead polls before it runs any queued handler, at most 256 handlers run at
+//! once so one more thread is always there to lead, and the loop never waits
+//! for a handler. Past 256, handlers wait in a bounded queue (then the
+//! request gets [`OVERLOADED`](weft_driver::server::OVERLOADED)); past the
+//! per-connection limit, a connection is not read. A turn reads each
+//! connection a bounded number of times, so no client holds the loop.
+//!
 //! What a request is, how it reaches its handler and how cancels reach it
 //! are `weft_driver::server`'s; this file is the event loop around them.
 
@@ -20,7 +28,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
-use weft_driver::server::{Dispatcher, InlinePolicy};
+use weft_driver::server::{AcceptBackoff, AcceptFailure, Dispatcher, InlinePolicy, catch_panic};
 pub use weft_driver::server::{HandlerError, HandlerResult, Request, ServerOptions};
 use weft_proto::{NetEndpoint, ServerConn};
 
@@ -31,8 +39,16 @@ const LISTENER: Token = Token(1);
 /// How often the watchdog looks for a handler past its inline time.
 const WATCHDOG_TICK: Duration = Duration::from_micros(500);
 
-/// Threads the server may grow to while handlers hold others.
-const MAX_THREADS: usize = 256;
+/// Handlers that may run at once, each holding a thread.
+const MAX_RUNNING: usize = 256;
+/// Threads the server may grow to: one more than handlers, so that with
+/// every handler blocked a thread is still free to lead.
+const MAX_THREADS: usize = MAX_RUNNING + 1;
+/// Queued handlers a leader runs inline before it polls again.
+const JOBS_PER_TURN: usize = 64;
+/// Reads of one connection per turn, so a client that keeps sending does
+/// not keep the loop from the others.
+const READS_PER_TURN: usize = 8;
 
 type Handler = dyn Fn(Request) -> HandlerResult + Send + Sync;
 
@@ -70,7 +86,11 @@ impl Listener {
         match self {
             Listener::Tcp(l) => {
                 let (s, _) = l.accept()?;
-                s.set_nodelay(true)?;
+                // Only latency depends on it: a socket that refuses (its
+                // peer already gone) is still served, and fails on read.
+                if let Err(e) = s.set_nodelay(true) {
+                    tracing::debug!(error = %e, "TCP_NODELAY");
+                }
                 Ok(Stream::Tcp(s))
             }
             Listener::Unix(l) => Ok(Stream::Unix(l.accept()?.0)),
@@ -81,7 +101,11 @@ impl Listener {
 struct Conn {
     stream: Stream,
     core: ServerConn,
-    requests: Dispatcher,
+    requests: Dispatcher<Handler>,
+    /// The socket reported bytes (or an end) not yet read to `WouldBlock`:
+    /// readiness is edge-triggered, so a connection left unread at its
+    /// handler limit or its read budget is read later without a new event.
+    readable: bool,
 }
 
 /// The poller. The thread that leads owns it while it takes a turn; between
@@ -90,9 +114,13 @@ struct Conn {
 struct EventLoop {
     poll: Poll,
     events: Events,
-    /// The earliest request deadline when the last turn ended: how long
-    /// the next may wait. Only turns change deadlines, so it stays right.
+    /// The earliest timer when the last turn ended (request deadlines, the
+    /// end of an accept pause): how long the next may wait. Only turns
+    /// change them, so it stays right.
     wake_at: Option<Instant>,
+    /// The last turn left work it could do at once (reads past the budget,
+    /// refused requests' slots): the next does not wait.
+    busy: bool,
 }
 
 /// The listener and the connections. Locked while events are processed,
@@ -101,6 +129,11 @@ struct Conns {
     listener: Option<Listener>,
     by_token: HashMap<usize, Conn>,
     next_token: usize,
+    /// The listener reported connections and not all were accepted.
+    accept_pending: bool,
+    /// After running out of descriptors, no accept before this.
+    accept_paused_until: Option<Instant>,
+    backoff: AcceptBackoff,
 }
 
 struct Job {
@@ -121,6 +154,8 @@ struct Sched {
     epoch: u64,
     /// When the leader started the handler it is running.
     running_since: Option<Instant>,
+    /// Handlers running, inline or moved off; at most [`MAX_RUNNING`].
+    running: usize,
     threads: usize,
     idle: usize,
     shutdown: bool,
@@ -145,7 +180,11 @@ struct Shared {
 ///
 /// A handler past its [`ServerOptions::inline_handler_duration`] loses the
 /// event loop to another thread; the watchdog that notices checks every
-/// 500 µs, so the hand-off happens within the duration plus 500 µs.
+/// 500 µs, so the hand-off happens within the duration plus 500 µs. At most
+/// 256 handlers run at once, each on its own thread; past that, up to
+/// [`ServerOptions::max_queued_requests`] wait for one, and more are
+/// answered with an `overloaded` error. A handler that panics fails its own
+/// call with `handler panicked: <message>`.
 ///
 /// ```no_run
 /// use weft_mio::{HandlerMap, Request, Server, ServerOptions};
@@ -193,12 +232,16 @@ impl Server {
                 listener: Some(listener),
                 by_token: HashMap::new(),
                 next_token: 2,
+                accept_pending: false,
+                accept_paused_until: None,
+                backoff: AcceptBackoff::new(),
             }),
             sched: Mutex::new(Sched {
                 event_loop: Some(EventLoop {
                     poll,
                     events: Events::with_capacity(256),
                     wake_at: None,
+                    busy: false,
                 }),
                 ..Sched::default()
             }),
@@ -280,21 +323,49 @@ impl Shared {
     }
 
     fn spawn_worker(self: &Arc<Self>) -> io::Result<()> {
-        let s = self.clone();
         self.sched().threads += 1;
-        let t = thread::Builder::new()
+        let s = self.clone();
+        match thread::Builder::new()
             .name("weft-mio-server".into())
-            .spawn(move || s.worker())?;
-        self.threads.lock().expect("unpoisoned").push(t);
-        Ok(())
+            .spawn(move || s.worker())
+        {
+            Ok(t) => {
+                self.threads.lock().expect("unpoisoned").push(t);
+                Ok(())
+            }
+            Err(e) => {
+                self.sched().threads -= 1;
+                tracing::error!(error = %e, "cannot start a server thread");
+                Err(e)
+            }
+        }
+    }
+
+    /// Gives up leadership (the caller runs a handler, or the watchdog took
+    /// it from one) and makes sure another thread takes it: an idle one, or
+    /// a new one. With [`MAX_THREADS`] threads and none idle, one is on its
+    /// way back from a handler (at most [`MAX_RUNNING`] run) and takes it.
+    fn vacate(self: &Arc<Self>, mut s: MutexGuard<'_, Sched>) {
+        s.leader = false;
+        s.epoch += 1;
+        s.running_since = None;
+        let spawn = s.idle == 0 && s.threads < MAX_THREADS;
+        drop(s);
+        if !spawn || self.spawn_worker().is_err() {
+            self.cv.notify_one();
+        }
     }
 
     /// A server thread: leads when it can, runs handlers, else waits.
     fn worker(self: Arc<Self>) {
+        // The epoch this thread leads in, while it leads.
         let mut epoch = None;
         // The poller after a turn, until it goes back to `Sched` under the
         // lock the next iteration takes anyway.
         let mut after_turn = None;
+        // Queued handlers this leader may still run before it polls again;
+        // a thread that has just taken the lead polls first.
+        let mut budget = 0;
         loop {
             let mut s = self.sched();
             if let Some(event_loop) = after_turn.take() {
@@ -313,29 +384,31 @@ impl Shared {
                 }
                 s.leader = true;
                 epoch = Some(s.epoch);
+                budget = 0;
             }
-            if let Some(job) = s.jobs.pop_front() {
-                let inline = self.policy.starts_inline();
-                if inline {
+            if budget > 0
+                && s.running < MAX_RUNNING
+                && let Some(job) = s.jobs.pop_front()
+            {
+                budget -= 1;
+                s.running += 1;
+                if self.policy.starts_inline() {
                     s.running_since = Some(Instant::now());
-                } else {
-                    // Hand the loop over before running the handler.
-                    s.leader = false;
-                    s.epoch += 1;
-                    epoch = None;
-                }
-                let need_spare = s.idle == 0 && s.threads < MAX_THREADS;
-                drop(s);
-                if need_spare {
-                    let _ = self.spawn_worker();
-                }
-                if inline {
+                    // A thread ready to lead, should the handler overrun.
+                    let spare = s.idle == 0 && s.threads < MAX_THREADS;
+                    drop(s);
+                    if spare {
+                        let _ = self.spawn_worker();
+                    }
                     self.wake_watchdog();
                 } else {
-                    self.cv.notify_one();
+                    // Hand the loop over before running the handler.
+                    epoch = None;
+                    self.vacate(s);
                 }
                 self.run(job);
                 let mut s = self.sched();
+                s.running -= 1;
                 if epoch == Some(s.epoch) {
                     s.running_since = None;
                 } else {
@@ -349,14 +422,16 @@ impl Shared {
             // Only the leader turns the loop, and it is not turning it now,
             // so the poller is at rest.
             let mut event_loop = s.event_loop.take().expect("the poller rests in Sched");
+            let runnable = s.running < MAX_RUNNING && !s.jobs.is_empty();
             drop(s);
-            self.lead_once(&mut event_loop);
+            self.lead_once(&mut event_loop, runnable);
+            budget = JOBS_PER_TURN;
             after_turn = Some(event_loop);
         }
     }
 
     fn run(&self, job: Job) {
-        let result = (job.handler)(job.request);
+        let result = catch_panic(|| (job.handler)(job.request)).unwrap_or_else(Err);
         self.done
             .lock()
             .expect("unpoisoned")
@@ -385,21 +460,13 @@ impl Shared {
         let mut quiet_since = Instant::now();
         loop {
             thread::sleep(tick);
-            let mut s = self.sched();
+            let s = self.sched();
             if s.shutdown {
                 return;
             }
             match s.running_since {
                 Some(since) if self.policy.is_due(since, Instant::now()) => {
-                    s.epoch += 1;
-                    s.leader = false;
-                    s.running_since = None;
-                    let need_spare = s.idle == 0 && s.threads < MAX_THREADS;
-                    drop(s);
-                    if need_spare {
-                        let _ = self.spawn_worker();
-                    }
-                    self.cv.notify_one();
+                    self.vacate(s);
                     quiet_since = Instant::now();
                 }
                 Some(_) => quiet_since = Instant::now(),
@@ -417,10 +484,10 @@ impl Shared {
 
     /// One turn of the event loop: waits for readiness holding only the
     /// poller, then reads, accepts and processes with the connections
-    /// locked.
-    fn lead_once(&self, lp: &mut EventLoop) {
-        let has_done = !self.done.lock().expect("unpoisoned").is_empty();
-        let timeout = if has_done {
+    /// locked. `runnable`: queued handlers are waiting for this turn to end.
+    fn lead_once(&self, lp: &mut EventLoop, runnable: bool) {
+        let busy = runnable || lp.busy || !self.done.lock().expect("unpoisoned").is_empty();
+        let timeout = if busy {
             Some(Duration::ZERO)
         } else {
             let now = Instant::now();
@@ -436,26 +503,34 @@ impl Shared {
         for event in lp.events.iter() {
             match event.token() {
                 WAKER => {}
-                LISTENER => self.accept(&mut conns, now),
+                LISTENER => conns.accept_pending = true,
                 Token(t) => {
-                    if let Some(c) = conns.by_token.get_mut(&t) {
-                        // A writable edge too: a connection not read while its
-                        // client left answers unread has bytes waiting whose
-                        // readable edge already passed.
-                        read_conn(c, now);
+                    if let Some(c) = conns.by_token.get_mut(&t)
+                        && (event.is_readable() || event.is_read_closed() || event.is_error())
+                    {
+                        c.readable = true;
                     }
                 }
             }
         }
-        lp.wake_at = self.process(&mut conns, now);
+        self.accept(&mut conns, now);
+        (lp.wake_at, lp.busy) = self.process(&mut conns, now);
     }
 
+    /// Accepts every waiting connection, unless paused. Edge-triggered
+    /// readiness reports connections once, so after a pause the ones
+    /// already waiting are accepted with no new event.
     fn accept(&self, conns: &mut Conns, now: Instant) {
-        let opts = self.opts;
+        if !conns.accept_pending || conns.accept_paused_until.is_some_and(|t| now < t) {
+            return;
+        }
+        conns.accept_paused_until = None;
+        let config = self.opts.server_config(weft_driver::random_seed());
         loop {
             let Some(l) = &conns.listener else { return };
             match l.accept() {
                 Ok(mut stream) => {
+                    conns.backoff.on_success();
                     let t = conns.next_token;
                     conns.next_token += 1;
                     if let Err(e) = self.registry.register(
@@ -470,54 +545,80 @@ impl Shared {
                         t,
                         Conn {
                             stream,
-                            core: ServerConn::new(
-                                now,
-                                opts.server_config(weft_driver::random_seed()),
-                            ),
-                            requests: Dispatcher::new(),
+                            core: ServerConn::new(now, config),
+                            requests: Dispatcher::new(&self.opts),
+                            readable: false,
                         },
                     );
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    conns.accept_pending = false;
                     return;
                 }
+                Err(e) => match conns.backoff.on_error(&e) {
+                    AcceptFailure::Transient => {}
+                    AcceptFailure::Exhausted(pause) => {
+                        conns.accept_paused_until = Some(now + pause);
+                        return;
+                    }
+                    AcceptFailure::Fatal => {
+                        conns.accept_pending = false;
+                        return;
+                    }
+                },
             }
         }
     }
 
-    /// Applies finished handlers, timers and core events; writes; closes
-    /// finished connections. Returns the earliest request deadline left.
-    fn process(&self, conns: &mut Conns, now: Instant) -> Option<Instant> {
+    /// Applies finished handlers, reads, timers and core events; queues
+    /// handlers; writes; closes finished connections. Returns the earliest
+    /// timer left, and whether work is left that the next turn can do at
+    /// once.
+    fn process(&self, conns: &mut Conns, now: Instant) -> (Option<Instant>, bool) {
         let done = std::mem::take(&mut *self.done.lock().expect("unpoisoned"));
         for (t, id, result) in done {
             if let Some(c) = conns.by_token.get_mut(&t) {
                 c.requests.finish(now, &mut c.core, id, result);
             }
         }
+        // What the scheduler holds, read at the first new request: with
+        // every handler thread busy and the queue full, requests are
+        // refused.
+        let mut load: Option<(usize, usize)> = None;
         let mut jobs = Vec::new();
         let mut finished = Vec::new();
         let mut wake_at: Option<Instant> = None;
+        let mut busy = false;
         for (&t, c) in conns.by_token.iter_mut() {
             if c.core.next_deadline().is_some_and(|d| d <= now) {
                 c.core.handle_timeout(now);
             }
-            while let Some(event) = c.core.poll_event() {
-                let handlers = &self.handlers.0;
-                if let Some(d) = c.requests.on_event(now, &mut c.core, handlers, event) {
-                    jobs.push(Job {
-                        token: t,
-                        id: d.id,
-                        handler: d.handler.clone(),
-                        request: d.request,
-                    });
+            busy |= pump(c, now, &self.handlers.0);
+            while let Some(d) = c.requests.next_dispatch() {
+                let (running, queued) = load.get_or_insert_with(|| {
+                    let s = self.sched();
+                    (s.running, s.jobs.len())
+                });
+                if *running >= MAX_RUNNING && *queued >= self.opts.max_queued_requests {
+                    c.requests.refuse_overloaded(now, &mut c.core, d.id);
+                    // A slot is free again; its next request waits a turn.
+                    busy = true;
+                    continue;
                 }
+                *queued += 1;
+                jobs.push(Job {
+                    token: t,
+                    id: d.id,
+                    handler: d.handler,
+                    request: d.request,
+                });
             }
-            if c.requests.is_closed() {
+            busy |= flush_conn(c, now);
+            // Closed once what was queued before the failure went out (or
+            // its linger ran out).
+            if c.requests.is_closed() && c.core.is_finished() {
                 finished.push(t);
             }
-            flush_conn(c, now);
             // A failed connection has no deadlines left, so it adds none.
             wake_at = wake_at.into_iter().chain(c.core.next_deadline()).min();
         }
@@ -530,42 +631,135 @@ impl Shared {
             let mut s = self.sched();
             s.jobs.extend(jobs);
         }
-        wake_at
+        if conns.accept_pending {
+            wake_at = wake_at.into_iter().chain(conns.accept_paused_until).min();
+        }
+        (wake_at, busy)
     }
 }
 
-fn read_conn(c: &mut Conn, now: Instant) {
-    // Not while the client leaves too many answers unread: the writable
-    // edge when it takes them brings the loop back here.
-    while c.core.wants_read() {
+/// Reads `c` while it is readable, wants reading and has budget left,
+/// taking the core's events after each read (so the handler limit counts
+/// what just arrived). Returns whether it stopped for the budget alone.
+fn pump(c: &mut Conn, now: Instant, handlers: &weft_driver::server::HandlerMap<Handler>) -> bool {
+    let mut reads = 0;
+    loop {
+        c.requests.handle_events(now, &mut c.core, handlers);
+        if !c.readable || !c.requests.wants_read(&c.core) {
+            return false;
+        }
+        if reads == READS_PER_TURN {
+            return true;
+        }
+        reads += 1;
         match read_once(&mut c.stream, c.core.read_buf(0)) {
-            Ok(0) => {
-                return c
-                    .core
-                    .handle_transport_closed(now, "client closed the connection");
-            }
-            Ok(_) => c.core.handle_read(now),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => c.readable = false,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return c.core.handle_transport_closed(now, format!("read: {e}")),
+            read => {
+                if !matches!(read, Ok(n) if n > 0) {
+                    c.readable = false;
+                }
+                c.requests.on_read(now, &mut c.core, read);
+            }
         }
     }
 }
 
-fn flush_conn(c: &mut Conn, now: Instant) {
+/// Writes what the core has queued until the socket takes no more.
+/// Returns whether writing failed (the core's failure is then taken next
+/// turn).
+fn flush_conn(c: &mut Conn, now: Instant) -> bool {
     while !c.core.transmit().is_empty() {
         match write_once(&mut c.stream, c.core.transmit()) {
             Ok(n) => c.core.advance_transmit(n),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return c.core.handle_transport_closed(now, format!("write: {e}")),
+            Err(e) => {
+                c.core.handle_transport_closed(now, format!("write: {e}"));
+                return true;
+            }
         }
     }
+    false
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{CallOptions, Client, ClientOptions, ConstantResolver, MethodKey};
+    use bytes::Bytes;
+
+    /// Worker threads alive, against the scheduler's count, once no
+    /// spawn is half done (a thread is counted just before it starts).
+    fn threads_agree(server: &Server) -> bool {
+        let give_up = Instant::now() + Duration::from_secs(5);
+        loop {
+            let counted = server.shared.sched().threads;
+            let alive = server
+                .shared
+                .threads
+                .lock()
+                .expect("unpoisoned")
+                .iter()
+                .filter(|t| t.thread().name() == Some("weft-mio-server") && !t.is_finished())
+                .count();
+            if counted == alive {
+                return true;
+            }
+            if Instant::now() > give_up {
+                eprintln!("{counted} threads counted, {alive} alive");
+                return false;
+            }
+            thread::yield_now();
+        }
+    }
+
+    #[test]
+    fn a_panicking_handler_fails_its_call_and_keeps_its_thread() {
+        // Handlers that start inline, and handlers moved off first.
+        for inline in [Some(Duration::from_micros(20)), None] {
+            let mut handlers = HandlerMap::new();
+            handlers.set("t", "Panic", |_: Request| panic!("on purpose"));
+            handlers.set("t", "PanicLater", |req: Request| {
+                // Long enough to move off the leader first.
+                req.wait_cancelled(Duration::from_millis(5));
+                std::panic::panic_any(String::from("on purpose"))
+            });
+            handlers.set("t", "Echo", |req: Request| Ok(req.args));
+            let opts = ServerOptions {
+                inline_handler_duration: inline,
+                ..ServerOptions::default()
+            };
+            let server =
+                Server::bind(&"tcp://127.0.0.1:0".parse().unwrap(), handlers, opts).expect("bind");
+            let client = Client::connect(
+                ConstantResolver::new([server.local_endpoint().clone()]),
+                ClientOptions::default(),
+            )
+            .expect("connect");
+            let call = |method| {
+                let opts = CallOptions {
+                    deadline: Some(Instant::now() + Duration::from_secs(10)),
+                    ..CallOptions::default()
+                };
+                client.call(MethodKey::new("t", method), Bytes::from_static(b"x"), opts)
+            };
+            for _ in 0..5 {
+                for method in ["Panic", "PanicLater"] {
+                    let err = call(method).unwrap_err();
+                    assert_eq!(
+                        err.remote().map(|r| r.message()),
+                        Some("handler panicked: on purpose"),
+                        "{method} with {inline:?}: {err}"
+                    );
+                    assert_eq!(&call("Echo").unwrap()[..], b"x");
+                }
+            }
+            assert!(threads_agree(&server), "a thread was lost to a panic");
+            client.close();
+            server.shutdown();
+        }
+    }
 
     #[test]
     fn the_leader_waits_in_poll_without_the_connection_lock() {

@@ -4,7 +4,11 @@
 //! it reads and decodes in place, runs handlers, and writes every response
 //! that is ready in one vectored write. A handler first runs inline on that
 //! task; if it has not finished within the inline handler duration it moves
-//! to a task of its own, so a slow handler never holds up the others.
+//! to a task of its own, so a slow handler never holds up the others. A
+//! handler that panics fails its own call; at most
+//! [`ServerOptions::max_concurrent_handlers_per_connection`] handlers of a
+//! connection run at once; and an accept loop short of descriptors backs
+//! off instead of spinning.
 //!
 //! What a request is, how it reaches its handler and how cancels reach it
 //! are `weft_driver::server`'s; this file is the Tokio task around them.
@@ -18,7 +22,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 use tokio::sync::{mpsc, watch};
-use weft_driver::server::{Dispatcher, InlinePolicy};
+use weft_driver::server::{
+    AcceptBackoff, AcceptFailure, CatchPanic, Dispatch, Dispatcher, InlinePolicy, catch_panic,
+    poll_catching,
+};
 pub use weft_driver::server::{HandlerError, HandlerResult, Request, ServerOptions};
 use weft_proto::ServerConn;
 
@@ -93,7 +100,11 @@ impl Listener {
         match self {
             Listener::Tcp(l) => {
                 let (s, _) = l.accept().await?;
-                s.set_nodelay(true)?;
+                // Only latency depends on it: a socket that refuses (its
+                // peer already gone) is still served, and fails on read.
+                if let Err(e) = s.set_nodelay(true) {
+                    tracing::debug!(error = %e, "TCP_NODELAY");
+                }
                 Ok(Box::new(s))
             }
             #[cfg(unix)]
@@ -116,7 +127,8 @@ impl From<tokio::net::UnixListener> for Listener {
 }
 
 /// Serves `handlers` on every connection `listener` accepts, until accepting
-/// fails.
+/// fails for good. Running out of descriptors or memory is not that: accepts
+/// pause (from 5 ms, doubling up to 1 s) and resume by themselves.
 pub async fn serve(
     listener: impl Into<Listener>,
     handlers: HandlerMap,
@@ -150,17 +162,27 @@ pub async fn serve_until(
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
     let mut shutdown = std::pin::pin!(shutdown);
+    let mut backoff = AcceptBackoff::new();
+    let pause = tokio::time::sleep(std::time::Duration::ZERO);
+    let mut pause = std::pin::pin!(pause);
+    let mut paused = false;
     let result = loop {
         tokio::select! {
             _ = &mut shutdown => break Ok(()),
-            accepted = listener.accept() => match accepted {
+            () = &mut pause, if paused => paused = false,
+            accepted = listener.accept(), if !paused => match accepted {
                 Ok(stream) => {
+                    backoff.on_success();
                     tasks.spawn(serve_conn(stream, handlers.clone(), opts, stop_rx.clone()));
                 }
-                Err(e) if is_transient(&e) => {
-                    tracing::warn!(error = %e, "accept failed; continuing");
-                }
-                Err(e) => break Err(e),
+                Err(e) => match backoff.on_error(&e) {
+                    AcceptFailure::Transient => {}
+                    AcceptFailure::Exhausted(wait) => {
+                        pause.as_mut().reset(tokio::time::Instant::now() + wait);
+                        paused = true;
+                    }
+                    AcceptFailure::Fatal => break Err(e),
+                },
             },
             // Reap finished connections so the set does not grow.
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
@@ -169,16 +191,6 @@ pub async fn serve_until(
     let _ = stop_tx.send(true);
     while tasks.join_next().await.is_some() {}
     result
-}
-
-fn is_transient(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::ConnectionReset
-            | io::ErrorKind::Interrupted
-            | io::ErrorKind::WouldBlock
-    ) || e.raw_os_error().is_some_and(|c| c == 24 || c == 23) // EMFILE, ENFILE
 }
 
 /// Serves `handlers` on one established byte stream (an accepted socket,
@@ -202,7 +214,7 @@ struct InlineHandler {
 
 struct ServerTask {
     conn: ServerConn,
-    requests: Dispatcher,
+    requests: Dispatcher<Handler>,
     stream: BoxStream,
     handlers: Arc<HandlerMap>,
     policy: InlinePolicy,
@@ -227,7 +239,7 @@ async fn serve_conn(
     let (done_tx, done_rx) = mpsc::unbounded_channel();
     let mut task = ServerTask {
         conn: ServerConn::new(now, config),
-        requests: Dispatcher::new(),
+        requests: Dispatcher::new(&opts),
         stream,
         handlers,
         policy: InlinePolicy::new(&opts),
@@ -262,39 +274,26 @@ impl ServerTask {
                 progressed = true;
             }
             progressed |= self.poll_inline(cx, now);
-            if self.conn.wants_read() {
-                // Any completed read is progress: only a Pending read has
-                // registered this task for more bytes. While the client
-                // leaves too many answers unread, it is not read at all:
-                // the pending write registered this task for writability.
-                progressed |= match poll_read(&mut self.stream, cx, self.conn.read_buf(READ_CHUNK))
-                {
-                    Poll::Ready(Ok(0)) => {
-                        self.conn
-                            .handle_transport_closed(now, "client closed the connection");
-                        true
-                    }
-                    Poll::Ready(Ok(_)) => {
-                        self.conn.handle_read(now);
-                        true
-                    }
-                    Poll::Ready(Err(e)) => {
-                        self.conn.handle_transport_closed(now, format!("read: {e}"));
-                        true
-                    }
-                    Poll::Pending => false,
-                };
+            // Any completed read is progress: only a Pending read has
+            // registered this task for more bytes. At the handler limit the
+            // connection is not read (past a small read-ahead); a finishing
+            // handler wakes the task.
+            if self.requests.wants_read(&self.conn)
+                && let Poll::Ready(read) =
+                    poll_read(&mut self.stream, cx, self.conn.read_buf(READ_CHUNK))
+            {
+                self.requests.on_read(now, &mut self.conn, read);
+                progressed = true;
             }
             if self.conn.next_deadline().is_some_and(|d| d <= now) {
                 self.conn.handle_timeout(now);
             }
-            while let Some(event) = self.conn.poll_event() {
+            progressed |= self
+                .requests
+                .handle_events(now, &mut self.conn, &self.handlers.0);
+            while let Some(d) = self.requests.next_dispatch() {
                 progressed = true;
-                let handlers = &self.handlers.0;
-                if let Some(d) = self.requests.on_event(now, &mut self.conn, handlers, event) {
-                    let fut = (d.handler)(d.request);
-                    self.start(cx, now, d.id, fut);
-                }
+                self.start(cx, now, d);
             }
             match self.flush(cx) {
                 Ok(()) => {}
@@ -349,24 +348,23 @@ impl ServerTask {
     }
 
     /// Runs a new handler inline, or on a task of its own if the policy
-    /// says handlers never run inline.
-    fn start(
-        &mut self,
-        cx: &mut Context<'_>,
-        now: Instant,
-        id: u64,
-        fut: BoxFuture<'static, HandlerResult>,
-    ) {
+    /// says handlers never run inline. A panic, in the handler or its
+    /// future, is the call's result.
+    fn start(&mut self, cx: &mut Context<'_>, now: Instant, d: Dispatch<Handler>) {
+        let fut = match catch_panic(|| (d.handler)(d.request)) {
+            Ok(fut) => fut,
+            Err(e) => return self.requests.finish(now, &mut self.conn, d.id, Err(e)),
+        };
         let mut h = InlineHandler {
-            id,
+            id: d.id,
             started: now,
             fut,
         };
         if !self.policy.starts_inline() {
             return self.spawn(h);
         }
-        match h.fut.as_mut().poll(cx) {
-            Poll::Ready(result) => self.requests.finish(now, &mut self.conn, id, result),
+        match poll_catching(h.fut.as_mut(), cx) {
+            Poll::Ready(result) => self.requests.finish(now, &mut self.conn, d.id, result),
             Poll::Pending => self.inline.push(h),
         }
     }
@@ -376,7 +374,7 @@ impl ServerTask {
         let mut progressed = false;
         let mut i = 0;
         while i < self.inline.len() {
-            if let Poll::Ready(result) = self.inline[i].fut.as_mut().poll(cx) {
+            if let Poll::Ready(result) = poll_catching(self.inline[i].fut.as_mut(), cx) {
                 let h = self.inline.swap_remove(i);
                 self.requests.finish(now, &mut self.conn, h.id, result);
                 progressed = true;
@@ -395,7 +393,7 @@ impl ServerTask {
     fn spawn(&self, h: InlineHandler) {
         let done = self.done_tx.clone();
         tokio::spawn(async move {
-            let result = h.fut.await;
+            let result = CatchPanic::new(h.fut).await;
             let _ = done.send((h.id, result));
         });
     }

@@ -73,7 +73,7 @@ pub use client::{CallId, ClientConn, ClientEvent, ConnConfig};
 pub use endpoint::{NetEndpoint, ParseNetEndpoint};
 pub use error::{ConnError, DecodeError, PeerError};
 pub use error_payload::{ErrorPayloadError, RemoteError};
-pub use handler::{HandlerError, HandlerResult, ServerOptions};
+pub use handler::{HandlerError, HandlerResult};
 pub use handshake::Version;
 pub use header::RequestHeader;
 pub use message::Message;

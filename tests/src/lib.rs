@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::thread;
 use weft_cli::service::{COMPONENT, Service, mio_handlers, tokio_handlers};
 use weft_proto::{CallError, CallOptions, MethodKey, NetEndpoint};
+pub use weft_tokio::ServerOptions;
 
 /// Which driver.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +83,17 @@ pub struct TestServer {
 impl TestServer {
     /// Starts a server named `name`.
     pub fn start(driver: Driver, transport: Transport, name: &str) -> TestServer {
+        Self::start_with(driver, transport, name, ServerOptions::default())
+    }
+
+    /// Starts a server named `name` with `opts` (the same type for both
+    /// drivers).
+    pub fn start_with(
+        driver: Driver,
+        transport: Transport,
+        name: &str,
+        opts: ServerOptions,
+    ) -> TestServer {
         let (bind, dir) = bind_endpoint(transport);
         let service = Service::new(name);
         let (endpoint, inner) = match driver {
@@ -93,20 +105,14 @@ impl TestServer {
                 let endpoint = listener.local_endpoint().expect("local endpoint");
                 let (stop, rx) = tokio::sync::oneshot::channel::<()>();
                 let handlers = tokio_handlers(&service);
-                let task = rt.spawn(weft_tokio::serve_until(
-                    listener,
-                    handlers,
-                    Default::default(),
-                    async {
-                        let _ = rx.await;
-                    },
-                ));
+                let task = rt.spawn(weft_tokio::serve_until(listener, handlers, opts, async {
+                    let _ = rx.await;
+                }));
                 (endpoint, ServerImpl::Tokio { rt, stop, task })
             }
             Driver::Mio => {
                 let server =
-                    weft_mio::Server::bind(&bind, mio_handlers(&service), Default::default())
-                        .expect("bind");
+                    weft_mio::Server::bind(&bind, mio_handlers(&service), opts).expect("bind");
                 (server.local_endpoint().clone(), ServerImpl::Mio(server))
             }
         };
@@ -224,6 +230,36 @@ impl TestClient {
         }
     }
 
+    /// Starts `n` calls of `weft.Test.<method>` at once, without waiting
+    /// for them.
+    pub fn start_calls(
+        &self,
+        method: &str,
+        args: impl Into<Bytes>,
+        n: usize,
+        opts: CallOptions,
+    ) -> PendingCalls {
+        let key = MethodKey::new(COMPONENT, method);
+        let args = args.into();
+        match &self.inner {
+            ClientImpl::Tokio { rt, conn } => PendingCalls::Tokio {
+                rt: rt.clone(),
+                calls: (0..n)
+                    .map(|_| {
+                        let (conn, key, args, opts) =
+                            (conn.clone(), key, args.clone(), opts.clone());
+                        rt.spawn(async move { conn.call(key, args, opts).await })
+                    })
+                    .collect(),
+            },
+            ClientImpl::Mio(c) => PendingCalls::Mio(
+                (0..n)
+                    .map(|_| c.start(key, args.clone(), opts.clone()))
+                    .collect(),
+            ),
+        }
+    }
+
     /// Calls, and abandons the call once `ready` returns (dropping the
     /// future on tokio, a cancel handle from another thread on mio).
     pub fn call_and_cancel_when(
@@ -259,6 +295,32 @@ impl TestClient {
         match &self.inner {
             ClientImpl::Tokio { conn, .. } => conn.close(),
             ClientImpl::Mio(c) => c.close(),
+        }
+    }
+}
+
+/// Calls started by [`TestClient::start_calls`].
+pub enum PendingCalls {
+    /// On the tokio client: a task per call.
+    Tokio {
+        /// The client's runtime.
+        rt: Arc<tokio::runtime::Runtime>,
+        /// The calls.
+        calls: Vec<tokio::task::JoinHandle<Result<Bytes, CallError>>>,
+    },
+    /// On the mio client.
+    Mio(Vec<weft_mio::PendingCall>),
+}
+
+impl PendingCalls {
+    /// Waits for every call; their results in the order they were started.
+    pub fn wait(self) -> Vec<Result<Bytes, CallError>> {
+        match self {
+            PendingCalls::Tokio { rt, calls } => calls
+                .into_iter()
+                .map(|c| rt.block_on(c).expect("call task"))
+                .collect(),
+            PendingCalls::Mio(calls) => calls.into_iter().map(|c| c.wait()).collect(),
         }
     }
 }

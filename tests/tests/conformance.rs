@@ -16,8 +16,9 @@
 use bytes::Bytes;
 use std::thread;
 use std::time::{Duration, Instant};
+use weft_cli::service::PANIC_MESSAGE;
 use weft_proto::{CallOptions, Metadata, NetEndpoint, TraceContext};
-use weft_tests::{Driver, Dynamic, TestClient, TestServer, Transport};
+use weft_tests::{Driver, Dynamic, ServerOptions, TestClient, TestServer, Transport};
 
 const SOON: Duration = Duration::from_secs(5);
 
@@ -292,6 +293,105 @@ fn slow_handlers_do_not_hold_up_others(c: Driver, s: Driver, t: Transport) {
     server.stop();
 }
 
+fn within(d: Duration) -> CallOptions {
+    CallOptions {
+        deadline: Some(Instant::now() + d),
+        ..Default::default()
+    }
+}
+
+fn panics_stay_inside_their_call(c: Driver, s: Driver, t: Transport) {
+    let (client, server) = pair(c, s, t);
+    let client = &client;
+    // Deadlines only as hang guards: a server that lost a call fails the
+    // test instead of hanging it.
+    thread::scope(|scope| {
+        let slow = scope.spawn(|| client.call("Sleep", "500", within(2 * SOON)));
+        assert!(
+            server.service.wait_started(1, SOON),
+            "the slow call is in flight"
+        );
+        // A handler that panics at once (inline), one that panics after
+        // moving off the reader, and several at once.
+        let panics: Vec<_> = ["", "20", "", "20", "5", "5"]
+            .into_iter()
+            .map(|delay| scope.spawn(move || client.call("Panic", delay, within(SOON))))
+            .collect();
+        for p in panics {
+            let err = p.join().unwrap().unwrap_err();
+            let remote = err.remote().map(|r| r.message()).unwrap_or_default();
+            assert!(
+                remote.contains("handler panicked") && remote.contains(PANIC_MESSAGE),
+                "{err}"
+            );
+            assert!(!err.is_communication(), "{err}");
+        }
+        // The connection and the call running beside the panics carry on.
+        assert_eq!(&slow.join().unwrap().unwrap()[..], b"");
+    });
+    for i in 0..20 {
+        let arg = format!("after {i}");
+        assert_eq!(
+            client
+                .call("Echo", arg.clone(), CallOptions::default())
+                .unwrap(),
+            arg
+        );
+    }
+    client.close();
+    server.stop();
+}
+
+fn blocked_handlers_hold_only_their_connection(c: Driver, s: Driver, t: Transport) {
+    const BLOCKED: u64 = 300;
+    let limit = ServerOptions::default().max_concurrent_handlers_per_connection as u64;
+    let server = TestServer::start(s, t, "s");
+    let blocked = TestClient::connect(c, vec![server.endpoint.clone()]).unwrap();
+    let other = TestClient::connect(c, vec![server.endpoint.clone()]).unwrap();
+    // 300 handlers that wait for their cancel, on one connection: only the
+    // per-connection limit of them run.
+    let pending = blocked.start_calls("CancelWait", "", BLOCKED as usize, CallOptions::default());
+    assert!(server.service.wait_started(limit, SOON));
+    thread::scope(|scope| {
+        // Deadlines fire on a server full of blocked handlers ...
+        let waiter = scope.spawn(|| other.call("CancelWait", "", within(Duration::from_secs(1))));
+        let sleeper = scope.spawn(|| other.call("Sleep", "60000", within(Duration::from_secs(1))));
+        // ... and the other client's calls are served meanwhile.
+        let mut served = 0;
+        for i in 0..100 {
+            let arg = i.to_string();
+            let out = other.call("Echo", arg.clone(), within(SOON)).unwrap();
+            assert_eq!(out, arg);
+            served += 1;
+        }
+        assert_eq!(served, 100);
+        for call in [waiter, sleeper] {
+            let err = call.join().unwrap().unwrap_err();
+            assert!(err.is_deadline_exceeded(), "{err}");
+        }
+    });
+    // The server's side of the deadline ended the waiting handler.
+    assert!(server.service.wait_cancel_count(1, SOON));
+    // Past the limit, none of the blocked connection's handlers started.
+    assert_eq!(server.service.started(), limit + 2);
+    // The blocked client hangs up: every one of its 300 requests is
+    // cancelled, those that never ran included (their handlers start
+    // already cancelled).
+    blocked.close();
+    assert!(
+        server.service.wait_cancel_count(1 + BLOCKED, SOON),
+        "{} cancelled",
+        server.service.cancel_count()
+    );
+    assert!(pending.wait().iter().all(|r| r.is_err()));
+    assert_eq!(
+        &other.call("Echo", "later", within(SOON)).unwrap()[..],
+        b"later"
+    );
+    other.close();
+    server.stop();
+}
+
 /// A raw connection to `endpoint`, as a misbehaving peer.
 fn raw_peer(endpoint: &NetEndpoint) -> Box<dyn ReadWrite> {
     // A server that failed to hang up fails the test instead of hanging it.
@@ -454,4 +554,6 @@ suite!(
     oversize_request_is_refused,
     protocol_error_after_the_version_still_gets_the_version_reply,
     unreachable_without_endpoints,
+    panics_stay_inside_their_call,
+    blocked_handlers_hold_only_their_connection,
 );

@@ -1,67 +1,167 @@
 //! One connection's requests, from the core's events to handlers and back.
 
 use super::cancel::CancelToken;
-use super::{HandlerMap, Request};
-use std::collections::HashMap;
+use super::{HandlerMap, Request, ServerOptions};
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::io;
 use std::sync::Arc;
 use std::time::Instant;
-use weft_proto::{CancelReason, HandlerResult, ServerConn, ServerEvent};
+use weft_proto::{CancelReason, HandlerError, HandlerResult, ServerConn, ServerEvent};
+
+/// The message of the error a request gets when the server has no thread
+/// for it and its queue is full.
+pub const OVERLOADED: &str = "overloaded";
+
+/// Bytes a connection at its handler limit is still read, without being
+/// decoded: enough to see the client hang up (a closed client must cancel
+/// handlers that wait for it), not enough to hold much memory.
+pub const READ_AHEAD: usize = 64 * 1024;
 
 /// A request to hand to its handler.
 ///
 /// Run `handler` with `request`, wherever the driver runs handlers, and
-/// pass the result to [`Dispatcher::finish`] with `id`.
-pub struct Dispatch<'h, H: ?Sized> {
+/// pass the result to [`Dispatcher::finish`] with `id`, exactly once.
+pub struct Dispatch<H: ?Sized> {
     /// The request id on the connection.
     pub id: u64,
     /// The handler `request.method` names.
-    pub handler: &'h Arc<H>,
+    pub handler: Arc<H>,
     /// What the handler gets.
     pub request: Request,
 }
 
-/// The requests of one connection that are with their handlers: what a
-/// driver does with each [`ServerEvent`], written once.
+/// The requests of one connection that are with their handlers or waiting
+/// for one: what a driver does with each [`ServerEvent`] and with each
+/// read, written once.
 ///
 /// It holds the cancel token of each request in flight, so a cancel from
 /// the core reaches the right handler and a broken connection reaches all
-/// of them. The driver owns the [`ServerConn`] and lends it to each call.
-#[derive(Debug, Default)]
-pub struct Dispatcher {
+/// of them. At most
+/// [`max_concurrent_handlers_per_connection`](ServerOptions::max_concurrent_handlers_per_connection)
+/// handlers run at once; requests past it wait here (cancels still reach
+/// them), and the connection is not read on, beyond a [`READ_AHEAD`] whose
+/// bytes stay undecoded until a handler finishes. The driver owns the
+/// [`ServerConn`] and lends it to each call.
+pub struct Dispatcher<H: ?Sized> {
     cancels: HashMap<u64, Arc<CancelToken>>,
+    /// Requests past the limit, in arrival order.
+    waiting: VecDeque<Dispatch<H>>,
+    /// Requests handed out by [`next_dispatch`](Self::next_dispatch) and
+    /// not yet finished.
+    running: usize,
+    limit: usize,
+    /// Bytes read into the core's buffer at the limit and not decoded.
+    held: usize,
     closed: bool,
 }
 
-impl Dispatcher {
-    /// A connection with nothing in flight.
-    pub fn new() -> Self {
-        Self::default()
+impl<H: ?Sized> fmt::Debug for Dispatcher<H> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Dispatcher")
+            .field("running", &self.running)
+            .field("waiting", &self.waiting.len())
+            .field("limit", &self.limit)
+            .field("held", &self.held)
+            .field("closed", &self.closed)
+            .finish()
+    }
+}
+
+impl<H: ?Sized> Dispatcher<H> {
+    /// A connection with nothing in flight, under `opts`' handler limit.
+    pub fn new(opts: &ServerOptions) -> Self {
+        Dispatcher {
+            cancels: HashMap::new(),
+            waiting: VecDeque::new(),
+            running: 0,
+            limit: opts.handlers_per_connection(),
+            held: 0,
+            closed: false,
+        }
     }
 
-    /// Takes one event from `conn`. A request for a method in `handlers`
-    /// comes back as a [`Dispatch`] for the driver to run; everything else
-    /// is done here: an unknown method is answered on `conn`, a cancel
-    /// signals its request's handler, and a failed connection cancels
-    /// every handler with [`CancelReason::ConnectionLost`] and marks this
-    /// [closed](Self::is_closed).
-    pub fn on_event<'h, H: ?Sized>(
+    /// Whether the driver should read `conn`'s transport now: not once it
+    /// failed, and at the handler limit only up to [`READ_AHEAD`] bytes.
+    /// Pass every read's outcome to [`on_read`](Self::on_read).
+    pub fn wants_read(&self, conn: &ServerConn) -> bool {
+        !self.closed && conn.wants_read() && (self.under_limit() || self.held < READ_AHEAD)
+    }
+
+    /// Takes the outcome of one read into `conn.read_buf(..)` (not
+    /// `WouldBlock`/`Pending`, which are no read): decodes what arrived,
+    /// or holds it while the connection is at its handler limit; end of
+    /// stream or an error closes the connection, after decoding what was
+    /// held (so the requests in it are cancelled like the others).
+    pub fn on_read(&mut self, now: Instant, conn: &mut ServerConn, read: io::Result<usize>) {
+        match read {
+            Ok(0) => {
+                self.decode_held(now, conn);
+                conn.handle_transport_closed(now, "client closed the connection");
+            }
+            Ok(_) if self.under_limit() => {
+                self.held = 0;
+                conn.handle_read(now);
+            }
+            Ok(n) => self.held += n,
+            Err(e) => {
+                self.decode_held(now, conn);
+                conn.handle_transport_closed(now, format!("read: {e}"));
+            }
+        }
+    }
+
+    fn decode_held(&mut self, now: Instant, conn: &mut ServerConn) {
+        if self.held > 0 {
+            self.held = 0;
+            conn.handle_read(now);
+        }
+    }
+
+    fn under_limit(&self) -> bool {
+        self.running + self.waiting.len() < self.limit
+    }
+
+    /// Takes every event `conn` has queued (see [`on_event`](Self::on_event));
+    /// whether there were any.
+    pub fn handle_events(
         &mut self,
         now: Instant,
         conn: &mut ServerConn,
-        handlers: &'h HandlerMap<H>,
+        handlers: &HandlerMap<H>,
+    ) -> bool {
+        let mut any = false;
+        while let Some(event) = conn.poll_event() {
+            any = true;
+            self.on_event(now, conn, handlers, event);
+        }
+        any
+    }
+
+    /// Takes one event from `conn`. A request for a method in `handlers`
+    /// waits for [`next_dispatch`](Self::next_dispatch); everything else is
+    /// done here: an unknown method is answered on `conn`, a cancel signals
+    /// its request's handler (running or waiting), and a failed connection
+    /// cancels every request with [`CancelReason::ConnectionLost`] and
+    /// marks this [closed](Self::is_closed).
+    pub fn on_event(
+        &mut self,
+        now: Instant,
+        conn: &mut ServerConn,
+        handlers: &HandlerMap<H>,
         event: ServerEvent,
-    ) -> Option<Dispatch<'h, H>> {
+    ) {
         match event {
             ServerEvent::Request(req) => {
                 let Some((name, handler)) = handlers.get(&req.method) else {
                     conn.respond_unknown_method(now, req.id);
-                    return None;
+                    return;
                 };
                 let cancel = Arc::new(CancelToken::default());
                 self.cancels.insert(req.id, cancel.clone());
-                Some(Dispatch {
+                self.waiting.push_back(Dispatch {
                     id: req.id,
-                    handler,
+                    handler: handler.clone(),
                     request: Request {
                         args: req.args,
                         method: name.clone(),
@@ -70,13 +170,12 @@ impl Dispatcher {
                         trace: req.trace,
                         cancel,
                     },
-                })
+                });
             }
             ServerEvent::Cancel { id, reason } => {
                 if let Some(token) = self.cancels.get(&id) {
                     token.cancel(reason);
                 }
-                None
             }
             ServerEvent::Failed(err) => {
                 tracing::debug!(error = %err, "server connection closed");
@@ -84,16 +183,39 @@ impl Dispatcher {
                 for (_, token) in self.cancels.drain() {
                     token.cancel(CancelReason::ConnectionLost);
                 }
-                None
             }
         }
     }
 
+    /// The next request to run, while fewer than the limit run. Once the
+    /// connection is closed every waiting request comes out at once,
+    /// already cancelled: its handler sees that and ends.
+    pub fn next_dispatch(&mut self) -> Option<Dispatch<H>> {
+        if self.running >= self.limit && !self.closed {
+            return None;
+        }
+        let d = self.waiting.pop_front()?;
+        self.running += 1;
+        Some(d)
+    }
+
     /// Sends the result of request `id`'s handler (see
-    /// [`ServerConn::finish`]) and forgets the request.
+    /// [`ServerConn::finish`]) and forgets the request. Below the limit
+    /// again, bytes held at the limit are decoded.
     pub fn finish(&mut self, now: Instant, conn: &mut ServerConn, id: u64, result: HandlerResult) {
         self.cancels.remove(&id);
+        self.running = self.running.saturating_sub(1);
         conn.finish(now, id, result);
+        if self.under_limit() {
+            self.decode_held(now, conn);
+        }
+    }
+
+    /// Answers request `id`, handed out by
+    /// [`next_dispatch`](Self::next_dispatch), with the [`OVERLOADED`]
+    /// error instead of running its handler.
+    pub fn refuse_overloaded(&mut self, now: Instant, conn: &mut ServerConn, id: u64) {
+        self.finish(now, conn, id, Err(HandlerError::new(OVERLOADED)));
     }
 
     /// Whether the connection failed or was closed: the driver closes the
@@ -103,9 +225,15 @@ impl Dispatcher {
         self.closed
     }
 
-    /// Requests handed to handlers and not yet finished.
+    /// Requests with their handlers or waiting for one, until the
+    /// connection closes (then none: no answer can be delivered).
     pub fn in_flight(&self) -> usize {
         self.cancels.len()
+    }
+
+    /// Requests with their handlers.
+    pub fn running(&self) -> usize {
+        self.running
     }
 }
 
@@ -116,7 +244,7 @@ mod tests {
     use std::time::Duration;
     use weft_proto::header::RequestHeader;
     use weft_proto::transmit::Transmit;
-    use weft_proto::{ConnConfig, HandlerError, Message, MethodKey, RemoteError, Version};
+    use weft_proto::{ConnConfig, Message, MethodKey, RemoteError, Version};
 
     type Handler = dyn Fn(&Request) -> &'static str;
 
@@ -124,12 +252,16 @@ mod tests {
     struct Fixture {
         now: Instant,
         conn: ServerConn,
-        requests: Dispatcher,
+        requests: Dispatcher<Handler>,
         handlers: HandlerMap<Handler>,
     }
 
     impl Fixture {
         fn new() -> Self {
+            Self::with_limit(ServerOptions::default().max_concurrent_handlers_per_connection)
+        }
+
+        fn with_limit(limit: usize) -> Self {
             let now = Instant::now();
             let mut conn = ServerConn::new(now, ConnConfig::default());
             let mut tx = Transmit::new(0);
@@ -138,10 +270,14 @@ mod tests {
             drain_transmit(&mut conn);
             let mut handlers = HandlerMap::<Handler>::new();
             handlers.insert("weft.Test", "Echo", Arc::new(|_: &Request| "echo"));
+            let opts = ServerOptions {
+                max_concurrent_handlers_per_connection: limit,
+                ..ServerOptions::default()
+            };
             Fixture {
                 now,
                 conn,
-                requests: Dispatcher::new(),
+                requests: Dispatcher::new(&opts),
                 handlers,
             }
         }
@@ -152,10 +288,19 @@ mod tests {
             feed(&mut self.conn, self.now, tx);
         }
 
+        /// Bytes arriving from the transport, as a driver reads them.
+        fn arrive(&mut self, push: impl FnOnce(&mut Transmit)) {
+            let mut tx = Transmit::new(0);
+            push(&mut tx);
+            let mut bytes = Vec::new();
+            tx.drain_into(&mut bytes);
+            self.conn.read_buf(0).extend_from_slice(&bytes);
+            self.requests
+                .on_read(self.now, &mut self.conn, Ok(bytes.len()));
+        }
+
         fn request(&mut self, id: u64, method: &str, deadline_micros: i64) {
-            let mut header = RequestHeader::new(MethodKey::new("weft.Test", method));
-            header.deadline_micros = deadline_micros;
-            self.send(|tx| tx.push_request(id, header.fields(), &Bytes::from_static(b"hi")));
+            self.send(|tx| push_request(tx, id, method, deadline_micros));
         }
 
         /// Two Echo requests, ids 1 and 2, with their handlers.
@@ -178,17 +323,25 @@ mod tests {
 
         /// Runs every event through the dispatcher; the dispatches it made.
         fn dispatch(&mut self) -> Vec<(u64, &'static str, Request)> {
+            self.requests
+                .handle_events(self.now, &mut self.conn, &self.handlers);
             let mut out = Vec::new();
-            while let Some(event) = self.conn.poll_event() {
-                if let Some(d) =
-                    self.requests
-                        .on_event(self.now, &mut self.conn, &self.handlers, event)
-                {
-                    out.push((d.id, (d.handler)(&d.request), d.request));
-                }
+            while let Some(d) = self.requests.next_dispatch() {
+                out.push((d.id, (d.handler)(&d.request), d.request));
             }
             out
         }
+
+        fn finish(&mut self, id: u64) {
+            self.requests
+                .finish(self.now, &mut self.conn, id, Ok(Bytes::from_static(b"ok")));
+        }
+    }
+
+    fn push_request(tx: &mut Transmit, id: u64, method: &str, deadline_micros: i64) {
+        let mut header = RequestHeader::new(MethodKey::new("weft.Test", method));
+        header.deadline_micros = deadline_micros;
+        tx.push_request(id, header.fields(), &Bytes::from_static(b"hi"));
     }
 
     fn feed(conn: &mut ServerConn, now: Instant, tx: Transmit) {
@@ -292,11 +445,7 @@ mod tests {
         // The core cancels what it has in flight before it fails; a
         // failure event on its own must still reach every handler.
         let failed = ServerEvent::Failed(weft_proto::ConnError::Closed);
-        assert!(
-            f.requests
-                .on_event(f.now, &mut f.conn, &f.handlers, failed)
-                .is_none()
-        );
+        f.requests.on_event(f.now, &mut f.conn, &f.handlers, failed);
         assert!(f.requests.is_closed());
         f.assert_all_cancelled(&runs, CancelReason::ConnectionLost);
     }
@@ -310,5 +459,111 @@ mod tests {
         assert!(f.dispatch().is_empty());
         assert!(f.requests.is_closed());
         f.assert_all_cancelled(&runs, CancelReason::ConnectionLost);
+    }
+
+    #[test]
+    fn past_the_limit_requests_wait_and_the_connection_is_not_read() {
+        let mut f = Fixture::with_limit(2);
+        f.arrive(|tx| {
+            for id in 1..=3 {
+                push_request(tx, id, "Echo", 0);
+            }
+        });
+        let runs = f.dispatch();
+        assert_eq!(runs.iter().map(|r| r.0).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!((f.requests.running(), f.requests.in_flight()), (2, 3));
+        // At the limit only a read-ahead is taken, and it is not decoded.
+        assert!(f.requests.wants_read(&f.conn));
+        f.arrive(|tx| push_request(tx, 4, "Echo", 0));
+        assert!(f.dispatch().is_empty());
+        assert_eq!(f.requests.in_flight(), 3, "request 4 is held, not decoded");
+
+        f.finish(1);
+        let runs = f.dispatch();
+        assert_eq!(runs.iter().map(|r| r.0).collect::<Vec<_>>(), [3]);
+        f.finish(2);
+        // Below the limit, the held bytes are decoded.
+        let runs = f.dispatch();
+        assert_eq!(runs.iter().map(|r| r.0).collect::<Vec<_>>(), [4]);
+        assert_eq!(f.requests.running(), 2);
+        let out = drain_transmit(&mut f.conn);
+        assert_eq!(out.len(), 2, "{out:?}");
+    }
+
+    #[test]
+    fn the_read_ahead_at_the_limit_is_bounded() {
+        let mut f = Fixture::with_limit(1);
+        f.request(1, "Echo", 0);
+        assert_eq!(f.dispatch().len(), 1);
+        let mut held = 0;
+        while f.requests.wants_read(&f.conn) {
+            f.arrive(|tx| push_request(tx, 1000 + held as u64, "Echo", 0));
+            held += 1;
+            assert!(held < READ_AHEAD, "never stops reading");
+        }
+        assert!(f.dispatch().is_empty());
+    }
+
+    #[test]
+    fn a_cancel_reaches_a_waiting_request() {
+        let mut f = Fixture::with_limit(1);
+        f.request(1, "Echo", 0);
+        f.request(2, "Echo", 0);
+        assert_eq!(f.dispatch().len(), 1);
+        f.send(|tx| tx.push_cancel(2));
+        assert!(f.dispatch().is_empty());
+        f.finish(1);
+        let runs = f.dispatch();
+        assert_eq!(runs[0].0, 2);
+        assert_eq!(runs[0].2.cancel_reason(), Some(CancelReason::Cancelled));
+    }
+
+    #[test]
+    fn a_hang_up_at_the_limit_reaches_every_request_sent_before_it() {
+        let mut f = Fixture::with_limit(1);
+        f.arrive(|tx| push_request(tx, 1, "Echo", 0));
+        let first = f.dispatch();
+        f.arrive(|tx| {
+            push_request(tx, 2, "Echo", 0);
+            push_request(tx, 3, "Echo", 0);
+        });
+        assert!(f.dispatch().is_empty(), "held at the limit");
+        f.requests.on_read(f.now, &mut f.conn, Ok(0));
+        // The held requests are decoded and, the connection being closed,
+        // all handed out at once, already cancelled.
+        let rest = f.dispatch();
+        assert!(f.requests.is_closed());
+        assert!(!f.requests.wants_read(&f.conn));
+        assert_eq!(rest.iter().map(|r| r.0).collect::<Vec<_>>(), [2, 3]);
+        for (_, _, req) in first.iter().chain(&rest) {
+            assert_eq!(req.cancel_reason(), Some(CancelReason::ConnectionLost));
+        }
+    }
+
+    #[test]
+    fn a_read_error_closes_the_connection() {
+        let mut f = Fixture::new();
+        let runs = f.two_running();
+        let reset = io::Error::from(io::ErrorKind::ConnectionReset);
+        f.requests.on_read(f.now, &mut f.conn, Err(reset));
+        assert!(f.dispatch().is_empty());
+        assert!(f.requests.is_closed());
+        for (_, _, req) in &runs {
+            assert_eq!(req.cancel_reason(), Some(CancelReason::ConnectionLost));
+        }
+    }
+
+    #[test]
+    fn an_overloaded_request_is_answered_without_its_handler() {
+        let mut f = Fixture::new();
+        f.request(5, "Echo", 0);
+        let d = f.requests.next_dispatch();
+        assert!(d.is_none(), "not before its event is taken");
+        f.requests.handle_events(f.now, &mut f.conn, &f.handlers);
+        let d = f.requests.next_dispatch().expect("dispatched");
+        f.requests.refuse_overloaded(f.now, &mut f.conn, d.id);
+        assert_eq!(f.requests.in_flight(), 0);
+        let out = drain_transmit(&mut f.conn);
+        assert_eq!(error_response(&out[0]), (5, RemoteError::new(OVERLOADED)));
     }
 }

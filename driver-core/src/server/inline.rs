@@ -1,7 +1,7 @@
 //! When a handler stops running on the connection's own thread or task.
 
+use super::ServerOptions;
 use std::time::{Duration, Instant};
-use weft_proto::ServerOptions;
 
 /// The inline-then-move-off rule of
 /// [`ServerOptions::inline_handler_duration`], in one place.

@@ -14,32 +14,47 @@
 //!   [`ServerEvent`](weft_proto::ServerEvent) into a handler to run or
 //!   handling it itself (unknown method, cancel, failure);
 //! - [`InlinePolicy`]: when a handler moves off the connection's thread or
-//!   task.
+//!   task;
+//! - [`ServerOptions`]: the options of both drivers' servers;
+//! - [`catch_panic`], [`poll_catching`], [`CatchPanic`]: a panicking
+//!   handler fails its own call (`handler panicked: ...`) and nothing else;
+//! - [`AcceptBackoff`]: how an accept loop waits out a lack of descriptors.
 //!
 //! A driver then keeps only its event loop, its listeners and its public
 //! API. Per connection it calls, in this order:
 //!
 //! 1. `ServerConn::new(now, opts.server_config(random_seed()))` and [`Dispatcher::new`]
 //!    on accept;
-//! 2. an input into the `ServerConn` (`handle_read`, `handle_timeout`,
-//!    `handle_transport_closed`, `close`);
-//! 3. `poll_event` until it is empty, passing each event to
-//!    [`Dispatcher::on_event`], and running each [`Dispatch`] it returns:
-//!    inline first if [`InlinePolicy::starts_inline`], moved off once
-//!    [`InlinePolicy::is_due`];
+//! 2. an input: while [`Dispatcher::wants_read`], a read into
+//!    `ServerConn::read_buf` whose outcome goes to [`Dispatcher::on_read`];
+//!    `ServerConn::handle_timeout` when due; `ServerConn::close`;
+//! 3. [`Dispatcher::handle_events`], then [`Dispatcher::next_dispatch`]
+//!    until it is empty, running each [`Dispatch`]: inline first if
+//!    [`InlinePolicy::starts_inline`], moved off once
+//!    [`InlinePolicy::is_due`], a panic caught either way;
 //! 4. [`Dispatcher::finish`] with each handler's result, as it comes (then
-//!    back to 3: answering may produce events);
+//!    back to 3: answering may produce events and free a slot);
 //! 5. write `ServerConn::transmit`; once [`Dispatcher::is_closed`], close
 //!    the transport.
 
+mod accept;
 mod cancel;
 mod dispatch;
 mod handlers;
 mod inline;
+mod options;
+mod panic;
 mod request;
 
-pub use dispatch::{Dispatch, Dispatcher};
+pub use accept::{ACCEPT_BACKOFF_MAX, ACCEPT_BACKOFF_MIN, AcceptBackoff, AcceptFailure};
+pub use dispatch::{Dispatch, Dispatcher, OVERLOADED, READ_AHEAD};
 pub use handlers::HandlerMap;
 pub use inline::InlinePolicy;
+pub use options::{
+    DEFAULT_MAX_CONCURRENT_HANDLERS_PER_CONNECTION, DEFAULT_MAX_QUEUED_REQUESTS, ServerOptions,
+};
+pub use panic::{
+    CatchPanic, HANDLER_PANICKED, catch_panic, panic_message, panicked, poll_catching,
+};
 pub use request::Request;
-pub use weft_proto::{CancelReason, HandlerError, HandlerResult, ServerOptions};
+pub use weft_proto::{CancelReason, HandlerError, HandlerResult};
