@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use weft_proto::transmit::Transmit;
+use weft_proto::Transmit;
 use weft_proto::{CallOptions, MethodKey, NetEndpoint, RequestHeader};
 
 pub const USAGE: &str = "weft bench [--addr ADDR] [--driver tokio|mio] [--transport tcp|unix] [--size N] [--concurrency N] [--connections N] [--duration S] [--warmup S] [--spin-us N] [--json] [--matrix] [--baseline] [--pin split|same|none] [--threads N]";

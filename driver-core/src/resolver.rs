@@ -4,7 +4,7 @@
 use std::future::poll_fn;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::{Poll, Waker};
-use weft_proto::pool::EndpointsVersion;
+use weft_proto::EndpointsVersion;
 
 /// Why a resolver could not answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -17,7 +17,7 @@ pub struct ResolveError(pub String);
 ///
 /// ```
 /// use weft_driver::resolver::EndpointSet;
-/// use weft_proto::pool::EndpointsVersion;
+/// use weft_proto::EndpointsVersion;
 /// let set = EndpointSet::new();
 /// assert_eq!(set.set(vec!["a"]), EndpointsVersion(1));
 /// assert_eq!(set.wait_changed(Some(EndpointsVersion(0))), (vec!["a"], EndpointsVersion(1)));

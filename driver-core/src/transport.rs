@@ -3,7 +3,7 @@
 use bytes::BytesMut;
 use std::io;
 use std::task::{Context, Poll};
-use weft_proto::transmit::Transmit;
+use weft_proto::Transmit;
 
 /// Spare room offered to each read. A read buffer is only grown when its
 /// spare room falls below this, so responses still held by callers (views

@@ -19,8 +19,8 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 use weft_driver::client::{Client as Core, ConnCell, Runtime, thread_waker};
-use weft_proto::pool::{ConnId, EndpointsVersion, PoolCallId, ResolverKind};
 use weft_proto::{CallError, CallOptions, MethodKey};
+use weft_proto::{ConnId, EndpointsVersion, PoolCallId, ResolverKind};
 
 pub use weft_driver::client::ClientOptions;
 

@@ -36,9 +36,9 @@ pub use resolver::{
 pub use server::{HandlerError, HandlerMap, HandlerResult, Request, Server, ServerOptions};
 pub use stream::Stream;
 pub use weft_proto as proto;
-pub use weft_proto::backoff::Backoff;
-pub use weft_proto::balance::ReadyReplica;
-pub use weft_proto::pool::EndpointsVersion;
+pub use weft_proto::Backoff;
+pub use weft_proto::EndpointsVersion;
+pub use weft_proto::ReadyReplica;
 pub use weft_proto::{
     Balancer, BalancerFn, CallError, CallOptions, CancelReason, ConnError, LeastPending, Metadata,
     MethodKey, NetEndpoint, ParseNetEndpoint, PeerError, RemoteError, RoundRobin, ShardHash,

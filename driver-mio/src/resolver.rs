@@ -4,8 +4,8 @@ use crate::stream::Stream;
 use std::io;
 use std::sync::Arc;
 pub use weft_driver::resolver::ResolveError;
+use weft_proto::EndpointsVersion;
 use weft_proto::NetEndpoint;
-use weft_proto::pool::EndpointsVersion;
 
 /// A replica that can be dialed. Dialing blocks (it runs on a helper
 /// thread, never on the event loop).

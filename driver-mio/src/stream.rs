@@ -6,7 +6,7 @@ use mio::{Interest, Registry, Token};
 use std::io::{self, IoSlice, Read, Write};
 use std::task::{Context, Poll};
 use weft_driver::Transport;
-use weft_proto::transmit::Transmit;
+use weft_proto::Transmit;
 
 /// A connected socket: TCP or Unix.
 #[derive(Debug)]

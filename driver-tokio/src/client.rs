@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::sync::Notify;
 use weft_driver::client::{Client, ConnCell, Runtime};
-use weft_proto::pool::{ConnId, EndpointsVersion, PoolCallId, ResolverKind};
 use weft_proto::{CallError, CallOptions, MethodKey};
+use weft_proto::{ConnId, EndpointsVersion, PoolCallId, ResolverKind};
 
 pub use weft_driver::client::ClientOptions;
 

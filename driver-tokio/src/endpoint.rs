@@ -4,7 +4,7 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use tokio::io::{AsyncRead, AsyncWrite};
-pub use weft_proto::endpoint::{NetEndpoint, ParseNetEndpoint, tcp, unix};
+pub use weft_proto::{NetEndpoint, ParseNetEndpoint, tcp, unix};
 
 /// A byte stream weft can run over: TCP, a Unix socket, TLS, an in-memory
 /// pipe, or a fault injector wrapping any of them.

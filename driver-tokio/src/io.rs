@@ -9,7 +9,7 @@ use std::pin::{Pin, pin};
 use std::task::{Context, Poll};
 use tokio::io::{AsyncReadExt, AsyncWrite};
 use weft_driver::Transport;
-use weft_proto::transmit::Transmit;
+use weft_proto::Transmit;
 
 /// How much room the server offers each read.
 pub(crate) const READ_CHUNK: usize = 64 * 1024;

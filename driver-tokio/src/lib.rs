@@ -47,9 +47,9 @@ pub use server::{
     serve_until,
 };
 pub use weft_proto as proto;
-pub use weft_proto::backoff::Backoff;
-pub use weft_proto::balance::ReadyReplica;
-pub use weft_proto::pool::EndpointsVersion;
+pub use weft_proto::Backoff;
+pub use weft_proto::EndpointsVersion;
+pub use weft_proto::ReadyReplica;
 pub use weft_proto::{
     Balancer, BalancerFn, CallError, CallOptions, CancelReason, ConnError, LeastPending, Metadata,
     MethodKey, PeerError, RemoteError, RoundRobin, ShardHash, TraceContext,

@@ -3,7 +3,7 @@
 use crate::endpoint::{BoxFuture, Endpoint};
 use std::sync::Arc;
 pub use weft_driver::resolver::ResolveError;
-use weft_proto::pool::EndpointsVersion;
+use weft_proto::EndpointsVersion;
 
 /// An endpoint shared between the resolver and the client.
 pub type SharedEndpoint = Arc<dyn Endpoint>;

@@ -6,8 +6,8 @@
 use bytes::Bytes;
 use std::hint::black_box;
 use std::time::Instant;
-use weft_proto::frame::{DEFAULT_MAX_PAYLOAD, FrameDecoder};
-use weft_proto::transmit::{DEFAULT_FLATTEN_LIMIT, Transmit};
+use weft_proto::{DEFAULT_FLATTEN_LIMIT, Transmit};
+use weft_proto::{DEFAULT_MAX_PAYLOAD, FrameDecoder};
 use weft_proto::{Message, MethodKey, RequestHeader};
 
 const FRAMES: usize = 2_000_000;

@@ -2,8 +2,8 @@
 //! printing the bytes a Service Weaver peer would see.
 
 use bytes::Bytes;
-use weft_proto::frame::{DEFAULT_MAX_PAYLOAD, FrameDecoder};
-use weft_proto::transmit::{DEFAULT_FLATTEN_LIMIT, Transmit};
+use weft_proto::{DEFAULT_FLATTEN_LIMIT, Transmit};
+use weft_proto::{DEFAULT_MAX_PAYLOAD, FrameDecoder};
 use weft_proto::{Message, Metadata, MethodKey, RemoteError, RequestHeader, Version};
 
 fn hex(b: &[u8]) -> String {

@@ -11,8 +11,8 @@ use std::time::Duration;
 ///
 /// ```
 /// use std::time::Duration;
-/// use weft_proto::backoff::Backoff;
-/// use weft_proto::rng::Rng;
+/// use weft_proto::Backoff;
+/// use weft_proto::Rng;
 /// let b = Backoff::default();
 /// let mut rng = Rng::new(1);
 /// let d = b.delay(0, &mut rng);

@@ -99,7 +99,7 @@ impl Balancer for RoundRobin {
 /// options, like Go's `BalancerFunc`.
 ///
 /// ```
-/// use weft_proto::balance::BalancerFn;
+/// use weft_proto::BalancerFn;
 /// // Always the replica with the fewest calls in flight.
 /// let b = BalancerFn::new(|ready, _opts| {
 ///     (0..ready.len()).min_by_key(|&i| ready[i].in_flight())

@@ -101,7 +101,7 @@ struct Unsent {
 /// ```
 /// use bytes::Bytes;
 /// use std::time::Instant;
-/// use weft_proto::client::{ClientConn, ClientEvent, ConnConfig};
+/// use weft_proto::{ClientConn, ClientEvent, ConnConfig};
 /// use weft_proto::{CallOptions, MethodKey};
 ///
 /// let now = Instant::now();

@@ -113,7 +113,7 @@ pub struct Frame {
 /// stream is unusable: framing is lost and the connection must close.
 ///
 /// ```
-/// use weft_proto::frame::{FrameDecoder, MessageType, DEFAULT_MAX_PAYLOAD};
+/// use weft_proto::{FrameDecoder, MessageType, DEFAULT_MAX_PAYLOAD};
 /// let mut dec = FrameDecoder::new(DEFAULT_MAX_PAYLOAD);
 /// dec.extend_from_slice(&[7, 0, 0, 0, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 0, 0]);
 /// assert!(dec.decode()?.is_none()); // header alone: the payload is still due

@@ -9,7 +9,7 @@ use bytes::Bytes;
 /// keeping its `source()` chain for the caller to see.
 ///
 /// ```
-/// use weft_proto::handler::{HandlerError, HandlerResult};
+/// use weft_proto::{HandlerError, HandlerResult};
 /// fn parse(args: &[u8]) -> HandlerResult {
 ///     let s = std::str::from_utf8(args)?; // Utf8Error converts
 ///     if s.is_empty() {

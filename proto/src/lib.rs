@@ -16,8 +16,8 @@
 //! ```
 //! use bytes::Bytes;
 //! use weft_proto::{Message, MethodKey, RequestHeader};
-//! use weft_proto::frame::{FrameDecoder, DEFAULT_MAX_PAYLOAD};
-//! use weft_proto::transmit::{Transmit, DEFAULT_FLATTEN_LIMIT};
+//! use weft_proto::{FrameDecoder, DEFAULT_MAX_PAYLOAD};
+//! use weft_proto::{Transmit, DEFAULT_FLATTEN_LIMIT};
 //!
 //! // Encode a call to weft.Test.Echo ...
 //! let mut tx = Transmit::new(DEFAULT_FLATTEN_LIMIT);
@@ -43,45 +43,73 @@
 //! ```
 #![forbid(unsafe_code)]
 
-pub mod backoff;
-pub mod balance;
-pub mod call;
-pub mod client;
-pub mod endpoint;
-pub mod error;
-pub mod error_payload;
-pub mod frame;
-pub mod fuzz;
-pub mod handler;
-pub mod handshake;
-pub mod header;
+mod backoff;
+mod balance;
+mod call;
+mod client;
+mod endpoint;
+mod error;
+mod error_payload;
+mod frame;
+mod handler;
+mod handshake;
+mod header;
 mod idmap;
-pub use idmap::{IdHasher, IdMap, SeededIdHasher, SeededIdMap, SeededIds};
-pub mod message;
-pub mod metadata;
-pub mod method;
-pub mod pool;
-pub mod rng;
-pub mod server;
+mod message;
+mod metadata;
+mod method;
+mod pool;
+mod rng;
+mod server;
 mod timer;
-pub mod trace;
-pub mod transmit;
+mod trace;
+mod transmit;
 
-pub use balance::{Balancer, BalancerFn, LeastPending, RoundRobin, ShardHash};
-pub use call::{CallError, CallOptions};
-pub use client::{CallId, ClientConn, ClientEvent, ConnConfig};
-pub use endpoint::{NetEndpoint, ParseNetEndpoint};
-pub use error::{ConnError, DecodeError, PeerError};
-pub use error_payload::{ErrorPayloadError, RemoteError};
-pub use handler::{HandlerError, HandlerResult};
+/// Fuzz target bodies: `fuzz/` calls them, and `cargo test` replays the
+/// checked-in corpus through them. Not part of the API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzz;
+
+// The wire: frames, messages, the outgoing queue.
+pub use error::{DecodeError, PeerError};
+pub use error_payload::{
+    ErrorEntry, ErrorPayloadError, GO_CANCELED_FMT, GO_DEADLINE_FMT, RemoteError,
+};
+pub use frame::{
+    DEFAULT_MAX_PAYLOAD, Frame, FrameDecoder, FrameHeader, HEADER_LEN, MAX_ENCODABLE_PAYLOAD,
+    MessageType,
+};
 pub use handshake::Version;
-pub use header::RequestHeader;
+pub use header::{HeaderFields, RequestHeader, decode_request};
 pub use message::Message;
 pub use metadata::Metadata;
 pub use method::MethodKey;
-pub use pool::{
-    Action, ConnId, ConnectError, Pool, PoolCallId, PoolConfig, PoolEvent, ReplicaState,
-    Resolution, ResolverKind,
-};
-pub use server::{CancelReason, Request, ServerConfig, ServerConn, ServerEvent};
 pub use trace::TraceContext;
+pub use transmit::{DEFAULT_FLATTEN_LIMIT, Transmit};
+
+// One connection, either side.
+pub use call::{CallError, CallOptions};
+pub use client::{CallId, ClientConn, ClientEvent, ConnConfig};
+pub use error::ConnError;
+pub use handler::{HandlerError, HandlerResult};
+pub use server::{
+    CancelReason, DEFAULT_BODY_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_QUEUED_OUTPUT,
+    LINGER, Request, ServerConfig, ServerConn, ServerEvent,
+};
+
+// The client over many replicas.
+pub use backoff::Backoff;
+pub use balance::{
+    Balancer, BalancerFn, LeastPending, ReadyReplica, ReplicaId, RoundRobin, ShardHash,
+};
+pub use endpoint::{NetEndpoint, ParseNetEndpoint, tcp, unix};
+pub use pool::{
+    Action, BATCH_WRITES_FROM, Command, ConnEvent, ConnId, ConnectError, DEFAULT_CONNECT_TIMEOUT,
+    EndpointsVersion, Link, Pool, PoolCallId, PoolConfig, PoolEvent, ReplicaState, Resolution,
+    ResolverKind, Router,
+};
+pub use rng::Rng;
+
+// Maps keyed by ids.
+pub use idmap::{IdHasher, IdMap, SeededIdHasher, SeededIdMap, SeededIds};

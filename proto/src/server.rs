@@ -128,8 +128,8 @@ struct InFlight {
 /// ```
 /// use bytes::Bytes;
 /// use std::time::Instant;
-/// use weft_proto::client::ConnConfig;
-/// use weft_proto::server::{ServerConn, ServerEvent};
+/// use weft_proto::ConnConfig;
+/// use weft_proto::{ServerConn, ServerEvent};
 ///
 /// let now = Instant::now();
 /// let mut conn = ServerConn::new(now, ConnConfig::default());

@@ -18,8 +18,8 @@ pub const DEFAULT_FLATTEN_LIMIT: usize = 4096;
 ///
 /// ```
 /// use bytes::Bytes;
-/// use weft_proto::frame::MessageType;
-/// use weft_proto::transmit::Transmit;
+/// use weft_proto::MessageType;
+/// use weft_proto::Transmit;
 ///
 /// let mut tx = Transmit::new(4096);
 /// tx.push_frame(MessageType::Response, 7, 0, |_| {}, &Bytes::from_static(b"world"));

@@ -2,8 +2,8 @@
 //!
 
 use bytes::Bytes;
-use weft_proto::frame::{DEFAULT_MAX_PAYLOAD, FrameDecoder, FrameHeader, HEADER_LEN};
-use weft_proto::transmit::{DEFAULT_FLATTEN_LIMIT, Transmit};
+use weft_proto::{DEFAULT_FLATTEN_LIMIT, Transmit};
+use weft_proto::{DEFAULT_MAX_PAYLOAD, FrameDecoder, FrameHeader, HEADER_LEN};
 use weft_proto::{Message, MethodKey, RequestHeader};
 
 mod counting;
@@ -36,7 +36,7 @@ fn encoding_into_a_reused_buffer_allocates_nothing() {
 fn decoding_a_frame_header_allocates_nothing() {
     let raw = FrameHeader {
         id: 9,
-        ty: weft_proto::frame::MessageType::Request,
+        ty: weft_proto::MessageType::Request,
         len: 64,
     }
     .encode();

@@ -1,10 +1,10 @@
 //! Every malformed input gets a typed error naming the problem.
 
-use weft_proto::frame::{FrameDecoder, FrameHeader, HEADER_LEN};
-use weft_proto::header::decode_request;
+use weft_proto::decode_request;
 use weft_proto::{
     DecodeError, ErrorPayloadError, Message, MethodKey, RemoteError, RequestHeader, Version,
 };
+use weft_proto::{FrameDecoder, FrameHeader, HEADER_LEN};
 
 fn header_bytes(id: u64, ty: u8, len: u64) -> [u8; HEADER_LEN] {
     let mut b = [0; HEADER_LEN];

@@ -5,11 +5,11 @@ mod sim;
 use sim::cluster::{Cluster, Kind};
 use std::collections::BTreeMap;
 use std::time::Duration;
-use weft_proto::balance::{ReadyReplica, ReplicaId};
-use weft_proto::rng::Rng;
+use weft_proto::Rng;
 use weft_proto::{
     Balancer, BalancerFn, CallOptions, LeastPending, PoolCallId, RoundRobin, ShardHash,
 };
+use weft_proto::{ReadyReplica, ReplicaId};
 
 fn ready(ids: &[u64]) -> Vec<ReadyReplica> {
     ids.iter()

@@ -3,9 +3,9 @@
 
 use bytes::Bytes;
 use proptest::prelude::*;
-use weft_proto::error_payload::ErrorEntry;
-use weft_proto::frame::{FrameDecoder, HEADER_LEN};
-use weft_proto::transmit::Transmit;
+use weft_proto::ErrorEntry;
+use weft_proto::Transmit;
+use weft_proto::{FrameDecoder, HEADER_LEN};
 use weft_proto::{Message, Metadata, MethodKey, RemoteError, RequestHeader, TraceContext, Version};
 
 fn trace() -> impl Strategy<Value = TraceContext> {

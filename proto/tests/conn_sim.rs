@@ -6,7 +6,7 @@ mod sim;
 use bytes::Bytes;
 use sim::{Pair, ServerApp};
 use std::time::Duration;
-use weft_proto::frame::MessageType;
+use weft_proto::MessageType;
 use weft_proto::{
     CallError, CallOptions, CancelReason, ClientEvent, ConnError, DecodeError, MethodKey,
     PeerError, ServerEvent, Version,
@@ -399,7 +399,7 @@ fn a_duplicate_in_flight_request_id_fails_the_server_connection() {
     let mut p = Pair::new(16);
     call(&mut p, b"x", &CallOptions::default());
     p.drive_until(|p| !requests(p).is_empty());
-    let mut tx = weft_proto::transmit::Transmit::new(4096);
+    let mut tx = weft_proto::Transmit::new(4096);
     tx.push_request(
         1,
         weft_proto::RequestHeader::new(echo()).fields(),
@@ -488,7 +488,7 @@ fn a_reused_request_id_is_not_cancelled_by_its_predecessors_deadline() {
     // flight) without a deadline. The old deadline must not cancel it.
     let mut p = Pair::new(20);
     p.drive_until(|p| p.connected());
-    let mut tx = weft_proto::transmit::Transmit::new(4096);
+    let mut tx = weft_proto::Transmit::new(4096);
     let mut header = weft_proto::RequestHeader::new(echo());
     header.deadline_micros = 10_000;
     tx.push_request(7, header.fields(), &Bytes::new());

@@ -6,8 +6,8 @@
 use bytes::Bytes;
 use serde_json::Value;
 use std::path::PathBuf;
-use weft_proto::frame::{DEFAULT_MAX_PAYLOAD, FrameDecoder};
-use weft_proto::transmit::{DEFAULT_FLATTEN_LIMIT, Transmit};
+use weft_proto::{DEFAULT_FLATTEN_LIMIT, Transmit};
+use weft_proto::{DEFAULT_MAX_PAYLOAD, FrameDecoder};
 use weft_proto::{Message, Metadata, MethodKey, RemoteError, RequestHeader, TraceContext, Version};
 
 fn dir() -> PathBuf {
@@ -104,7 +104,7 @@ fn expected_error(v: &Value) -> RemoteError {
         .unwrap()
         .iter()
         .filter(|f| f["tag"] == 3)
-        .map(|f| weft_proto::error_payload::ErrorEntry {
+        .map(|f| weft_proto::ErrorEntry {
             message: f["msg"].as_str().unwrap().into(),
             format: f["fmt"].as_str().unwrap().into(),
         })

@@ -5,7 +5,7 @@ mod sim;
 
 use sim::cluster::{Cluster, Kind};
 use std::time::Duration;
-use weft_proto::pool::ReplicaState;
+use weft_proto::ReplicaState;
 use weft_proto::{CallError, CallOptions, ConnError, RoundRobin};
 
 const FAST: Kind = Kind::Live {
@@ -513,7 +513,7 @@ fn a_server_that_never_answers_the_version_fails_after_the_connect_timeout() {
     let t0 = c.now;
     let id = c.call(&opts());
     c.drive_until(|c| c.result(id).is_some());
-    assert_eq!(c.now - t0, weft_proto::pool::DEFAULT_CONNECT_TIMEOUT);
+    assert_eq!(c.now - t0, weft_proto::DEFAULT_CONNECT_TIMEOUT);
     assert_eq!(
         c.result(id),
         Some(&Err(CallError::Unreachable(

@@ -43,7 +43,7 @@ use bytes::Bytes;
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
-use weft_proto::pool::{
+use weft_proto::{
     Action, Command, ConnEvent, ConnId, EndpointsVersion, Link, PoolConfig, PoolEvent,
     ReplicaState, Resolution, ResolverKind, Router,
 };

@@ -7,13 +7,13 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-use weft_proto::frame::{FrameDecoder, MessageType};
-use weft_proto::server::{DEFAULT_BODY_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, LINGER};
-use weft_proto::transmit::{DEFAULT_FLATTEN_LIMIT, Transmit};
 use weft_proto::{
     ConnConfig, ConnError, IdHasher, Message, MethodKey, PeerError, RemoteError, RequestHeader,
     SeededIds, ServerConfig, ServerConn, ServerEvent, Version,
 };
+use weft_proto::{DEFAULT_BODY_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, LINGER};
+use weft_proto::{DEFAULT_FLATTEN_LIMIT, Transmit};
+use weft_proto::{FrameDecoder, MessageType};
 
 fn config(max_payload: u64) -> ServerConfig {
     ServerConfig {

@@ -8,7 +8,7 @@ use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
-use weft_proto::pool::{Command, ConnId, Link};
+use weft_proto::{Command, ConnId, Link};
 
 /// Reads per turn of a connection's loop, so one busy connection cannot
 /// starve the others sharing a thread.

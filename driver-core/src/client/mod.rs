@@ -1,7 +1,7 @@
 //! The client half of a driver, written once.
 //!
 //! A [`Client`] owns the [`Router`] and, beside it, one [`ConnCell`] per
-//! open connection: the connection's [`Link`](weft_proto::pool::Link) and
+//! open connection: the connection's [`Link`](weft_proto::Link) and
 //! its transport under a lock of their own. The router's lock guards
 //! placement, result slots and the connection table, and is never held
 //! across a system call; a connection's lock is held while its transport is
@@ -32,10 +32,10 @@ use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
-use weft_proto::pool::{
+use weft_proto::{Balancer, CallError, CallOptions, MethodKey};
+use weft_proto::{
     ConnId, EndpointsVersion, PoolCallId, PoolConfig, Resolution, ResolverKind, Router,
 };
-use weft_proto::{Balancer, CallError, CallOptions, MethodKey};
 
 /// What a runtime provides to a [`Client`].
 ///

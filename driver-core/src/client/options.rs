@@ -2,9 +2,9 @@
 
 use super::ClientConfig;
 use std::time::Duration;
-use weft_proto::backoff::Backoff;
-use weft_proto::pool::{DEFAULT_CONNECT_TIMEOUT, PoolConfig};
+use weft_proto::Backoff;
 use weft_proto::{Balancer, ConnConfig, RoundRobin};
+use weft_proto::{DEFAULT_CONNECT_TIMEOUT, PoolConfig};
 
 /// Client settings.
 ///

@@ -15,7 +15,7 @@ pub(super) type ById<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
 
 /// Work collected under a lock, carried out after it is released.
 pub(super) type WorkList<R> = SmallVec<[Work<R>; 2]>;
-use weft_proto::pool::{
+use weft_proto::{
     Action, BATCH_WRITES_FROM, ConnId, EndpointsVersion, PoolCallId, PoolEvent, Router,
 };
 
@@ -63,7 +63,7 @@ impl<R: Runtime> State<R> {
     }
 
     /// Calls the application has started and not collected: the signal for
-    /// batching request writes (see [`weft_proto::pool::BATCH_WRITES_FROM`]).
+    /// batching request writes (see [`weft_proto::BATCH_WRITES_FROM`]).
     pub(super) fn outstanding(&self) -> usize {
         self.slots.len()
     }

@@ -242,8 +242,8 @@ mod tests {
     use super::*;
     use bytes::Bytes;
     use std::time::Duration;
-    use weft_proto::header::RequestHeader;
-    use weft_proto::transmit::Transmit;
+    use weft_proto::RequestHeader;
+    use weft_proto::Transmit;
     use weft_proto::{ConnConfig, Message, MethodKey, RemoteError, Version};
 
     type Handler = dyn Fn(&Request) -> &'static str;
@@ -355,7 +355,7 @@ mod tests {
     fn drain_transmit(conn: &mut ServerConn) -> Vec<Message> {
         let mut bytes = Vec::new();
         conn.drain_transmit(&mut bytes);
-        let mut decoder = weft_proto::frame::FrameDecoder::new(u64::MAX);
+        let mut decoder = weft_proto::FrameDecoder::new(u64::MAX);
         decoder.extend_from_slice(&bytes);
         std::iter::from_fn(|| decoder.next_message().map(|m| m.expect("valid output")))
             .filter(|m| !matches!(m, Message::Version(_)))

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 use weft_proto::ConnConfig;
-use weft_proto::server::ServerConfig;
+use weft_proto::ServerConfig;
 
 /// Default [`ServerOptions::max_concurrent_handlers_per_connection`].
 pub const DEFAULT_MAX_CONCURRENT_HANDLERS_PER_CONNECTION: usize = 64;

@@ -32,8 +32,8 @@ use std::time::Instant;
 /// ```
 /// use bytes::Bytes;
 /// use std::time::Instant;
-/// use weft_proto::balance::RoundRobin;
-/// use weft_proto::pool::{Action, Pool, PoolConfig, Resolution, ResolverKind};
+/// use weft_proto::RoundRobin;
+/// use weft_proto::{Action, Pool, PoolConfig, Resolution, ResolverKind};
 /// use weft_proto::{CallOptions, MethodKey};
 ///
 /// let now = Instant::now();
@@ -45,7 +45,7 @@ use std::time::Instant;
 /// let call = pool.start_call(now, MethodKey::new("weft.Test", "Echo"), Bytes::new(), CallOptions::default());
 /// assert_eq!(pool.poll_transmit(), Some(conn)); // the version frame
 /// # let _ = call;
-/// # Ok::<(), weft_proto::pool::ConnectError>(())
+/// # Ok::<(), weft_proto::ConnectError>(())
 /// ```
 #[derive(Debug)]
 pub struct Pool {

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::time::{Duration, Instant};
-use weft_proto::pool::{
+use weft_proto::{
     Action, ConnId, EndpointsVersion, Pool, PoolConfig, PoolEvent, Resolution, ResolverKind,
 };
 use weft_proto::{

@@ -13,11 +13,11 @@ use weft_proto::{ClientConn, ClientEvent, ConnConfig, RemoteError, ServerConn, S
 
 /// The core's own seeded RNG, with the one helper the harness needs.
 #[derive(Debug, Clone)]
-pub struct Rng(weft_proto::rng::Rng);
+pub struct Rng(weft_proto::Rng);
 
 impl Rng {
     pub fn new(seed: u64) -> Self {
-        Rng(weft_proto::rng::Rng::new(seed))
+        Rng(weft_proto::Rng::new(seed))
     }
 
     /// Uniform in `lo..=hi`.
