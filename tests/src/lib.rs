@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::thread;
 use weft_cli::service::{COMPONENT, Service, mio_handlers, tokio_handlers};
 use weft_proto::{CallError, CallOptions, MethodKey, NetEndpoint};
-pub use weft_tokio::ServerOptions;
+pub use weft_tokio::{ClientOptions, ServerOptions};
 
 /// Which driver.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -182,16 +182,26 @@ impl Dynamic {
 impl TestClient {
     /// A client of a constant endpoint set.
     pub fn connect(driver: Driver, endpoints: Vec<NetEndpoint>) -> Result<TestClient, CallError> {
+        Self::connect_with(driver, endpoints, ClientOptions::default())
+    }
+
+    /// A client of a constant endpoint set with `opts` (the same type for
+    /// both drivers).
+    pub fn connect_with(
+        driver: Driver,
+        endpoints: Vec<NetEndpoint>,
+        opts: ClientOptions,
+    ) -> Result<TestClient, CallError> {
         let inner = match driver {
             Driver::Tokio => {
                 let rt = runtime();
                 let resolver = weft_tokio::ConstantResolver::new(endpoints);
-                let conn = rt.block_on(weft_tokio::connect(resolver, Default::default()))?;
+                let conn = rt.block_on(weft_tokio::connect(resolver, opts))?;
                 ClientImpl::Tokio { rt, conn }
             }
             Driver::Mio => ClientImpl::Mio(weft_mio::Client::connect(
                 weft_mio::ConstantResolver::new(endpoints),
-                Default::default(),
+                opts,
             )?),
         };
         Ok(TestClient { inner })
