@@ -297,3 +297,59 @@ fn bench_json_lines_parse_and_bench_completes() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stdout).contains("weft-mio"));
 }
+
+/// `weft call` with its output, or a panic if it has not exited within
+/// `guard` (a hang guard, far past what a passing call takes).
+fn call_guarded(args: &[&str], guard: std::time::Duration) -> Output {
+    let child = Command::new(WEFT)
+        .arg("call")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(guard) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+            panic!("weft call {args:?} still running after {guard:?}");
+        }
+    }
+}
+
+#[test]
+fn unreachable_address_fails_at_once_with_the_cause() {
+    // A port nothing listens on.
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    drop(l);
+    let refused = std::net::TcpStream::connect(addr).unwrap_err().to_string();
+    let endpoint = format!("tcp://{addr}");
+    // No deadline: the call fails fast instead of waiting for a replica.
+    let o = call_guarded(
+        &["--addr", &endpoint, "--method", "Echo"],
+        std::time::Duration::from_secs(30),
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(6), "{err}");
+    assert!(
+        err.to_lowercase().contains("connection refused")
+            && err.contains(&format!("{endpoint}: {refused}")),
+        "{err}"
+    );
+    // Each kind of error is named once.
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert_eq!(err.matches("unreachable").count(), 1, "{err}");
+    assert!(
+        !err.contains("communication error: communication error"),
+        "{err}"
+    );
+    assert!(o.stdout.is_empty());
+}

@@ -614,6 +614,10 @@ impl Shared {
                 });
             }
             busy |= flush_conn(c, now);
+            // Writing may have brought the queued output back under its
+            // limit: a connection still readable is read next turn, since
+            // edge-triggered readiness will not report it again.
+            busy |= c.readable && c.requests.wants_read(&c.core);
             // Closed once what was queued before the failure went out (or
             // its linger ran out).
             if c.requests.is_closed() && c.core.is_finished() {

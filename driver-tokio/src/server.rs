@@ -278,7 +278,8 @@ impl ServerTask {
             // registered this task for more bytes. At the handler limit the
             // connection is not read (past a small read-ahead); a finishing
             // handler wakes the task.
-            if self.requests.wants_read(&self.conn)
+            let reading = self.requests.wants_read(&self.conn);
+            if reading
                 && let Poll::Ready(read) =
                     poll_read(&mut self.stream, cx, self.conn.read_buf(READ_CHUNK))
             {
@@ -303,6 +304,10 @@ impl ServerTask {
                     progressed = true;
                 }
             }
+            // Writing may have brought the queued output back under its
+            // limit: read again, as nothing else registered this task for
+            // more bytes.
+            progressed |= !reading && self.requests.wants_read(&self.conn);
             if self.conn.is_finished() {
                 // Handlers still on this task have been told to stop; let
                 // them finish on their own tasks rather than dropping them

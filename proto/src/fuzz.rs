@@ -209,7 +209,7 @@ pub fn server_conn(data: &[u8]) {
             }
             3 => {
                 if let Some(id) = pick(&mut s, &in_flight) {
-                    match op % 3 {
+                    match (op / 6) % 3 {
                         0 => conn.respond_cancelled(now, id),
                         1 => conn.respond_unknown_method(now, id),
                         _ => conn.respond(now, id, Err(RemoteError::new("e"))),

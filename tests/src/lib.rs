@@ -13,10 +13,11 @@
 
 use bytes::Bytes;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use weft_cli::service::{COMPONENT, Service, mio_handlers, tokio_handlers};
 use weft_proto::{CallError, CallOptions, MethodKey, NetEndpoint};
-pub use weft_tokio::ServerOptions;
+pub use weft_tokio::{ClientOptions, ServerOptions};
 
 /// Which driver.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -182,16 +183,26 @@ impl Dynamic {
 impl TestClient {
     /// A client of a constant endpoint set.
     pub fn connect(driver: Driver, endpoints: Vec<NetEndpoint>) -> Result<TestClient, CallError> {
+        Self::connect_with(driver, endpoints, ClientOptions::default())
+    }
+
+    /// A client of a constant endpoint set with `opts` (the same type for
+    /// both drivers).
+    pub fn connect_with(
+        driver: Driver,
+        endpoints: Vec<NetEndpoint>,
+        opts: ClientOptions,
+    ) -> Result<TestClient, CallError> {
         let inner = match driver {
             Driver::Tokio => {
                 let rt = runtime();
                 let resolver = weft_tokio::ConstantResolver::new(endpoints);
-                let conn = rt.block_on(weft_tokio::connect(resolver, Default::default()))?;
+                let conn = rt.block_on(weft_tokio::connect(resolver, opts))?;
                 ClientImpl::Tokio { rt, conn }
             }
             Driver::Mio => ClientImpl::Mio(weft_mio::Client::connect(
                 weft_mio::ConstantResolver::new(endpoints),
-                Default::default(),
+                opts,
             )?),
         };
         Ok(TestClient { inner })
@@ -260,20 +271,35 @@ impl TestClient {
         }
     }
 
-    /// Calls, and abandons the call once `ready` returns (dropping the
-    /// future on tokio, a cancel handle from another thread on mio).
+    /// Calls, and abandons the call once `ready` returns: on mio through a
+    /// [`CancelHandle`](weft_mio::CancelHandle) from another thread, on
+    /// tokio by dropping the call's future, its only way to cancel.
+    ///
+    /// Nothing here makes up a result: a call that ends before `ready`
+    /// returns gives its own result, a mio call the one its cancel produced.
+    /// A dropped tokio future has no result at all ([`Abandoned::Dropped`]);
+    /// what the drop did is for the caller to observe through the library
+    /// (the server's handler is cancelled, the client no longer counts the
+    /// call in flight).
     pub fn call_and_cancel_when(
         &self,
         method: &str,
         ready: impl FnOnce() + Send + 'static,
-    ) -> Result<Bytes, CallError> {
+    ) -> Abandoned {
         let key = MethodKey::new(COMPONENT, method);
         match &self.inner {
             ClientImpl::Tokio { rt, conn } => rt.block_on(async {
                 let ready = tokio::task::spawn_blocking(ready);
+                let mut call = Box::pin(conn.call(key, Bytes::new(), CallOptions::default()));
                 tokio::select! {
-                    r = conn.call(key, Bytes::new(), CallOptions::default()) => r,
-                    _ = ready => Err(CallError::Cancelled),
+                    // A call that has ended wins over `ready`.
+                    biased;
+                    r = &mut call => Abandoned::Ended(r),
+                    _ = ready => {
+                        // Dropping the pending future is the cancel.
+                        drop(call);
+                        Abandoned::Dropped
+                    }
                 }
             }),
             ClientImpl::Mio(c) => {
@@ -285,7 +311,7 @@ impl TestClient {
                 });
                 let r = pending.wait();
                 canceller.join().expect("canceller");
-                r
+                Abandoned::Ended(r)
             }
         }
     }
@@ -297,6 +323,35 @@ impl TestClient {
             ClientImpl::Mio(c) => c.close(),
         }
     }
+}
+
+/// Client options whose balancer always picks the first ready replica and
+/// records how many calls that replica had in flight at the pick: the
+/// client's own count, seen from outside.
+pub fn in_flight_probe() -> (ClientOptions, Arc<AtomicUsize>) {
+    let seen = Arc::new(AtomicUsize::new(usize::MAX));
+    let record = seen.clone();
+    let balancer = weft_tokio::BalancerFn::new(move |ready: &[_], _: &CallOptions| {
+        let first: &weft_tokio::ReadyReplica = ready.first()?;
+        record.store(first.in_flight(), Ordering::SeqCst);
+        Some(0)
+    });
+    let opts = ClientOptions {
+        balancer: Box::new(balancer),
+        ..ClientOptions::default()
+    };
+    (opts, seen)
+}
+
+/// How a call given to [`TestClient::call_and_cancel_when`] ended.
+#[derive(Debug)]
+pub enum Abandoned {
+    /// The library's result for the call: on mio always (after its
+    /// cancel), on tokio only if the call ended before it was abandoned.
+    Ended(Result<Bytes, CallError>),
+    /// The tokio call's future was dropped while the call was pending, so
+    /// there is no result to return.
+    Dropped,
 }
 
 /// Calls started by [`TestClient::start_calls`].

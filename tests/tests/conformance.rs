@@ -9,18 +9,30 @@
 //!   sockets with its event loop, so a stream wrapper cannot be plugged in.
 //!   weft-tokio's e2e suite runs them for the tokio client against the
 //!   tokio server.
-//! - partial failure (a dead endpoint) and retry: they exercise the pool
-//!   core, identical in both drivers and covered in weft-proto's
-//!   simulation; the dead-endpoint case also runs in weft-tokio's e2e.
+//! - partial failure (a dead endpoint beside a live one) and retry: they
+//!   exercise the pool core, identical in both drivers and covered in
+//!   weft-proto's simulation; the dead-endpoint case also runs in
+//!   weft-tokio's e2e. A client of nothing but a dead or silent endpoint
+//!   runs here, on both clients (`client_suite!`).
 
 use bytes::Bytes;
+use std::io::{Read, Write};
+use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::{Duration, Instant};
-use weft_cli::service::PANIC_MESSAGE;
+use weft_cli::service::{COMPONENT, PANIC_MESSAGE};
+use weft_proto::RequestHeader;
 use weft_proto::{CallOptions, Metadata, NetEndpoint, TraceContext};
-use weft_tests::{Driver, Dynamic, ServerOptions, TestClient, TestServer, Transport};
+use weft_tests::{
+    Abandoned, ClientOptions, Driver, Dynamic, ServerOptions, TestClient, TestServer, Transport,
+    in_flight_probe,
+};
+use weft_tokio::{CallError, MethodKey};
 
 const SOON: Duration = Duration::from_secs(5);
+/// A hang guard: far past anything a passing test waits for, so a test
+/// that would hang fails instead.
+const HANG: Duration = Duration::from_secs(30);
 
 fn pair(c: Driver, s: Driver, t: Transport) -> (TestClient, TestServer) {
     let server = TestServer::start(s, t, "s");
@@ -133,12 +145,18 @@ fn deadline(c: Driver, s: Driver, t: Transport) {
 }
 
 fn cancellation(c: Driver, s: Driver, t: Transport) {
-    let (client, server) = pair(c, s, t);
+    let server = TestServer::start(s, t, "s");
+    let (opts, in_flight) = in_flight_probe();
+    let client = TestClient::connect_with(c, vec![server.endpoint.clone()], opts).unwrap();
     let svc = server.service.clone();
-    let err = client
-        .call_and_cancel_when("CancelWait", move || assert!(svc.wait_started(1, SOON)))
-        .unwrap_err();
-    assert!(err.is_cancelled(), "{err}");
+    match client.call_and_cancel_when("CancelWait", move || assert!(svc.wait_started(1, SOON))) {
+        // The cancel handle ends the call with the library's own error.
+        Abandoned::Ended(Err(err)) if c == Driver::Mio => assert!(err.is_cancelled(), "{err}"),
+        // The future was dropped while the call was pending: no result,
+        // only the effects checked below.
+        Abandoned::Dropped if c == Driver::Tokio => {}
+        other => panic!("{c:?} client: {other:?}"),
+    }
     let t0 = Instant::now();
     assert!(server.service.wait_cancel_count(1, SOON));
     assert!(
@@ -147,12 +165,25 @@ fn cancellation(c: Driver, s: Driver, t: Transport) {
         t0.elapsed()
     );
     assert_eq!(server.service.cancel_count(), 1);
-    assert_eq!(
-        &client
-            .call("CancelCount", "", CallOptions::default())
-            .unwrap()[..],
-        b"1"
-    );
+    // The client no longer counts the abandoned call: a later call finds
+    // its replica with nothing in flight. (The router hears of the cancel
+    // just after the cancel frame is written, so allow it a moment.)
+    let end = Instant::now() + SOON;
+    loop {
+        assert_eq!(
+            &client
+                .call("CancelCount", "", CallOptions::default())
+                .unwrap()[..],
+            b"1"
+        );
+        if in_flight.load(Ordering::SeqCst) == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < end,
+            "the abandoned call is still in flight"
+        );
+    }
     client.close();
     server.stop();
 }
@@ -393,27 +424,99 @@ fn blocked_handlers_hold_only_their_connection(c: Driver, s: Driver, t: Transpor
 }
 
 /// A raw connection to `endpoint`, as a misbehaving peer.
-fn raw_peer(endpoint: &NetEndpoint) -> Box<dyn ReadWrite> {
+fn raw_peer(endpoint: &NetEndpoint) -> RawPeer {
+    let peer = match endpoint {
+        NetEndpoint::Tcp(a) => RawPeer::Tcp(std::net::TcpStream::connect(a).unwrap()),
+        NetEndpoint::Unix(p) => RawPeer::Unix(std::os::unix::net::UnixStream::connect(p).unwrap()),
+    };
     // A server that failed to hang up fails the test instead of hanging it.
-    match endpoint {
-        NetEndpoint::Tcp(a) => {
-            let s = std::net::TcpStream::connect(a).unwrap();
-            s.set_read_timeout(Some(SOON)).unwrap();
-            Box::new(s)
+    peer.set_read_timeout(Some(SOON));
+    peer
+}
+
+/// A TCP or Unix stream.
+enum RawPeer {
+    Tcp(std::net::TcpStream),
+    Unix(std::os::unix::net::UnixStream),
+}
+
+impl RawPeer {
+    fn try_clone(&self) -> RawPeer {
+        match self {
+            RawPeer::Tcp(s) => RawPeer::Tcp(s.try_clone().unwrap()),
+            RawPeer::Unix(s) => RawPeer::Unix(s.try_clone().unwrap()),
         }
-        NetEndpoint::Unix(p) => {
-            let s = std::os::unix::net::UnixStream::connect(p).unwrap();
-            s.set_read_timeout(Some(SOON)).unwrap();
-            Box::new(s)
+    }
+
+    fn set_read_timeout(&self, d: Option<Duration>) {
+        match self {
+            RawPeer::Tcp(s) => s.set_read_timeout(d).unwrap(),
+            RawPeer::Unix(s) => s.set_read_timeout(d).unwrap(),
+        }
+    }
+
+    fn set_write_timeout(&self, d: Option<Duration>) {
+        match self {
+            RawPeer::Tcp(s) => s.set_write_timeout(d).unwrap(),
+            RawPeer::Unix(s) => s.set_write_timeout(d).unwrap(),
         }
     }
 }
 
-trait ReadWrite: std::io::Read + std::io::Write {}
-impl<T: std::io::Read + std::io::Write> ReadWrite for T {}
+impl Read for RawPeer {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            RawPeer::Tcp(s) => s.read(buf),
+            RawPeer::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for RawPeer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            RawPeer::Tcp(s) => s.write(buf),
+            RawPeer::Unix(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Whether a read or write gave up at its timeout.
+fn timed_out(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    )
+}
+
+/// The client's version frame (version 0).
+fn version_frame() -> Vec<u8> {
+    let mut out = vec![0u8; 8];
+    out.extend_from_slice(&(4u64 << 8).to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes());
+    out
+}
+
+/// A request frame for `weft.Test.<method>`, without deadline, trace or
+/// metadata.
+fn request_frame(id: u64, method: &str, args: &[u8]) -> Vec<u8> {
+    let header = RequestHeader::new(MethodKey::new(COMPONENT, method));
+    let mut payload = Vec::with_capacity(4 + header.encoded_len() + args.len());
+    payload.extend_from_slice(&u32::try_from(header.encoded_len()).unwrap().to_le_bytes());
+    header.encode(&mut payload);
+    payload.extend_from_slice(args);
+    let mut frame = Vec::with_capacity(16 + payload.len());
+    frame.extend_from_slice(&id.to_le_bytes());
+    frame.extend_from_slice(&(1 | (payload.len() as u64) << 8).to_le_bytes());
+    frame.extend_from_slice(&payload);
+    frame
+}
 
 fn oversize_request_is_refused(c: Driver, s: Driver, t: Transport) {
-    use std::io::{Read, Write};
     let (client, server) = pair(c, s, t);
     let mut peer = raw_peer(&server.endpoint);
     // The version, then request 7 claiming 200 MiB (over the 100 MiB limit).
@@ -459,7 +562,6 @@ fn protocol_error_after_the_version_still_gets_the_version_reply(
     s: Driver,
     t: Transport,
 ) {
-    use std::io::{Read, Write};
     let (client, server) = pair(c, s, t);
     let mut peer = raw_peer(&server.endpoint);
     // The version and a frame of unknown type 9, in one write.
@@ -478,7 +580,6 @@ fn protocol_error_after_the_version_still_gets_the_version_reply(
 }
 
 fn bad_input_closes_only_that_connection(c: Driver, s: Driver, t: Transport) {
-    use std::io::{Read, Write};
     let (client, server) = pair(c, s, t);
     client.call("Echo", "warm", CallOptions::default()).unwrap();
     let bad_frames: [&[u8]; 3] = [
@@ -520,6 +621,317 @@ fn unreachable_without_endpoints(c: Driver, _s: Driver, _t: Transport) {
     assert!(err.is_unreachable(), "{err}");
 }
 
+/// An endpoint nothing listens on, and the error the OS gives a dial of it.
+fn dead_endpoint(t: Transport) -> (NetEndpoint, String) {
+    match t {
+        Transport::Tcp => {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            drop(listener);
+            let err = std::net::TcpStream::connect(addr).unwrap_err();
+            (NetEndpoint::Tcp(addr.to_string()), err.to_string())
+        }
+        Transport::Unix => {
+            let path = std::env::temp_dir()
+                .join(format!("weft-conf-nobody-{}", std::process::id()))
+                .join("none.sock");
+            let err = std::os::unix::net::UnixStream::connect(&path).unwrap_err();
+            (NetEndpoint::Unix(path), err.to_string())
+        }
+    }
+}
+
+fn unreachable_fails_fast_with_the_cause(c: Driver, t: Transport) {
+    let (dead, os_error) = dead_endpoint(t);
+    let client = TestClient::connect(c, vec![dead.clone()]).unwrap();
+    // The first call waits for the first dial, the second finds the replica
+    // failing: both fail at once. (The deadline is only a hang guard: one
+    // that passed would be a different error.)
+    for _ in 0..2 {
+        let err = client.call("Echo", "x", within(HANG)).unwrap_err();
+        assert!(matches!(err, CallError::Unreachable(_)), "{err}");
+        assert!(err.is_unreachable() && !err.is_deadline_exceeded(), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!("{dead}: ")) && text.contains(&os_error),
+            "{text} should name {dead} and {os_error:?}"
+        );
+    }
+    // Waiting for a ready replica instead: the deadline ends it, and its
+    // error still names the failure.
+    let opts = CallOptions {
+        wait_for_ready: true,
+        ..within(Duration::from_millis(300))
+    };
+    let err = client.call("Echo", "x", opts).unwrap_err();
+    assert!(
+        matches!(err, CallError::DeadlineWaitingForReplica(_)),
+        "{err}"
+    );
+    assert!(err.is_deadline_exceeded(), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!("{dead}: ")) && text.contains(&os_error),
+        "{text} should name {dead} and {os_error:?}"
+    );
+    client.close();
+}
+
+/// A listener that accepts connections and never says a word on them.
+struct SilentServer {
+    endpoint: NetEndpoint,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: thread::JoinHandle<usize>,
+    dir: Option<std::path::PathBuf>,
+}
+
+impl SilentServer {
+    fn start(t: Transport) -> SilentServer {
+        use std::sync::atomic::AtomicBool;
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let quit = stop.clone();
+        // Holds every connection it accepts, until stopped; returns how many.
+        fn hold<S>(incoming: impl Iterator<Item = std::io::Result<S>>, quit: &AtomicBool) -> usize {
+            let mut held = Vec::new();
+            for s in incoming {
+                if quit.load(Ordering::SeqCst) {
+                    break;
+                }
+                held.push(s.unwrap());
+            }
+            held.len()
+        }
+        match t {
+            Transport::Tcp => {
+                let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                let endpoint = NetEndpoint::Tcp(l.local_addr().unwrap().to_string());
+                let thread = thread::spawn(move || hold(l.incoming(), &quit));
+                SilentServer {
+                    endpoint,
+                    stop,
+                    thread,
+                    dir: None,
+                }
+            }
+            Transport::Unix => {
+                let dir = std::env::temp_dir().join(format!(
+                    "weft-conf-silent-{}-{:?}",
+                    std::process::id(),
+                    thread::current().id()
+                ));
+                std::fs::create_dir_all(&dir).unwrap();
+                let path = dir.join("s.sock");
+                let _ = std::fs::remove_file(&path);
+                let l = std::os::unix::net::UnixListener::bind(&path).unwrap();
+                let thread = thread::spawn(move || hold(l.incoming(), &quit));
+                SilentServer {
+                    endpoint: NetEndpoint::Unix(path),
+                    stop,
+                    thread,
+                    dir: Some(dir),
+                }
+            }
+        }
+    }
+
+    /// Stops accepting; how many connections it accepted.
+    fn stop(self) -> usize {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wakes the accept.
+        drop(raw_peer(&self.endpoint));
+        let accepted = self.thread.join().unwrap();
+        if let Some(d) = self.dir {
+            let _ = std::fs::remove_dir_all(d);
+        }
+        accepted
+    }
+}
+
+fn silent_server_fails_the_handshake(c: Driver, t: Transport) {
+    let silent = SilentServer::start(t);
+    let opts = ClientOptions {
+        connect_timeout: Duration::from_millis(300),
+        ..ClientOptions::default()
+    };
+    let client = TestClient::connect_with(c, vec![silent.endpoint.clone()], opts).unwrap();
+    let err = client.call("Echo", "x", within(HANG)).unwrap_err();
+    assert!(matches!(err, CallError::Unreachable(_)), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!("{}: ", silent.endpoint))
+            && text.contains("no version handshake within 300ms"),
+        "{text}"
+    );
+    client.close();
+    // The dial itself succeeded: it was the handshake that never came.
+    assert!(silent.stop() >= 1);
+}
+
+fn request_over_the_client_limit(c: Driver, s: Driver, t: Transport) {
+    const LIMIT: u64 = 1024;
+    let server = TestServer::start(s, t, "s");
+    let opts = ClientOptions {
+        max_message_size: LIMIT,
+        ..ClientOptions::default()
+    };
+    let client = TestClient::connect_with(c, vec![server.endpoint.clone()], opts).unwrap();
+    assert_eq!(
+        &client.call("Echo", "warm", within(HANG)).unwrap()[..],
+        b"warm"
+    );
+    // Sleep 0 ms, spelled in 2000 digits: too large to send.
+    let args = Bytes::from(vec![b'0'; 2000]);
+    let expected = 4
+        + RequestHeader::new(MethodKey::new(COMPONENT, "Sleep")).encoded_len() as u64
+        + args.len() as u64;
+    let err = client.call("Sleep", args, within(HANG)).unwrap_err();
+    assert_eq!(
+        err,
+        CallError::RequestTooLarge {
+            size: expected,
+            limit: LIMIT
+        }
+    );
+    assert_eq!(
+        err.to_string(),
+        format!("request of {expected} bytes exceeds the limit of {LIMIT} bytes")
+    );
+    // It never reached the server, and the next call goes through.
+    assert_eq!(&client.call("Sleep", "0", within(HANG)).unwrap()[..], b"");
+    assert_eq!(server.service.started(), 1);
+    assert_eq!(
+        &client.call("Echo", "after", within(HANG)).unwrap()[..],
+        b"after"
+    );
+    client.close();
+    server.stop();
+}
+
+fn silent_peer_is_closed_at_the_handshake_timeout(c: Driver, s: Driver, t: Transport) {
+    let opts = ServerOptions {
+        handshake_timeout: Duration::from_millis(200),
+        ..ServerOptions::default()
+    };
+    let server = TestServer::start_with(s, t, "s", opts);
+    let client = TestClient::connect(c, vec![server.endpoint.clone()]).unwrap();
+    let mut peer = raw_peer(&server.endpoint);
+    // Sends nothing: the server hangs up (the read's timeout is SOON).
+    let mut rest = Vec::new();
+    peer.read_to_end(&mut rest)
+        .expect("the server closes the connection");
+    assert!(rest.is_empty(), "{rest:?}");
+    // A client that does say its version is served.
+    assert_eq!(&client.call("Echo", "ok", within(HANG)).unwrap()[..], b"ok");
+    client.close();
+    server.stop();
+}
+
+fn stalled_frame_is_closed_at_the_body_timeout(c: Driver, s: Driver, t: Transport) {
+    let opts = ServerOptions {
+        body_timeout: Duration::from_millis(200),
+        ..ServerOptions::default()
+    };
+    let server = TestServer::start_with(s, t, "s", opts);
+    let client = TestClient::connect(c, vec![server.endpoint.clone()]).unwrap();
+    // A peer idle between frames is left alone ...
+    let mut idle = raw_peer(&server.endpoint);
+    let mut out = version_frame();
+    out.extend(request_frame(1, "Echo", b"idle"));
+    idle.write_all(&out).unwrap();
+    let mut reply = [0u8; 20 + 16 + 4];
+    idle.read_exact(&mut reply).unwrap();
+    assert_eq!(&reply[36..], b"idle");
+    // ... one that stops half-way through a request is not.
+    let mut stalled = raw_peer(&server.endpoint);
+    let mut out = version_frame();
+    let request = request_frame(1, "Echo", &[7; 100]);
+    out.extend_from_slice(&request[..request.len() / 2]);
+    stalled.write_all(&out).unwrap();
+    let mut rest = Vec::new();
+    stalled
+        .read_to_end(&mut rest)
+        .expect("the server closes the connection");
+    assert_eq!(rest.len(), 20, "only the version reply: {rest:?}");
+    assert_eq!(rest[8], 0, "a version frame");
+    // The idle one, which saw the same time pass, is still served.
+    idle.write_all(&request_frame(2, "Echo", b"still")).unwrap();
+    let mut reply = [0u8; 16 + 5];
+    idle.read_exact(&mut reply).unwrap();
+    assert_eq!(&reply[16..], b"still");
+    assert_eq!(&client.call("Echo", "ok", within(HANG)).unwrap()[..], b"ok");
+    client.close();
+    server.stop();
+}
+
+fn client_that_does_not_read_is_not_buffered(c: Driver, s: Driver, t: Transport) {
+    const QUEUED: usize = 256 << 10;
+    const ARGS: usize = 64 << 10;
+    // Socket buffers on both sides, both ways, plus the limit: a few MiB.
+    // A server that queued without bound would take all of it.
+    const BOUND: usize = 64 << 20;
+    let opts = ServerOptions {
+        max_queued_output: QUEUED,
+        ..ServerOptions::default()
+    };
+    let server = TestServer::start_with(s, t, "s", opts);
+    let client = TestClient::connect(c, vec![server.endpoint.clone()]).unwrap();
+    let mut peer = raw_peer(&server.endpoint);
+    peer.write_all(&version_frame()).unwrap();
+    let args = |id: u64| vec![id as u8; ARGS];
+    // Echo requests, never reading the answers, until the server stops
+    // taking them: a write that makes no progress for a second.
+    peer.set_write_timeout(Some(Duration::from_secs(1)));
+    let (mut accepted, mut sent) = (0usize, 0u64);
+    let rest = 'writing: loop {
+        sent += 1;
+        let frame = request_frame(sent, "Echo", &args(sent));
+        let mut at = 0;
+        while at < frame.len() {
+            match peer.write(&frame[at..]) {
+                Ok(n) => at += n,
+                Err(e) if timed_out(&e) => break 'writing frame[at..].to_vec(),
+                Err(e) => panic!("write: {e}"),
+            }
+        }
+        accepted += frame.len();
+        assert!(
+            accepted < BOUND,
+            "the server took {accepted} bytes from a client that reads nothing"
+        );
+    };
+    // Meanwhile the server serves others.
+    for i in 0..10 {
+        let arg = format!("other {i}");
+        assert_eq!(client.call("Echo", arg.clone(), within(HANG)).unwrap(), arg);
+    }
+    // Once the client reads, the server goes on: every request is answered
+    // (in any order: handlers may finish out of order).
+    let mut reader = peer.try_clone();
+    let answers = thread::spawn(move || {
+        let mut version = [0u8; 20];
+        reader.read_exact(&mut version).unwrap();
+        let mut answered = std::collections::BTreeSet::new();
+        while answered.len() < sent as usize {
+            let mut header = [0u8; 16];
+            reader
+                .read_exact(&mut header)
+                .unwrap_or_else(|e| panic!("{} of {sent} requests answered: {e}", answered.len()));
+            let id = u64::from_le_bytes(header[..8].try_into().unwrap());
+            let word = u64::from_le_bytes(header[8..].try_into().unwrap());
+            assert_eq!((word & 0xff, word >> 8), (2, ARGS as u64), "a response");
+            let mut payload = vec![0u8; ARGS];
+            reader.read_exact(&mut payload).unwrap();
+            assert!(payload == args(id), "the echo of request {id}");
+            assert!((1..=sent).contains(&id) && answered.insert(id), "{id}");
+        }
+    });
+    peer.set_write_timeout(Some(SOON));
+    peer.write_all(&rest).unwrap();
+    answers.join().unwrap();
+    client.close();
+    server.stop();
+}
+
 macro_rules! suite {
     ($($scenario:ident),* $(,)?) => {
         $(
@@ -537,6 +949,48 @@ macro_rules! suite {
         )*
     };
 }
+
+/// Scenarios with no weft server: each client driver x transport.
+macro_rules! client_suite {
+    ($($scenario:ident),* $(,)?) => {
+        $(
+            mod $scenario {
+                use super::*;
+                #[test] fn tokio_tcp() { super::$scenario(Driver::Tokio, Transport::Tcp) }
+                #[test] fn mio_tcp() { super::$scenario(Driver::Mio, Transport::Tcp) }
+                #[test] fn tokio_unix() { super::$scenario(Driver::Tokio, Transport::Unix) }
+                #[test] fn mio_unix() { super::$scenario(Driver::Mio, Transport::Unix) }
+            }
+        )*
+    };
+}
+
+/// Scenarios about the server: each server driver x transport, with the
+/// other driver's client.
+macro_rules! server_suite {
+    ($($scenario:ident),* $(,)?) => {
+        $(
+            mod $scenario {
+                use super::*;
+                #[test] fn tokio_tcp() { super::$scenario(Driver::Mio, Driver::Tokio, Transport::Tcp) }
+                #[test] fn mio_tcp() { super::$scenario(Driver::Tokio, Driver::Mio, Transport::Tcp) }
+                #[test] fn tokio_unix() { super::$scenario(Driver::Mio, Driver::Tokio, Transport::Unix) }
+                #[test] fn mio_unix() { super::$scenario(Driver::Tokio, Driver::Mio, Transport::Unix) }
+            }
+        )*
+    };
+}
+
+client_suite!(
+    unreachable_fails_fast_with_the_cause,
+    silent_server_fails_the_handshake,
+);
+
+server_suite!(
+    silent_peer_is_closed_at_the_handshake_timeout,
+    stalled_frame_is_closed_at_the_body_timeout,
+    client_that_does_not_read_is_not_buffered,
+);
 
 suite!(
     a_call,
@@ -556,4 +1010,5 @@ suite!(
     unreachable_without_endpoints,
     panics_stay_inside_their_call,
     blocked_handlers_hold_only_their_connection,
+    request_over_the_client_limit,
 );
