@@ -249,3 +249,153 @@ pub fn server_conn(data: &[u8]) {
         assert_eq!(conn.in_flight(), in_flight.len());
     }
 }
+
+/// A pool over up to three replicas, driven by a script: calls started
+/// (with or without deadline, retry, wait-for-ready) and cancelled, dials
+/// that succeed or fail, server bytes (a version reply or anything),
+/// broken transports, endpoint sets changing, time passing. Checks Service
+/// Weaver's replica invariants after every step, that no call ends twice,
+/// and that after `close` every call has ended.
+pub fn pool(data: &[u8]) {
+    use crate::{
+        Action, CallOptions, ConnId, EndpointsVersion, MethodKey, Pool, PoolCallId, PoolConfig,
+        PoolEvent, Resolution, ResolverKind, RoundRobin,
+    };
+    use std::collections::HashSet;
+    use std::time::{Duration, Instant};
+
+    const VERSION_REPLY: [u8; 20] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    let addrs = |bits: u8| -> Vec<String> {
+        ["a", "b", "c"]
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| bits & (1 << i) != 0)
+            .map(|(_, a)| a.to_string())
+            .collect()
+    };
+    let mut now = Instant::now();
+    let config = PoolConfig {
+        conn: CONN_FUZZ_CONFIG,
+        ..PoolConfig::default()
+    };
+    let initial = Resolution {
+        addrs: addrs(0b011),
+        version: Some(EndpointsVersion(1)),
+    };
+    let Ok(mut pool) = Pool::connect(
+        now,
+        config,
+        Box::new(RoundRobin::new()),
+        ResolverKind::Watched,
+        initial,
+    ) else {
+        return;
+    };
+    let mut dialing: Vec<ConnId> = Vec::new();
+    let mut open: Vec<ConnId> = Vec::new();
+    let mut started: Vec<PoolCallId> = Vec::new();
+    let mut ended: HashSet<PoolCallId> = HashSet::new();
+    let mut version = 1;
+    let mut sink = Vec::new();
+    let mut s = Script(data);
+    let mut drain = |pool: &mut Pool, dialing: &mut Vec<ConnId>, open: &mut Vec<ConnId>| loop {
+        let mut progressed = false;
+        while let Some(action) = pool.poll_action() {
+            progressed = true;
+            match action {
+                Action::Dial { conn, .. } => dialing.push(conn),
+                Action::Close { conn } => {
+                    dialing.retain(|c| *c != conn);
+                    open.retain(|c| *c != conn);
+                }
+                _ => {}
+            }
+        }
+        while let Some(conn) = pool.poll_transmit() {
+            progressed = true;
+            sink.clear();
+            pool.drain_transmit(conn, &mut sink);
+        }
+        while let Some(PoolEvent::Done { id, .. }) = pool.poll_event() {
+            progressed = true;
+            assert!(ended.insert(id), "{id:?} ended twice");
+        }
+        if !progressed {
+            break;
+        }
+    };
+    let pick = |s: &mut Script<'_>, v: &[ConnId]| {
+        s.byte()
+            .filter(|_| !v.is_empty())
+            .map(|i| v[usize::from(i) % v.len()])
+    };
+    while let Some(op) = s.byte() {
+        match op % 8 {
+            0 => {
+                let arg = s.byte().unwrap_or(0);
+                let opts = CallOptions {
+                    deadline: (arg & 1 != 0)
+                        .then(|| now + Duration::from_millis(u64::from(arg >> 3) * 10)),
+                    retry: arg & 2 != 0,
+                    wait_for_ready: arg & 4 != 0,
+                    ..CallOptions::default()
+                };
+                let key = MethodKey::new("weft.Test", "Echo");
+                started.push(pool.start_call(now, key, bytes::Bytes::new(), opts));
+            }
+            1 => {
+                if let Some(i) = s.byte().filter(|_| !started.is_empty()) {
+                    pool.cancel(now, started[usize::from(i) % started.len()]);
+                }
+            }
+            2 => {
+                if let Some(conn) = pick(&mut s, &dialing) {
+                    dialing.retain(|c| *c != conn);
+                    open.push(conn);
+                    pool.handle_dial_ok(now, conn);
+                }
+            }
+            3 => {
+                if let Some(conn) = pick(&mut s, &dialing) {
+                    dialing.retain(|c| *c != conn);
+                    pool.handle_dial_failed(now, conn, "refused");
+                }
+            }
+            4 => {
+                if let Some(conn) = pick(&mut s, &open) {
+                    if op & 8 != 0 {
+                        pool.handle_input(now, conn, &VERSION_REPLY);
+                    } else {
+                        let n = usize::from(s.byte().unwrap_or(0));
+                        let bytes = s.take(n).to_vec();
+                        pool.handle_input(now, conn, &bytes);
+                    }
+                }
+            }
+            5 => {
+                if let Some(conn) = pick(&mut s, &open) {
+                    open.retain(|c| *c != conn);
+                    pool.handle_transport_closed(now, conn, "broken");
+                }
+            }
+            6 => {
+                version += 1;
+                let res = Resolution {
+                    addrs: addrs(s.byte().unwrap_or(0)),
+                    version: Some(EndpointsVersion(version)),
+                };
+                pool.handle_resolved(now, res);
+            }
+            _ => {
+                now += Duration::from_millis(u64::from(s.byte().unwrap_or(0)) * 10);
+                pool.handle_timeout(now);
+            }
+        }
+        drain(&mut pool, &mut dialing, &mut open);
+        pool.assert_invariants();
+    }
+    pool.close(now);
+    drain(&mut pool, &mut dialing, &mut open);
+    let started: HashSet<PoolCallId> = started.into_iter().collect();
+    assert_eq!(ended, started, "every call ends once the pool closes");
+}

@@ -40,3 +40,8 @@ fn client_conn_corpus() {
 fn server_conn_corpus() {
     run("server_conn", weft_proto::fuzz::server_conn);
 }
+
+#[test]
+fn pool_corpus() {
+    run("pool", weft_proto::fuzz::pool);
+}
