@@ -178,14 +178,6 @@ impl<R: Runtime> Client<R> {
         Poll::Pending
     }
 
-    /// Whether the call's result is ready to collect, without taking it.
-    pub fn is_done(&self, id: PoolCallId) -> bool {
-        self.lock()
-            .slots
-            .get(&id)
-            .is_none_or(|s| s.result.is_some())
-    }
-
     /// Cancels a call from anywhere: it ends with a cancelled error (the
     /// server is told if the request went out), which its caller collects
     /// as usual. No effect on a call that has ended.
@@ -233,10 +225,9 @@ impl<R: Runtime> Client<R> {
         let mut work = WorkList::new();
         {
             let mut state = self.lock();
-            if state.closed {
+            if state.router.is_closed() {
                 return;
             }
-            state.closed = true;
             state.router.close(now);
             state.drain(&mut work);
         }
@@ -246,7 +237,7 @@ impl<R: Runtime> Client<R> {
 
     /// Whether [`close`](Self::close) was called.
     pub fn is_closed(&self) -> bool {
-        self.lock().closed
+        self.lock().router.is_closed()
     }
 
     // ---- reports from the runtime ----

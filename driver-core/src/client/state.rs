@@ -47,7 +47,6 @@ pub(super) struct State<R: Runtime> {
     pub(super) endpoints: HashMap<Arc<str>, R::Endpoint>,
     /// When the timer is set to wake; `None` while it waits for news.
     pub(super) timer_armed: Option<Instant>,
-    pub(super) closed: bool,
 }
 
 impl<R: Runtime> State<R> {
@@ -58,7 +57,6 @@ impl<R: Runtime> State<R> {
             conns: ById::default(),
             endpoints,
             timer_armed: None,
-            closed: false,
         }
     }
 
@@ -113,7 +111,7 @@ impl<R: Runtime> State<R> {
         }
         if let Some(t) = self.router.poll_timeout()
             && self.timer_armed.is_none_or(|armed| t < armed)
-            && !self.closed
+            && !self.router.is_closed()
         {
             self.timer_armed = Some(t);
             work.push(Work::WakeTimer);
