@@ -5,10 +5,12 @@ use std::io;
 use std::task::{Context, Poll};
 use weft_proto::Transmit;
 
-/// Spare room offered to each read. A read buffer is only grown when its
-/// spare room falls below this, so responses still held by callers (views
-/// into the buffer) do not force a fresh allocation on every read.
-pub const READ_SPARE: usize = 16 * 1024;
+/// The least spare room a read is offered. The core's read buffer is only
+/// grown (by a whole [`READ_BUFFER_UNIT`](weft_proto::READ_BUFFER_UNIT))
+/// when its spare room falls below this, so frames still held by callers
+/// (views into the buffer) do not force a fresh allocation on every read.
+/// Every driver reads with it, client and server.
+pub const READ_SPARE: usize = 4 * 1024;
 
 /// A connected byte stream driven by polls.
 ///

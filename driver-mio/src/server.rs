@@ -134,6 +134,15 @@ struct Conns {
     /// After running out of descriptors, no accept before this.
     accept_paused_until: Option<Instant>,
     backoff: AcceptBackoff,
+    /// Scratch space reused by every turn, so a turn does not allocate.
+    scratch: Scratch,
+}
+
+#[derive(Default)]
+struct Scratch {
+    done: Vec<(usize, u64, HandlerResult)>,
+    jobs: Vec<Job>,
+    finished: Vec<usize>,
 }
 
 struct Job {
@@ -235,6 +244,7 @@ impl Server {
                 accept_pending: false,
                 accept_paused_until: None,
                 backoff: AcceptBackoff::new(),
+                scratch: Scratch::default(),
             }),
             sched: Mutex::new(Sched {
                 event_loop: Some(EventLoop {
@@ -575,8 +585,12 @@ impl Shared {
     /// timer left, and whether work is left that the next turn can do at
     /// once.
     fn process(&self, conns: &mut Conns, now: Instant) -> (Option<Instant>, bool) {
-        let done = std::mem::take(&mut *self.done.lock().expect("unpoisoned"));
-        for (t, id, result) in done {
+        let mut scratch = std::mem::take(&mut conns.scratch);
+        std::mem::swap(
+            &mut *self.done.lock().expect("unpoisoned"),
+            &mut scratch.done,
+        );
+        for (t, id, result) in scratch.done.drain(..) {
             if let Some(c) = conns.by_token.get_mut(&t) {
                 c.requests.finish(now, &mut c.core, id, result);
             }
@@ -585,8 +599,7 @@ impl Shared {
         // every handler thread busy and the queue full, requests are
         // refused.
         let mut load: Option<(usize, usize)> = None;
-        let mut jobs = Vec::new();
-        let mut finished = Vec::new();
+        let Scratch { jobs, finished, .. } = &mut scratch;
         let mut wake_at: Option<Instant> = None;
         let mut busy = false;
         for (&t, c) in conns.by_token.iter_mut() {
@@ -626,15 +639,16 @@ impl Shared {
             // A failed connection has no deadlines left, so it adds none.
             wake_at = wake_at.into_iter().chain(c.core.next_deadline()).min();
         }
-        for t in finished {
+        for t in finished.drain(..) {
             if let Some(mut c) = conns.by_token.remove(&t) {
                 let _ = self.registry.deregister(&mut c.stream);
             }
         }
         if !jobs.is_empty() {
             let mut s = self.sched();
-            s.jobs.extend(jobs);
+            s.jobs.extend(jobs.drain(..));
         }
+        conns.scratch = scratch;
         if conns.accept_pending {
             wake_at = wake_at.into_iter().chain(conns.accept_paused_until).min();
         }
@@ -656,7 +670,7 @@ fn pump(c: &mut Conn, now: Instant, handlers: &weft_driver::server::HandlerMap<H
             return true;
         }
         reads += 1;
-        match read_once(&mut c.stream, c.core.read_buf(0)) {
+        match read_once(&mut c.stream, c.core.read_buf(weft_driver::READ_SPARE)) {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => c.readable = false,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             read => {

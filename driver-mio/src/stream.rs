@@ -76,7 +76,10 @@ pub(crate) fn read_once(stream: &mut Stream, buf: &mut BytesMut) -> io::Result<u
     // Zeroing the spare room keeps this free of unsafe; it costs a memset
     // of the chunk, which the benchmark shows is small next to the syscall.
     let len = buf.len();
-    buf.resize(len + READ_CHUNK, 0);
+    // Never past the spare room the core made: growing here would
+    // allocate behind the core's buffer policy.
+    let room = (buf.capacity() - len).clamp(1, READ_CHUNK);
+    buf.resize(len + room, 0);
     let r = stream.read(&mut buf[len..]);
     buf.truncate(len + *r.as_ref().unwrap_or(&0));
     r

@@ -11,9 +11,6 @@ use tokio::io::{AsyncReadExt, AsyncWrite};
 use weft_driver::Transport;
 use weft_proto::Transmit;
 
-/// How much room the server offers each read.
-pub(crate) const READ_CHUNK: usize = 64 * 1024;
-
 /// Slices per vectored write; the kernel's IOV_MAX is far above this.
 const MAX_SLICES: usize = 64;
 

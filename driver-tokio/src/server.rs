@@ -14,7 +14,7 @@
 //! are `weft_driver::server`'s; this file is the Tokio task around them.
 
 use crate::endpoint::{AsyncStream, BoxFuture, BoxStream, NetEndpoint};
-use crate::io::{READ_CHUNK, poll_read, poll_write};
+use crate::io::{poll_read, poll_write};
 use std::future::{Future, poll_fn};
 use std::io;
 use std::pin::Pin;
@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 use tokio::sync::{mpsc, watch};
+use weft_driver::READ_SPARE;
 use weft_driver::server::{
     AcceptBackoff, AcceptFailure, CatchPanic, Dispatch, Dispatcher, InlinePolicy, catch_panic,
     poll_catching,
@@ -281,7 +282,7 @@ impl ServerTask {
             let reading = self.requests.wants_read(&self.conn);
             if reading
                 && let Poll::Ready(read) =
-                    poll_read(&mut self.stream, cx, self.conn.read_buf(READ_CHUNK))
+                    poll_read(&mut self.stream, cx, self.conn.read_buf(READ_SPARE))
             {
                 self.requests.on_read(now, &mut self.conn, read);
                 progressed = true;

@@ -24,6 +24,14 @@ pub const MAX_ENCODABLE_PAYLOAD: u64 = (1 << 56) - 1;
 /// connection with sixteen bytes of input.
 const EAGER_RESERVE: usize = 64 * 1024;
 
+/// The unit the read buffer is allocated in. Frames are handed out as views
+/// of the buffer, so a buffer stays alive while any of its frames does; the
+/// next read then needs fresh room. Taking it in large units means one
+/// allocation serves hundreds of small frames, instead of one per read.
+/// (`BytesMut` remembers its first capacity and allocates at least that
+/// much whenever it cannot reuse its buffer in place.)
+pub const READ_BUFFER_UNIT: usize = 64 * 1024;
+
 /// The kind of a frame, from the low byte of its second word.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
@@ -182,12 +190,20 @@ impl FrameDecoder {
     /// The buffer to read into, with room for at least `min_spare` more bytes
     /// (and more if the frame in progress is known to need it, up to a bound).
     /// Append with `BufMut` methods or `tokio::io::AsyncReadExt::read_buf`.
+    ///
+    /// Room is made in units of [`READ_BUFFER_UNIT`], and only when the spare
+    /// room falls below what is asked, so a driver that asks for a few KiB
+    /// per read allocates about once per unit of input, not once per read.
     pub fn read_buf(&mut self, min_spare: usize) -> &mut BytesMut {
         let want = self
             .remaining_for_pending()
             .min(EAGER_RESERVE)
             .max(min_spare);
-        self.buf.reserve(want);
+        if self.buf.capacity() == 0 {
+            self.buf = BytesMut::with_capacity(want.max(READ_BUFFER_UNIT));
+        } else {
+            self.buf.reserve(want);
+        }
         &mut self.buf
     }
 

@@ -78,7 +78,7 @@ pub use error_payload::{
 };
 pub use frame::{
     DEFAULT_MAX_PAYLOAD, Frame, FrameDecoder, FrameHeader, HEADER_LEN, MAX_ENCODABLE_PAYLOAD,
-    MessageType,
+    MessageType, READ_BUFFER_UNIT,
 };
 pub use handshake::Version;
 pub use header::{HeaderFields, RequestHeader, decode_request};

@@ -37,6 +37,9 @@ struct Inner<S> {
     flush_wanted: bool,
     /// The loop let the runtime run once before a batched write.
     deferred: bool,
+    /// Commands taken from the queue to apply, kept between turns so the
+    /// queue's storage is swapped, never reallocated, per call.
+    applying: VecDeque<Command>,
 }
 
 impl<S> std::fmt::Debug for ConnCell<S> {
@@ -57,6 +60,7 @@ impl<S: Transport> ConnCell<S> {
                 io: None,
                 flush_wanted: false,
                 deferred: false,
+                applying: VecDeque::new(),
             }),
             commands: Mutex::new(VecDeque::new()),
         }
@@ -72,9 +76,11 @@ impl<S: Transport> ConnCell<S> {
 
     /// Applies every queued command, in order; the caller holds `inner`.
     fn apply_queued(&self, inner: &mut Inner<S>, now: Instant) {
-        let queued =
-            std::mem::take(&mut *self.commands.lock().expect("weft command queue poisoned"));
-        for command in queued {
+        std::mem::swap(
+            &mut *self.commands.lock().expect("weft command queue poisoned"),
+            &mut inner.applying,
+        );
+        for command in inner.applying.drain(..) {
             inner.link.apply(now, command);
         }
     }

@@ -14,7 +14,7 @@ use weft_proto::{CallError, IdHasher};
 pub(super) type ById<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
 
 /// Work collected under a lock, carried out after it is released.
-pub(super) type WorkList<R> = SmallVec<[Work<R>; 2]>;
+pub(super) type WorkList<R> = SmallVec<[Work<R>; 8]>;
 use weft_proto::{
     Action, BATCH_WRITES_FROM, ConnId, EndpointsVersion, PoolCallId, PoolEvent, Router,
 };

@@ -36,6 +36,16 @@ struct State {
 }
 
 impl CancelToken {
+    /// Back to not cancelled, for reuse by another request; `&mut` proves
+    /// nobody else can see the change.
+    pub(crate) fn reset(&mut self) {
+        let state = self
+            .state
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *state = State::default();
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // A handler that panicked while holding the lock cannot leave the
         // state half-written (every write is one assignment), so a poisoned

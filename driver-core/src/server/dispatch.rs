@@ -45,6 +45,11 @@ pub struct Dispatch<H: ?Sized> {
 /// [`ServerConn`] and lends it to each call.
 pub struct Dispatcher<H: ?Sized> {
     cancels: HashMap<u64, Arc<CancelToken>>,
+    /// Tokens of finished requests that nobody else holds, reset for the
+    /// next ones: a token per request would otherwise be an allocation
+    /// per call. At most twice the handler limit are kept (requests past
+    /// the limit wait with tokens too).
+    spare_tokens: Vec<Arc<CancelToken>>,
     /// Requests past the limit, in arrival order.
     waiting: VecDeque<Dispatch<H>>,
     /// Requests handed out by [`next_dispatch`](Self::next_dispatch) and
@@ -73,6 +78,7 @@ impl<H: ?Sized> Dispatcher<H> {
     pub fn new(opts: &ServerOptions) -> Self {
         Dispatcher {
             cancels: HashMap::new(),
+            spare_tokens: Vec::new(),
             waiting: VecDeque::new(),
             running: 0,
             limit: opts.handlers_per_connection(),
@@ -157,7 +163,7 @@ impl<H: ?Sized> Dispatcher<H> {
                     conn.respond_unknown_method(now, req.id);
                     return;
                 };
-                let cancel = Arc::new(CancelToken::default());
+                let cancel = self.spare_tokens.pop().unwrap_or_default();
                 self.cancels.insert(req.id, cancel.clone());
                 self.waiting.push_back(Dispatch {
                     id: req.id,
@@ -203,7 +209,14 @@ impl<H: ?Sized> Dispatcher<H> {
     /// [`ServerConn::finish`]) and forgets the request. Below the limit
     /// again, bytes held at the limit are decoded.
     pub fn finish(&mut self, now: Instant, conn: &mut ServerConn, id: u64, result: HandlerResult) {
-        self.cancels.remove(&id);
+        if let Some(mut token) = self.cancels.remove(&id)
+            && self.spare_tokens.len() < self.limit.saturating_mul(2)
+            && let Some(t) = Arc::get_mut(&mut token)
+        {
+            // The handler let go of its request: the token is ours alone.
+            t.reset();
+            self.spare_tokens.push(token);
+        }
         self.running = self.running.saturating_sub(1);
         conn.finish(now, id, result);
         if self.under_limit() {
@@ -422,6 +435,37 @@ mod tests {
             .finish(f.now, &mut f.conn, 2, Err(HandlerError::cancelled()));
         let out = drain_transmit(&mut f.conn);
         assert_eq!(error_response(&out[0]), (2, RemoteError::canceled()));
+    }
+
+    #[test]
+    fn a_reused_cancel_token_starts_uncancelled() {
+        let mut f = Fixture::new();
+        let mut runs = f.two_running();
+        f.send(|tx| tx.push_cancel(2));
+        assert!(f.dispatch().is_empty());
+        let (_, _, cancelled) = runs.pop().expect("two");
+        let token = Arc::as_ptr(&cancelled.cancel);
+        // The handler lets go of its request before it answers.
+        drop(cancelled);
+        f.requests
+            .finish(f.now, &mut f.conn, 2, Err(HandlerError::cancelled()));
+        f.request(3, "Echo", 0);
+        let next = f.dispatch();
+        // The same token, reset: no allocation, and no stale cancel.
+        assert_eq!(Arc::as_ptr(&next[0].2.cancel), token);
+        assert_eq!(next[0].2.cancel_reason(), None);
+        // A token still held by its request is never reused.
+        f.request(4, "Echo", 0);
+        let held = &runs[0].2;
+        f.requests.finish(f.now, &mut f.conn, 1, Ok(Bytes::new()));
+        f.request(5, "Echo", 0);
+        let fresh = f.dispatch();
+        assert_eq!(fresh.len(), 2);
+        assert!(
+            fresh
+                .iter()
+                .all(|r| !Arc::ptr_eq(&r.2.cancel, &held.cancel))
+        );
     }
 
     #[test]
