@@ -32,7 +32,7 @@ use weft_driver::server::{AcceptBackoff, AcceptFailure, Dispatcher, InlinePolicy
 pub use weft_driver::server::{HandlerError, HandlerResult, Request, ServerOptions};
 use weft_proto::{NetEndpoint, ServerConn};
 
-use crate::stream::{Stream, read_once, write_once};
+use crate::stream::{Stream, drained_by_short_read, read_once, write_once};
 
 const WAKER: Token = Token(0);
 const LISTENER: Token = Token(1);
@@ -106,6 +106,12 @@ struct Conn {
     /// readiness is edge-triggered, so a connection left unread at its
     /// handler limit or its read budget is read later without a new event.
     readable: bool,
+    /// The socket reported a hang-up or an error: read it to the end, since
+    /// a short read no longer proves that the next bytes bring an event.
+    closing: bool,
+    /// A write would have blocked, so the socket is registered for
+    /// writability until the queue is written out.
+    write_blocked: bool,
 }
 
 /// The poller. The thread that leads owns it while it takes a turn; between
@@ -496,17 +502,23 @@ impl Shared {
     /// poller, then reads, accepts and processes with the connections
     /// locked. `runnable`: queued handlers are waiting for this turn to end.
     fn lead_once(&self, lp: &mut EventLoop, runnable: bool) {
-        let busy = runnable || lp.busy || !self.done.lock().expect("unpoisoned").is_empty();
-        let timeout = if busy {
-            Some(Duration::ZERO)
+        let answered = !self.done.lock().expect("unpoisoned").is_empty();
+        if answered && !runnable && !lp.busy {
+            // Only handlers' answers are waiting: send them before looking
+            // for news, which would cost a poll on the way to every reply.
+            lp.events.clear();
         } else {
-            let now = Instant::now();
-            lp.wake_at.map(|d| d.saturating_duration_since(now))
-        };
-        if let Err(e) = lp.poll.poll(&mut lp.events, timeout)
-            && e.kind() != io::ErrorKind::Interrupted
-        {
-            tracing::error!(error = %e, "server event loop failed");
+            let timeout = if runnable || lp.busy || answered {
+                Some(Duration::ZERO)
+            } else {
+                let now = Instant::now();
+                lp.wake_at.map(|d| d.saturating_duration_since(now))
+            };
+            if let Err(e) = lp.poll.poll(&mut lp.events, timeout)
+                && e.kind() != io::ErrorKind::Interrupted
+            {
+                tracing::error!(error = %e, "server event loop failed");
+            }
         }
         let now = Instant::now();
         let mut conns = self.lock_conns();
@@ -519,6 +531,7 @@ impl Shared {
                         && (event.is_readable() || event.is_read_closed() || event.is_error())
                     {
                         c.readable = true;
+                        c.closing |= event.is_read_closed() || event.is_error();
                     }
                 }
             }
@@ -543,11 +556,13 @@ impl Shared {
                     conns.backoff.on_success();
                     let t = conns.next_token;
                     conns.next_token += 1;
-                    if let Err(e) = self.registry.register(
-                        &mut stream,
-                        Token(t),
-                        Interest::READABLE | Interest::WRITABLE,
-                    ) {
+                    // Writability is asked for only while a write is blocked:
+                    // otherwise every reply's acknowledgement would wake the
+                    // poller once more.
+                    if let Err(e) =
+                        self.registry
+                            .register(&mut stream, Token(t), Interest::READABLE)
+                    {
                         tracing::warn!(error = %e, "register failed");
                         continue;
                     }
@@ -558,6 +573,8 @@ impl Shared {
                             core: ServerConn::new(now, config),
                             requests: Dispatcher::new(&self.opts),
                             readable: false,
+                            closing: false,
+                            write_blocked: false,
                         },
                     );
                 }
@@ -626,7 +643,7 @@ impl Shared {
                     request: d.request,
                 });
             }
-            busy |= flush_conn(c, now);
+            busy |= flush_conn(c, Token(t), &self.registry, now);
             // Writing may have brought the queued output back under its
             // limit: a connection still readable is read next turn, since
             // edge-triggered readiness will not report it again.
@@ -670,11 +687,14 @@ fn pump(c: &mut Conn, now: Instant, handlers: &weft_driver::server::HandlerMap<H
             return true;
         }
         reads += 1;
-        match read_once(&mut c.stream, c.core.read_buf(weft_driver::READ_SPARE)) {
+        let buf = c.core.read_buf(weft_driver::READ_SPARE);
+        let spare = buf.capacity() - buf.len();
+        match read_once(&mut c.stream, buf) {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => c.readable = false,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             read => {
-                if !matches!(read, Ok(n) if n > 0) {
+                let drained = |n| !c.closing && drained_by_short_read(spare, n);
+                if !matches!(read, Ok(n) if n > 0 && !drained(n)) {
                     c.readable = false;
                 }
                 c.requests.on_read(now, &mut c.core, read);
@@ -686,17 +706,42 @@ fn pump(c: &mut Conn, now: Instant, handlers: &weft_driver::server::HandlerMap<H
 /// Writes what the core has queued until the socket takes no more.
 /// Returns whether writing failed (the core's failure is then taken next
 /// turn).
-fn flush_conn(c: &mut Conn, now: Instant) -> bool {
+fn flush_conn(c: &mut Conn, token: Token, registry: &Registry, now: Instant) -> bool {
     while !c.core.transmit().is_empty() {
         match write_once(&mut c.stream, c.core.transmit()) {
             Ok(n) => c.core.advance_transmit(n),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if c.write_blocked {
+                    return false;
+                }
+                // Re-registering reports readiness as it is now, so room
+                // made since the write failed is not missed.
+                let both = Interest::READABLE | Interest::WRITABLE;
+                return match registry.reregister(&mut c.stream, token, both) {
+                    Ok(()) => {
+                        c.write_blocked = true;
+                        false
+                    }
+                    Err(e) => {
+                        c.core
+                            .handle_transport_closed(now, format!("registering for writes: {e}"));
+                        true
+                    }
+                };
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => {
                 c.core.handle_transport_closed(now, format!("write: {e}"));
                 return true;
             }
         }
+    }
+    if c.write_blocked
+        && registry
+            .reregister(&mut c.stream, token, Interest::READABLE)
+            .is_ok()
+    {
+        c.write_blocked = false;
     }
     false
 }

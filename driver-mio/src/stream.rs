@@ -71,14 +71,28 @@ impl Source for Stream {
 /// spare room is zeroed first (see `read_once`), so this stays moderate.
 const READ_CHUNK: usize = 16 * 1024;
 
+/// How much of `spare` bytes of room a read is offered: never past the
+/// room the core made (growing here would allocate behind the core's buffer
+/// policy), and at most a chunk, since it is zeroed first.
+pub(crate) fn read_room(spare: usize) -> usize {
+    spare.clamp(1, READ_CHUNK)
+}
+
+/// Whether a read of `n` bytes offered `spare` bytes of room emptied the
+/// socket: a short read takes everything there was, and edge-triggered
+/// readiness reports the next bytes to arrive. Not the end of the stream,
+/// though: a hang-up that arrived with the bytes was already reported and
+/// will not be again, so after one the socket is read to the end.
+pub(crate) fn drained_by_short_read(spare: usize, n: usize) -> bool {
+    n < read_room(spare)
+}
+
 /// Reads once into the spare room of `buf`. `Ok(0)` is end of stream.
 pub(crate) fn read_once(stream: &mut Stream, buf: &mut BytesMut) -> io::Result<usize> {
     // Zeroing the spare room keeps this free of unsafe; it costs a memset
     // of the chunk, which the benchmark shows is small next to the syscall.
     let len = buf.len();
-    // Never past the spare room the core made: growing here would
-    // allocate behind the core's buffer policy.
-    let room = (buf.capacity() - len).clamp(1, READ_CHUNK);
+    let room = read_room(buf.capacity() - len);
     buf.resize(len + room, 0);
     let r = stream.read(&mut buf[len..]);
     buf.truncate(len + *r.as_ref().unwrap_or(&0));

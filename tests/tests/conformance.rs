@@ -455,6 +455,13 @@ impl RawPeer {
         }
     }
 
+    fn shutdown_write(&self) {
+        match self {
+            RawPeer::Tcp(s) => s.shutdown(std::net::Shutdown::Write).unwrap(),
+            RawPeer::Unix(s) => s.shutdown(std::net::Shutdown::Write).unwrap(),
+        }
+    }
+
     fn set_write_timeout(&self, d: Option<Duration>) {
         match self {
             RawPeer::Tcp(s) => s.set_write_timeout(d).unwrap(),
@@ -514,6 +521,28 @@ fn request_frame(id: u64, method: &str, args: &[u8]) -> Vec<u8> {
     frame.extend_from_slice(&(1 | (payload.len() as u64) << 8).to_le_bytes());
     frame.extend_from_slice(&payload);
     frame
+}
+
+/// A client that sends a request and hangs up at once: the request and the
+/// end of the stream usually reach the server in one readiness event. The
+/// server must still see the hang-up and cancel the handler (the mio
+/// server stops reading at a short read, but not after a hang-up was
+/// reported, which is not reported twice).
+fn request_and_hang_up_together_cancel_the_handler(_: Driver, s: Driver, t: Transport) {
+    let server = TestServer::start(s, t, "s");
+    for i in 1..=10 {
+        let mut peer = raw_peer(&server.endpoint);
+        let mut bytes = version_frame();
+        bytes.extend(request_frame(1, "CancelWait", b""));
+        peer.write_all(&bytes).unwrap();
+        peer.shutdown_write();
+        assert!(
+            server.service.wait_cancel_count(i, SOON),
+            "hang-up {i} not seen: {} cancelled",
+            server.service.cancel_count()
+        );
+    }
+    server.stop();
 }
 
 fn oversize_request_is_refused(c: Driver, s: Driver, t: Transport) {
@@ -990,6 +1019,7 @@ server_suite!(
     silent_peer_is_closed_at_the_handshake_timeout,
     stalled_frame_is_closed_at_the_body_timeout,
     client_that_does_not_read_is_not_buffered,
+    request_and_hang_up_together_cancel_the_handler,
 );
 
 suite!(

@@ -249,9 +249,13 @@ impl<R: Runtime> Client<R> {
         self.deliver(cell.id, &mut inner, now, &mut work);
         let _ = inner.flush(cx, now);
         self.deliver(cell.id, &mut inner, now, &mut work);
+        // Read before unlocking: once the work below wakes a caller, the
+        // caller takes this lock to write its next request, and looking
+        // again would wait for it. A close the work makes wakes this loop.
+        let closed = inner.stream.is_none();
         drop(inner);
         self.carry_out(work, now);
-        if cell.is_closed() {
+        if closed {
             return Poll::Ready(());
         }
         if more.is_ready() {
