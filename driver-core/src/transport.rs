@@ -24,4 +24,18 @@ pub trait Transport: Send + 'static {
     /// Writes once from the pending bytes of `tx` (vectored where the
     /// stream supports it); returns how many bytes the stream took.
     fn poll_write(&mut self, cx: &mut Context<'_>, tx: &Transmit) -> Poll<io::Result<usize>>;
+
+    /// Whether a read of `n` bytes, offered `spare` bytes of room, proves
+    /// the stream drained, so the loop may stop reading as if it had seen
+    /// `Pending`, without the extra system call that would only say "would
+    /// block". True only for a plain socket whose readiness fires again on
+    /// new bytes (edge-triggered); never for a stream that buffers inside
+    /// (TLS), where a short read proves nothing. The default says no. A
+    /// runtime whose poller reported a hang-up must say so with
+    /// [`ConnCell::note_hang_up`](crate::client::ConnCell::note_hang_up):
+    /// a hang-up is reported once, so after it the stream is read to the end.
+    fn drained_by_short_read(&self, spare: usize, n: usize) -> bool {
+        let _ = (spare, n);
+        false
+    }
 }

@@ -336,12 +336,15 @@ fn event_loop(core: Arc<Core<Mio>>, shared: Arc<LoopShared>, mut poller: Poller)
             ready.push(cell.id());
             conns.insert(cell.id(), (cell, waker));
         }
-        ready.extend(
-            events
-                .iter()
-                .filter(|e| e.token() != WAKER)
-                .map(|e| ConnId(e.token().0 as u64)),
-        );
+        for e in events.iter().filter(|e| e.token() != WAKER) {
+            let conn = ConnId(e.token().0 as u64);
+            if (e.is_read_closed() || e.is_error())
+                && let Some((cell, _)) = conns.get(&conn)
+            {
+                cell.note_hang_up();
+            }
+            ready.push(conn);
+        }
         ready.append(&mut shared.woken.lock().expect("unpoisoned"));
         ready.sort_unstable();
         ready.dedup();

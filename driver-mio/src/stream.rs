@@ -123,6 +123,10 @@ impl Transport for Stream {
         }
     }
 
+    fn drained_by_short_read(&self, spare: usize, n: usize) -> bool {
+        drained_by_short_read(spare, n)
+    }
+
     fn poll_write(&mut self, _: &mut Context<'_>, tx: &Transmit) -> Poll<io::Result<usize>> {
         loop {
             match write_once(self, tx) {

@@ -37,6 +37,9 @@ struct Inner<S> {
     flush_wanted: bool,
     /// The loop let the runtime run once before a batched write.
     deferred: bool,
+    /// The poller reported a hang-up: read to the end, whatever
+    /// [`Transport::drained_by_short_read`] says.
+    hung_up: bool,
     /// Commands taken from the queue to apply, kept between turns so the
     /// queue's storage is swapped, never reallocated, per call.
     applying: VecDeque<Command>,
@@ -60,6 +63,7 @@ impl<S: Transport> ConnCell<S> {
                 io: None,
                 flush_wanted: false,
                 deferred: false,
+                hung_up: false,
                 applying: VecDeque::new(),
             }),
             commands: Mutex::new(VecDeque::new()),
@@ -94,6 +98,12 @@ impl<S: Transport> ConnCell<S> {
     /// runtime registers it with its poller.
     pub fn with_stream<T>(&self, f: impl FnOnce(&mut S) -> T) -> Option<T> {
         self.lock().stream.as_mut().map(f)
+    }
+
+    /// Records that the runtime's poller reported the peer's hang-up (or an
+    /// error) on this connection; see [`Transport::drained_by_short_read`].
+    pub fn note_hang_up(&self) {
+        self.lock().hung_up = true;
     }
 
     /// Whether the router let the connection go (its transport is closed).
@@ -162,12 +172,19 @@ impl<S: Transport> Inner<S> {
             let Some(stream) = self.stream.as_mut() else {
                 return Poll::Pending;
             };
-            match stream.poll_read(cx, self.link.read_buf(READ_SPARE)) {
+            let buf = self.link.read_buf(READ_SPARE);
+            let spare = buf.capacity() - buf.len();
+            match stream.poll_read(cx, buf) {
                 Poll::Ready(Ok(0)) => {
                     self.link
                         .handle_transport_closed(now, "peer closed the connection");
                 }
-                Poll::Ready(Ok(_)) => self.link.handle_read(now),
+                Poll::Ready(Ok(n)) => {
+                    self.link.handle_read(now);
+                    if !self.hung_up && stream.drained_by_short_read(spare, n) {
+                        return Poll::Pending;
+                    }
+                }
                 Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
                 Poll::Ready(Err(e)) => {
                     self.link.handle_transport_closed(now, format!("read: {e}"));
