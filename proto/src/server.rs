@@ -38,6 +38,9 @@ pub enum CancelReason {
     DeadlineExceeded,
     /// The connection failed; no response can be delivered.
     ConnectionLost,
+    /// The server is shutting down and its grace period ran out; the
+    /// caller was answered with a cancellation error.
+    Shutdown,
 }
 
 /// What a [`ServerConn`] reports.
@@ -54,7 +57,9 @@ pub enum ServerEvent {
         reason: CancelReason,
     },
     /// The connection is finished; every in-flight request got a
-    /// [`ServerEvent::Cancel`] first. The driver closes the transport.
+    /// [`ServerEvent::Cancel`] first. The driver closes the transport once
+    /// [`ServerConn::is_finished`]. After a graceful shutdown the error is
+    /// [`ConnError::Closed`].
     Failed(ConnError),
 }
 
@@ -89,7 +94,13 @@ pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_MAX_QUEUED_OUTPUT: usize = 4 << 20;
 /// How long a connection the peer broke keeps trying to deliver what was
 /// already queued for it (the version reply, an error) before it is closed.
+/// Also how long a drained version-1 connection waits for its client to
+/// close it (which the client does once its calls have ended) before the
+/// server closes it.
 pub const LINGER: Duration = Duration::from_secs(1);
+
+/// The reason a shutdown's goaway carries.
+pub const SHUTDOWN_REASON: &str = "server shutting down";
 
 impl Default for ServerConfig {
     fn default() -> Self {
@@ -110,6 +121,17 @@ impl From<ConnConfig> for ServerConfig {
             ..ServerConfig::default()
         }
     }
+}
+
+/// A graceful shutdown in progress (see [`ServerConn::shutdown`]).
+#[derive(Debug, Clone, Copy)]
+struct Drain {
+    /// When handlers still running are cancelled and the connection
+    /// closes; taken when it fires.
+    grace_due: Option<Instant>,
+    /// Once nothing is in flight on a version-1 connection: when the
+    /// server closes it if the client has not.
+    close_due: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -154,6 +176,9 @@ pub struct ServerConn {
     frame_due: Option<Instant>,
     /// After a failure, when queued output is dropped if still unwritten.
     linger_until: Option<Instant>,
+    /// The highest request id received: what a goaway promises to answer.
+    last_request: u64,
+    drain: Option<Drain>,
 }
 
 impl ServerConn {
@@ -173,6 +198,8 @@ impl ServerConn {
             handshake_due: Some(now + config.handshake_timeout),
             frame_due: None,
             linger_until: None,
+            last_request: 0,
+            drain: None,
         }
     }
 
@@ -194,10 +221,19 @@ impl ServerConn {
     }
 
     /// Whether the driver should read the transport now: not after a
-    /// failure, and not while more than
-    /// [`ServerConfig::max_queued_output`] bytes wait to be written.
+    /// failure, not while more than [`ServerConfig::max_queued_output`]
+    /// bytes wait to be written, and not while a version-0 connection
+    /// drains (it has no goaway, so new requests are simply left unread; a
+    /// version-1 connection is read on, for cancels and the client's
+    /// close).
     pub fn wants_read(&self) -> bool {
-        self.failure.is_none() && self.tx.len() <= self.config.max_queued_output
+        let v0_draining = self.drain.is_some() && !self.version.is_some_and(Version::has_goaway);
+        self.failure.is_none() && self.tx.len() <= self.config.max_queued_output && !v0_draining
+    }
+
+    /// Whether a graceful shutdown has begun ([`shutdown`](Self::shutdown)).
+    pub fn is_draining(&self) -> bool {
+        self.drain.is_some()
     }
 
     /// Whether the driver is done with the connection: it failed or was
@@ -277,6 +313,7 @@ impl ServerConn {
             Ok(payload) => self.tx.push_response(id, &payload),
             Err(err) => self.tx.push_error(id, &err),
         }
+        self.check_drained();
     }
 
     /// Sends a handler's result, whatever it was: the response, its error,
@@ -310,6 +347,55 @@ impl ServerConn {
             id,
             Err(RemoteError::new("internal error: unknown function")),
         );
+    }
+
+    /// Shuts the connection down gracefully, with handlers given until
+    /// `grace_deadline` to finish.
+    ///
+    /// - Version 1 or later: a goaway naming the highest request id
+    ///   received goes out; those requests are still served, later ones
+    ///   are discarded unanswered (the client sends them elsewhere), and
+    ///   the connection is still read for cancels. Once nothing is in
+    ///   flight the server waits up to [`LINGER`] for the client to close.
+    /// - Version 0 (Service Weaver's peers, which have no goaway): the
+    ///   connection is not read any more; once the requests received are
+    ///   answered it closes.
+    /// - Before the handshake: it closes at once (nothing was received).
+    ///
+    /// At `grace_deadline` the handlers still running are cancelled
+    /// ([`CancelReason::Shutdown`]), their callers answered with a
+    /// cancellation error, and the connection closes once that is written.
+    /// Calling it again can only bring the deadline closer: `now` stops at
+    /// once, for a second signal. The end is reported by
+    /// [`ServerEvent::Failed`]`(`[`ConnError::Closed`]`)`.
+    pub fn shutdown(&mut self, now: Instant, grace_deadline: Instant) {
+        self.advance_time(now);
+        if self.failure.is_some() {
+            return;
+        }
+        match &mut self.drain {
+            Some(d) => {
+                if let Some(due) = &mut d.grace_due {
+                    *due = (*due).min(grace_deadline);
+                }
+            }
+            None => {
+                self.drain = Some(Drain {
+                    grace_due: Some(grace_deadline),
+                    close_due: None,
+                });
+                match self.version {
+                    None => return self.close_gracefully(),
+                    Some(v) if v.has_goaway() => {
+                        tracing::debug!(last_id = self.last_request, "sending goaway");
+                        self.tx.push_goaway(self.last_request, SHUTDOWN_REASON);
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        self.advance_time(now);
+        self.check_drained();
     }
 
     /// Closes the connection, cancelling every handler. Idempotent.
@@ -359,6 +445,8 @@ impl ServerConn {
             self.handshake_due,
             self.frame_due,
             self.linger_until,
+            self.drain.and_then(|d| d.grace_due),
+            self.drain.and_then(|d| d.close_due),
         ]
         .into_iter()
         .flatten()
@@ -381,6 +469,14 @@ impl ServerConn {
         if self.linger_until.is_some_and(|t| t <= self.now) {
             self.linger_until = None;
             self.tx.advance(self.tx.len());
+        }
+        if let Some(d) = &mut self.drain {
+            if d.grace_due.take_if(|t| *t <= self.now).is_some() {
+                self.grace_expired();
+            } else if d.close_due.take_if(|t| *t <= self.now).is_some() {
+                tracing::debug!("drained connection not closed by the client; closing");
+                self.close_gracefully();
+            }
         }
         while let Some((at, id)) = self.deadlines.pop_due(self.now) {
             // A client may reuse the id of a request already answered; the
@@ -407,10 +503,18 @@ impl ServerConn {
     fn on_message(&mut self, msg: Message) {
         match msg {
             Message::Version(peer) => {
-                // Go's server answers every version frame, not just the first.
-                self.version = Some(Version::CURRENT.negotiate(peer));
+                // Go's server answers every version frame, not just the
+                // first. It answers with the version in use, which is what
+                // a Go server sends a Go client (0), so a Go client sees
+                // Service Weaver's bytes exactly.
+                let version = *self.version.get_or_insert(Version::LATEST.negotiate(peer));
                 self.handshake_due = None;
-                self.tx.push_version(Version::CURRENT);
+                self.tx.push_version(version);
+            }
+            // Sent after our goaway: the client learns from it that the
+            // request was not run and sends it elsewhere.
+            Message::Request { id, .. } if self.drain.is_some() => {
+                tracing::trace!(id, "discarded a request that crossed the goaway");
             }
             Message::Request { id, header, args } => {
                 if self.in_flight.contains_key(&id) {
@@ -423,6 +527,7 @@ impl ServerConn {
                     // Too far to represent: as good as none.
                     m => self.now.checked_add(Duration::from_micros(m as u64)),
                 };
+                self.last_request = self.last_request.max(id);
                 self.in_flight.insert(
                     id,
                     InFlight {
@@ -445,7 +550,9 @@ impl ServerConn {
                 }));
             }
             Message::Cancel { id } => self.cancel(id, CancelReason::Cancelled),
-            other @ (Message::Response { .. } | Message::ErrorResponse { .. }) => {
+            other @ (Message::Response { .. }
+            | Message::ErrorResponse { .. }
+            | Message::GoAway(_)) => {
                 self.fail(PeerError::UnexpectedMessage(other.message_type()).into())
             }
         }
@@ -455,6 +562,9 @@ impl ServerConn {
     /// arrives; the caller gets an error naming the limit, and the
     /// connection carries on (Go's server closes it instead).
     fn refuse_oversize(&mut self, id: u64, len: u64, max: u64) {
+        if self.drain.is_some() {
+            return; // crossed the goaway, like any request
+        }
         if self.in_flight.contains_key(&id) {
             return self.fail(PeerError::DuplicateRequestId(id).into());
         }
@@ -463,7 +573,60 @@ impl ServerConn {
         self.tx.push_error(id, &RemoteError::new(err.to_string()));
     }
 
+    /// A draining connection with nothing left in flight: version 0
+    /// closes now; version 1 waits a little for the client to close it
+    /// (closing first could reset the connection under a goaway the client
+    /// has not read yet, if a request crossed it).
+    fn check_drained(&mut self) {
+        if self.failure.is_some() || !self.in_flight.is_empty() {
+            return;
+        }
+        let Some(d) = &mut self.drain else { return };
+        if !self.version.is_some_and(Version::has_goaway) {
+            return self.close_gracefully();
+        }
+        if d.close_due.is_none() {
+            d.close_due = Some(self.now + LINGER);
+        }
+    }
+
+    /// The grace period ran out: every request still in flight is
+    /// cancelled, answered with Go's `context canceled`, and the connection
+    /// closes once that is written.
+    fn grace_expired(&mut self) {
+        let mut ids: Vec<u64> = self.in_flight.keys().copied().collect();
+        ids.sort_unstable();
+        tracing::debug!(in_flight = ids.len(), "shutdown grace period over");
+        for &id in &ids {
+            self.cancel(id, CancelReason::Shutdown);
+            self.tx.push_error(id, &RemoteError::canceled());
+        }
+        self.in_flight.clear();
+        self.close_gracefully();
+    }
+
+    /// Ends a drained connection: like [`fail`](Self::fail) with
+    /// [`ConnError::Closed`], but what is queued (goaway, last answers) is
+    /// still written, for up to [`LINGER`].
+    fn close_gracefully(&mut self) {
+        if !self.tx.is_empty() {
+            self.linger_until = Some(self.now + LINGER);
+        }
+        self.fail_keeping_output(ConnError::Closed, true);
+    }
+
     fn fail(&mut self, err: ConnError) {
+        // What was queued before the peer broke the protocol still goes
+        // out (the version reply, as Go sends it before it reads on), for a
+        // short while.
+        let keep = matches!(err, ConnError::Peer(_)) && !self.tx.is_empty();
+        if keep && self.failure.is_none() {
+            self.linger_until = Some(self.now + LINGER);
+        }
+        self.fail_keeping_output(err, keep);
+    }
+
+    fn fail_keeping_output(&mut self, err: ConnError, keep_output: bool) {
         if self.failure.is_some() {
             return;
         }
@@ -477,14 +640,9 @@ impl ServerConn {
         self.deadlines.clear();
         self.handshake_due = None;
         self.frame_due = None;
-        match err {
-            // What was queued before the peer broke the protocol still goes
-            // out (the version reply, as Go sends it before it reads on),
-            // for a short while.
-            ConnError::Peer(_) if !self.tx.is_empty() => {
-                self.linger_until = Some(self.now + LINGER);
-            }
-            _ => self.tx.advance(self.tx.len()),
+        self.drain = None;
+        if !keep_output {
+            self.tx.advance(self.tx.len());
         }
         self.events.push_back(ServerEvent::Failed(err.clone()));
         self.failure = Some(err);
