@@ -29,7 +29,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 use weft_driver::server::{AcceptBackoff, AcceptFailure, Dispatcher, InlinePolicy, catch_panic};
-pub use weft_driver::server::{HandlerError, HandlerResult, Request, ServerOptions};
+pub use weft_driver::server::{HandlerError, HandlerResult, Request, ServerOptions, Shutdown};
 use weft_proto::{NetEndpoint, ServerConn};
 
 use crate::stream::{Stream, read_once, write_once};
@@ -134,6 +134,8 @@ struct Conns {
     /// After running out of descriptors, no accept before this.
     accept_paused_until: Option<Instant>,
     backoff: AcceptBackoff,
+    /// The [`Shutdown`] generation the connections were last told of.
+    shutdown_seen: u64,
 }
 
 struct Job {
@@ -165,8 +167,11 @@ struct Shared {
     conns: Mutex<Conns>,
     sched: Mutex<Sched>,
     cv: Condvar,
-    waker: Waker,
+    waker: Arc<Waker>,
     registry: Registry,
+    shutdown: Shutdown,
+    /// Notified (with `conns`) when a shutdown has closed every connection.
+    stopped: Condvar,
     done: Mutex<Vec<(usize, u64, HandlerResult)>>,
     handlers: HandlerMap,
     opts: ServerOptions,
@@ -208,7 +213,12 @@ impl Server {
         opts: ServerOptions,
     ) -> io::Result<Server> {
         let poll = Poll::new()?;
-        let waker = Waker::new(poll.registry(), WAKER)?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let shutdown = Shutdown::new();
+        let loop_waker = waker.clone();
+        shutdown.on_change(move || {
+            let _ = loop_waker.wake();
+        });
         let (mut listener, local) = match endpoint {
             NetEndpoint::Tcp(addr) => {
                 let addr = std::net::ToSocketAddrs::to_socket_addrs(addr.as_str())?
@@ -235,6 +245,7 @@ impl Server {
                 accept_pending: false,
                 accept_paused_until: None,
                 backoff: AcceptBackoff::new(),
+                shutdown_seen: 0,
             }),
             sched: Mutex::new(Sched {
                 event_loop: Some(EventLoop {
@@ -248,6 +259,8 @@ impl Server {
             cv: Condvar::new(),
             waker,
             registry,
+            shutdown,
+            stopped: Condvar::new(),
             done: Mutex::new(Vec::new()),
             handlers,
             opts,
@@ -271,45 +284,6 @@ impl Server {
     /// The endpoint clients dial (with the real port).
     pub fn local_endpoint(&self) -> &NetEndpoint {
         &self.local
-    }
-
-    /// Stops accepting, closes every connection (cancelling handlers), and
-    /// waits for the server's threads to finish.
-    pub fn shutdown(self) {
-        self.stop();
-    }
-
-    fn stop(&self) {
-        // Workers stop leading first: wake the leader out of poll and the
-        // followers out of their wait; each sees the flag on its way out.
-        self.shared.sched().shutdown = true;
-        self.shared.cv.notify_all();
-        let _ = self.shared.waker.wake();
-        if let Some(w) = self.shared.watchdog.lock().expect("unpoisoned").as_ref() {
-            w.unpark();
-        }
-        {
-            let mut conns = self.shared.lock_conns();
-            let now = Instant::now();
-            conns.listener = None;
-            for c in conns.by_token.values_mut() {
-                c.core.close(now);
-            }
-            // Cancels every handler still running, so the joins below end.
-            self.shared.process(&mut conns, now);
-        }
-        let threads = std::mem::take(&mut *self.shared.threads.lock().expect("unpoisoned"));
-        for t in threads {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if !self.shared.sched().shutdown {
-            self.stop();
-        }
     }
 }
 
@@ -575,6 +549,7 @@ impl Shared {
     /// timer left, and whether work is left that the next turn can do at
     /// once.
     fn process(&self, conns: &mut Conns, now: Instant) -> (Option<Instant>, bool) {
+        self.apply_shutdown(conns, now);
         let done = std::mem::take(&mut *self.done.lock().expect("unpoisoned"));
         for (t, id, result) in done {
             if let Some(c) = conns.by_token.get_mut(&t) {
@@ -631,6 +606,7 @@ impl Shared {
                 let _ = self.registry.deregister(&mut c.stream);
             }
         }
+        self.notify_if_stopped(conns);
         if !jobs.is_empty() {
             let mut s = self.sched();
             s.jobs.extend(jobs);
@@ -687,5 +663,6 @@ fn flush_conn(c: &mut Conn, now: Instant) -> bool {
     false
 }
 
+mod shutdown;
 #[cfg(test)]
 mod tests;

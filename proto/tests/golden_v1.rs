@@ -86,7 +86,11 @@ fn goaway_frames_encode_and_decode_byte_for_byte() {
     ];
     for (file, last_id, reason) in cases {
         let want = v1(file);
-        assert_eq!(encoded(|tx| tx.push_goaway(last_id, reason)), want, "{file}");
+        assert_eq!(
+            encoded(|tx| tx.push_goaway(last_id, reason)),
+            want,
+            "{file}"
+        );
         assert_eq!(
             decode_one(&want),
             Message::GoAway(GoAway {
@@ -143,5 +147,8 @@ fn a_longer_reason_is_cut_to_the_limit_on_a_character_boundary() {
     let Message::GoAway(g) = decode_one(&raw) else {
         panic!()
     };
-    assert_eq!((g.last_id, g.reason.len()), (9, weft_proto::MAX_GOAWAY_REASON));
+    assert_eq!(
+        (g.last_id, g.reason.len()),
+        (9, weft_proto::MAX_GOAWAY_REASON)
+    );
 }

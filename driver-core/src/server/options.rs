@@ -55,6 +55,10 @@ pub struct ServerOptions {
     /// once with the error [`OVERLOADED`](super::OVERLOADED). Only weft-mio
     /// has a thread cap; weft-tokio runs every handler as a task.
     pub max_queued_requests: usize,
+    /// How long a graceful shutdown lets the requests already received run
+    /// before their handlers are cancelled (default 10 s). See
+    /// [`Shutdown`](super::Shutdown).
+    pub shutdown_grace: Duration,
 }
 
 impl Default for ServerOptions {
@@ -69,6 +73,7 @@ impl Default for ServerOptions {
             max_queued_output: core.max_queued_output,
             max_concurrent_handlers_per_connection: DEFAULT_MAX_CONCURRENT_HANDLERS_PER_CONNECTION,
             max_queued_requests: DEFAULT_MAX_QUEUED_REQUESTS,
+            shutdown_grace: super::DEFAULT_SHUTDOWN_GRACE,
         }
     }
 }
