@@ -478,3 +478,95 @@ fn rolling_restart_under_load_fails_no_call() {
         assert!(done > 1000, "seed {seed}: {done} calls");
     }
 }
+
+#[test]
+fn calls_crossing_the_goaway_of_a_lone_replica_wait_for_its_restart() {
+    for seed in 0..5 {
+        let mut c = Cluster::new(
+            seed,
+            &[("a", FAST)],
+            &["a"],
+            true,
+            Box::new(RoundRobin::new()),
+        )
+        .unwrap();
+        c.drive_until(all_ready);
+        c.shutdown_server("a", Duration::from_secs(10));
+        let ids: Vec<PoolCallId> = (0..5).map(|_| c.call(&CallOptions::default())).collect();
+        c.drive_until(|c| c.server_stopped("a"));
+        assert!(ids.iter().all(|id| c.result(*id).is_none()), "they wait");
+        c.restart_server("a");
+        c.drive_until(|c| ids.iter().all(|id| c.result(*id).is_some()));
+        for id in ids {
+            assert_eq!(c.served_by(id), "a", "seed {seed}");
+        }
+    }
+}
+
+/// A call the router placed whose `Start` had not reached the link when
+/// the server's goaway and close did (drivers apply commands from other
+/// threads): it was never sent, and goes elsewhere instead of failing.
+#[test]
+fn a_start_still_in_transit_when_a_goaway_connection_closes_is_placed_again() {
+    use weft_proto::{Action, Command, EndpointsVersion, PoolConfig, Resolution, ResolverKind};
+    let now = Instant::now();
+    let initial = Resolution {
+        addrs: vec!["a".into(), "b".into()],
+        version: Some(EndpointsVersion(1)),
+    };
+    let mut router = weft_proto::Router::new(
+        now,
+        PoolConfig::default(),
+        Box::new(RoundRobin::new()),
+        ResolverKind::Watched,
+        initial,
+    )
+    .unwrap();
+    let dials: Vec<_> = std::iter::from_fn(|| router.poll_action())
+        .filter_map(|a| match a {
+            Action::Dial { conn, addr } => Some((conn, addr)),
+            _ => None,
+        })
+        .collect();
+    let mut links = Vec::new();
+    for (conn, addr) in dials {
+        let mut link = router.handle_dial_ok(now, conn).unwrap();
+        let mut server = ServerConn::new(now, ConnConfig::default());
+        let mut buf = Vec::new();
+        link.drain_transmit(&mut buf);
+        server.handle_input(now, &buf);
+        let mut buf = Vec::new();
+        server.drain_transmit(&mut buf);
+        link.handle_input(now, &buf);
+        while let Some(e) = link.poll_event() {
+            router.handle_conn_event(now, conn, e);
+        }
+        links.push((conn, addr, link, server));
+    }
+    // Placed on a; its Start is not applied yet.
+    let id = router.start_call(
+        now,
+        echo(),
+        Bytes::from_static(b"x"),
+        CallOptions::default(),
+    );
+    let (conn, start) = router.poll_command().unwrap();
+    assert!(matches!(start, Command::Start { .. }));
+    let (_, addr, link, server) = links.iter_mut().find(|l| l.0 == conn).unwrap();
+    assert_eq!(router.replica_state(addr), ReplicaState::Active);
+    // a's server goes away and closes before the Start is applied.
+    server.shutdown(now, now + Duration::from_secs(10));
+    let mut buf = Vec::new();
+    server.drain_transmit(&mut buf);
+    link.handle_input(now, &buf);
+    link.handle_transport_closed(now, "server closed");
+    while let Some(e) = link.poll_event() {
+        router.handle_conn_event(now, conn, e);
+    }
+    // The Start arrives at a dead link: moot. The call went to b.
+    let (again, restart) = router.poll_command().unwrap();
+    assert_ne!(again, conn);
+    assert!(matches!(restart, Command::Start { call, .. } if call == id));
+    assert!(router.poll_event().is_none(), "the call did not end");
+    router.assert_invariants();
+}

@@ -11,6 +11,10 @@
 //! server.stop();
 //! ```
 
+mod load;
+
+pub use load::{Load, LoadReport};
+
 use bytes::Bytes;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -389,6 +389,8 @@ impl Router {
         for (addr, &slot) in &self.by_addr {
             let r = self.replica(slot);
             match (r.state, &r.last_error) {
+                // Its server is restarting: it will be back.
+                (ReplicaState::Draining, _) if r.going_away => return None,
                 (ReplicaState::Draining, _) => {}
                 (ReplicaState::Disconnected, Some(e)) => failures.push(format!("{addr}: {e}")),
                 _ => return None,
