@@ -502,6 +502,10 @@ impl Shared {
         let config = self.opts.server_config(weft_driver::random_seed());
         loop {
             let Some(l) = &conns.listener else { return };
+            // At max_connections: left pending, accepted once one closes.
+            if !self.opts.accepts_more(conns.by_token.len()) {
+                return;
+            }
             match l.accept() {
                 Ok(mut stream) => {
                     conns.backoff.on_success();
@@ -607,6 +611,11 @@ impl Shared {
             }
         }
         self.notify_if_stopped(conns);
+        // A connection closed under max_connections: accept what waits.
+        busy |= conns.accept_pending
+            && conns.listener.is_some()
+            && conns.accept_paused_until.is_none()
+            && self.opts.accepts_more(conns.by_token.len());
         if !jobs.is_empty() {
             let mut s = self.sched();
             s.jobs.extend(jobs);

@@ -204,7 +204,9 @@ pub async fn serve_with_shutdown(
         tokio::select! {
             g = shutdown.changed(seen) => seen = g,
             () = &mut pause, if paused => paused = false,
-            accepted = listener.accept(), if !paused => match accepted {
+            // At max_connections the listener is not polled: clients wait
+            // in its backlog until a connection ends (reaped below).
+            accepted = listener.accept(), if !paused && opts.accepts_more(tasks.len()) => match accepted {
                 Ok(stream) => {
                     backoff.on_success();
                     tasks.spawn(serve_conn(stream, handlers.clone(), opts, stop_rx.clone()));

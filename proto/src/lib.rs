@@ -97,7 +97,7 @@ pub use error::ConnError;
 pub use handler::{HandlerError, HandlerResult};
 pub use server::{
     CancelReason, DEFAULT_BODY_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_QUEUED_OUTPUT,
-    LINGER, Request, SHUTDOWN_REASON, ServerConfig, ServerConn, ServerEvent,
+    IDLE_REASON, LINGER, Request, SHUTDOWN_REASON, ServerConfig, ServerConn, ServerEvent,
 };
 
 // The client over many replicas.

@@ -11,6 +11,10 @@ use bytes::{Bytes, BytesMut};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+mod drain;
+
+use drain::Drain;
+
 /// A request for a handler.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
@@ -80,6 +84,11 @@ pub struct ServerConfig {
     /// read its answers gets TCP backpressure instead of growing the server
     /// (default 4 MiB).
     pub max_queued_output: usize,
+    /// How long a connection may stay open with nothing in flight before
+    /// the server ends it: a goaway for a version-1 client (which closes
+    /// it and dials again when it needs to), a close for a version-0 one.
+    /// `None` (the default) keeps idle connections.
+    pub idle_timeout: Option<Duration>,
     /// Keys the hash of the request table, whose keys the peer chooses.
     /// A driver draws one per connection from OS randomness; a fixed seed
     /// is for deterministic tests only.
@@ -102,6 +111,10 @@ pub const LINGER: Duration = Duration::from_secs(1);
 /// The reason a shutdown's goaway carries.
 pub const SHUTDOWN_REASON: &str = "server shutting down";
 
+/// The reason an idle connection's goaway carries
+/// ([`ServerConfig::idle_timeout`]).
+pub const IDLE_REASON: &str = "idle";
+
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
@@ -109,6 +122,7 @@ impl Default for ServerConfig {
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             body_timeout: DEFAULT_BODY_TIMEOUT,
             max_queued_output: DEFAULT_MAX_QUEUED_OUTPUT,
+            idle_timeout: None,
             hash_seed: 0,
         }
     }
@@ -121,17 +135,6 @@ impl From<ConnConfig> for ServerConfig {
             ..ServerConfig::default()
         }
     }
-}
-
-/// A graceful shutdown in progress (see [`ServerConn::shutdown`]).
-#[derive(Debug, Clone, Copy)]
-struct Drain {
-    /// When handlers still running are cancelled and the connection
-    /// closes; taken when it fires.
-    grace_due: Option<Instant>,
-    /// Once nothing is in flight on a version-1 connection: when the
-    /// server closes it if the client has not.
-    close_due: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -179,6 +182,8 @@ pub struct ServerConn {
     /// The highest request id received: what a goaway promises to answer.
     last_request: u64,
     drain: Option<Drain>,
+    /// When the connection counts as idle ([`ServerConfig::idle_timeout`]).
+    idle_due: Option<Instant>,
 }
 
 impl ServerConn {
@@ -200,6 +205,7 @@ impl ServerConn {
             linger_until: None,
             last_request: 0,
             drain: None,
+            idle_due: None,
         }
     }
 
@@ -313,6 +319,7 @@ impl ServerConn {
             Ok(payload) => self.tx.push_response(id, &payload),
             Err(err) => self.tx.push_error(id, &err),
         }
+        self.touch();
         self.check_drained();
     }
 
@@ -347,55 +354,6 @@ impl ServerConn {
             id,
             Err(RemoteError::new("internal error: unknown function")),
         );
-    }
-
-    /// Shuts the connection down gracefully, with handlers given until
-    /// `grace_deadline` to finish.
-    ///
-    /// - Version 1 or later: a goaway naming the highest request id
-    ///   received goes out; those requests are still served, later ones
-    ///   are discarded unanswered (the client sends them elsewhere), and
-    ///   the connection is still read for cancels. Once nothing is in
-    ///   flight the server waits up to [`LINGER`] for the client to close.
-    /// - Version 0 (Service Weaver's peers, which have no goaway): the
-    ///   connection is not read any more; once the requests received are
-    ///   answered it closes.
-    /// - Before the handshake: it closes at once (nothing was received).
-    ///
-    /// At `grace_deadline` the handlers still running are cancelled
-    /// ([`CancelReason::Shutdown`]), their callers answered with a
-    /// cancellation error, and the connection closes once that is written.
-    /// Calling it again can only bring the deadline closer: `now` stops at
-    /// once, for a second signal. The end is reported by
-    /// [`ServerEvent::Failed`]`(`[`ConnError::Closed`]`)`.
-    pub fn shutdown(&mut self, now: Instant, grace_deadline: Instant) {
-        self.advance_time(now);
-        if self.failure.is_some() {
-            return;
-        }
-        match &mut self.drain {
-            Some(d) => {
-                if let Some(due) = &mut d.grace_due {
-                    *due = (*due).min(grace_deadline);
-                }
-            }
-            None => {
-                self.drain = Some(Drain {
-                    grace_due: Some(grace_deadline),
-                    close_due: None,
-                });
-                match self.version {
-                    None => return self.close_gracefully(),
-                    Some(v) if v.has_goaway() => {
-                        tracing::debug!(last_id = self.last_request, "sending goaway");
-                        self.tx.push_goaway(self.last_request, SHUTDOWN_REASON);
-                    }
-                    Some(_) => {}
-                }
-            }
-        }
-        self.advance_time(now);
-        self.check_drained();
     }
 
     /// Closes the connection, cancelling every handler. Idempotent.
@@ -447,6 +405,7 @@ impl ServerConn {
             self.linger_until,
             self.drain.and_then(|d| d.grace_due),
             self.drain.and_then(|d| d.close_due),
+            self.idle_due,
         ]
         .into_iter()
         .flatten()
@@ -478,6 +437,9 @@ impl ServerConn {
                 self.close_gracefully();
             }
         }
+        if self.idle_due.take_if(|t| *t <= self.now).is_some() {
+            self.idle_expired();
+        }
         while let Some((at, id)) = self.deadlines.pop_due(self.now) {
             // A client may reuse the id of a request already answered; the
             // old entry must not cancel the new request.
@@ -501,6 +463,11 @@ impl ServerConn {
     }
 
     fn on_message(&mut self, msg: Message) {
+        self.on_message_inner(msg);
+        self.touch();
+    }
+
+    fn on_message_inner(&mut self, msg: Message) {
         match msg {
             Message::Version(peer) => {
                 // Go's server answers every version frame, not just the
@@ -573,48 +540,6 @@ impl ServerConn {
         self.tx.push_error(id, &RemoteError::new(err.to_string()));
     }
 
-    /// A draining connection with nothing left in flight: version 0
-    /// closes now; version 1 waits a little for the client to close it
-    /// (closing first could reset the connection under a goaway the client
-    /// has not read yet, if a request crossed it).
-    fn check_drained(&mut self) {
-        if self.failure.is_some() || !self.in_flight.is_empty() {
-            return;
-        }
-        let Some(d) = &mut self.drain else { return };
-        if !self.version.is_some_and(Version::has_goaway) {
-            return self.close_gracefully();
-        }
-        if d.close_due.is_none() {
-            d.close_due = Some(self.now + LINGER);
-        }
-    }
-
-    /// The grace period ran out: every request still in flight is
-    /// cancelled, answered with Go's `context canceled`, and the connection
-    /// closes once that is written.
-    fn grace_expired(&mut self) {
-        let mut ids: Vec<u64> = self.in_flight.keys().copied().collect();
-        ids.sort_unstable();
-        tracing::debug!(in_flight = ids.len(), "shutdown grace period over");
-        for &id in &ids {
-            self.cancel(id, CancelReason::Shutdown);
-            self.tx.push_error(id, &RemoteError::canceled());
-        }
-        self.in_flight.clear();
-        self.close_gracefully();
-    }
-
-    /// Ends a drained connection: like [`fail`](Self::fail) with
-    /// [`ConnError::Closed`], but what is queued (goaway, last answers) is
-    /// still written, for up to [`LINGER`].
-    fn close_gracefully(&mut self) {
-        if !self.tx.is_empty() {
-            self.linger_until = Some(self.now + LINGER);
-        }
-        self.fail_keeping_output(ConnError::Closed, true);
-    }
-
     fn fail(&mut self, err: ConnError) {
         // What was queued before the peer broke the protocol still goes
         // out (the version reply, as Go sends it before it reads on), for a
@@ -626,7 +551,7 @@ impl ServerConn {
         self.fail_keeping_output(err, keep);
     }
 
-    fn fail_keeping_output(&mut self, err: ConnError, keep_output: bool) {
+    pub(super) fn fail_keeping_output(&mut self, err: ConnError, keep_output: bool) {
         if self.failure.is_some() {
             return;
         }

@@ -570,3 +570,71 @@ fn a_start_still_in_transit_when_a_goaway_connection_closes_is_placed_again() {
     assert!(router.poll_event().is_none(), "the call did not end");
     router.assert_invariants();
 }
+
+// ---- idle connections ----
+
+fn idle_pair(seed: u64, timeout: Duration) -> Pair {
+    let mut p = Pair::new(seed);
+    let now = p.now;
+    p.server = ServerConn::new(
+        now,
+        weft_proto::ServerConfig {
+            idle_timeout: Some(timeout),
+            ..weft_proto::ServerConfig::default()
+        },
+    );
+    p
+}
+
+#[test]
+fn an_idle_version_1_connection_gets_a_goaway_and_traffic_postpones_it() {
+    let timeout = Duration::from_secs(30);
+    let mut p = idle_pair(8, timeout);
+    p.app = sim::ServerApp::Echo {
+        max_delay: Duration::from_millis(1),
+    };
+    let id = call(&mut p, &CallOptions::default());
+    p.drive_until(|p| !p.done_for(id).is_empty());
+    let last_traffic = p.now;
+    // A call in flight for longer than the timeout is not idleness.
+    p.app = sim::ServerApp::Manual;
+    call(&mut p, &CallOptions::default());
+    p.drive_until(|p| requests(p).len() == 2);
+    let later = p.now + timeout * 2;
+    p.advance_to(later);
+    assert!(goaways(&p).is_empty());
+    let now = p.now;
+    p.server.respond(now, 2, Ok(Bytes::new()));
+    let answered = p.now;
+    p.drive_until(|p| !goaways(p).is_empty());
+    assert!(p.now >= answered + timeout && last_traffic < answered);
+    assert_eq!(goaways(&p), [2]);
+    let Some(ClientEvent::GoAway { reason, .. }) = p
+        .client_events
+        .iter()
+        .find(|e| matches!(e, ClientEvent::GoAway { .. }))
+    else {
+        unreachable!()
+    };
+    assert_eq!(reason, weft_proto::IDLE_REASON);
+}
+
+#[test]
+fn an_idle_version_0_connection_is_closed() {
+    let timeout = Duration::from_secs(30);
+    let now = Instant::now();
+    let mut server = ServerConn::new(
+        now,
+        weft_proto::ServerConfig {
+            idle_timeout: Some(timeout),
+            ..weft_proto::ServerConfig::default()
+        },
+    );
+    server.handle_input(now, &v0_client_bytes(&[]));
+    let mut out = Vec::new();
+    server.drain_transmit(&mut out);
+    assert_eq!(server.next_deadline(), Some(now + timeout));
+    server.handle_timeout(now + timeout);
+    assert_eq!(server.failure(), Some(&ConnError::Closed));
+    assert!(server.transmit().is_empty(), "no goaway for version 0");
+}

@@ -54,7 +54,8 @@ pub use dispatch::{Dispatch, Dispatcher, OVERLOADED, READ_AHEAD};
 pub use handlers::HandlerMap;
 pub use inline::InlinePolicy;
 pub use options::{
-    DEFAULT_MAX_CONCURRENT_HANDLERS_PER_CONNECTION, DEFAULT_MAX_QUEUED_REQUESTS, ServerOptions,
+    DEFAULT_MAX_CONCURRENT_HANDLERS_PER_CONNECTION, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_QUEUED_REQUESTS, ServerOptions,
 };
 pub use panic::{
     CatchPanic, HANDLER_PANICKED, catch_panic, panic_message, panicked, poll_catching,
