@@ -638,3 +638,42 @@ fn an_idle_version_0_connection_is_closed() {
     assert_eq!(server.failure(), Some(&ConnError::Closed));
     assert!(server.transmit().is_empty(), "no goaway for version 0");
 }
+
+/// Found by the pool fuzz target: a replica draining because the resolver
+/// dropped it gets a goaway, then the resolver names it again. Its
+/// connection must not come back into the balancer (every call placed on
+/// it would come back unprocessed, for ever); it is redialed instead.
+#[test]
+fn a_replica_back_in_the_resolver_after_a_goaway_is_redialed_not_reused() {
+    let slow = Kind::Live {
+        delay: Duration::from_millis(100),
+    };
+    let mut c = Cluster::new(
+        1,
+        &[("a", slow), ("b", FAST)],
+        &["a"],
+        false,
+        Box::new(RoundRobin::new()),
+    )
+    .unwrap();
+    c.drive_until(all_ready);
+    let first = c.call(&CallOptions::default());
+    c.run_for(Duration::from_millis(1));
+    c.set_endpoints(&["b"]);
+    c.drive_until(|c| c.pool.replica_state("a") == ReplicaState::Draining);
+    let old = c.live_conns("a");
+    c.shutdown_server("a", Duration::from_secs(10));
+    c.run_for(Duration::from_millis(1));
+    c.restart_server_early("a");
+    c.set_endpoints(&["a", "b"]);
+    c.sync_endpoints();
+    let later: Vec<PoolCallId> = (0..6).map(|_| c.call(&CallOptions::default())).collect();
+    c.drive_until(|c| later.iter().all(|id| c.result(*id).is_some()));
+    c.drive_until(|c| c.result(first).is_some());
+    assert_eq!(c.served_by(first), "a");
+    for id in later {
+        c.served_by(id);
+    }
+    c.drive_until(|c| c.pool.replica_state("a") == ReplicaState::Idle);
+    assert_ne!(c.live_conns("a"), old, "a new connection");
+}

@@ -27,9 +27,12 @@ pub(super) struct Replica {
     /// A call has succeeded on the current connection: if it drops, the
     /// replica is redialed at once and its backoff starts over.
     pub(super) proven: bool,
-    /// The current connection's server said goaway: once drained, the
-    /// replica is redialed rather than forgotten.
+    /// The current connection's server said goaway: it carries no new
+    /// call, and once drained the replica is redialed (or forgotten, if
+    /// `removed`).
     pub(super) going_away: bool,
+    /// The resolver no longer names it (it is draining to be forgotten).
+    pub(super) removed: bool,
     /// Calls placed here whose link has not reported their end yet,
     /// including ones the router already finished (cancelled, expired).
     pub(super) calls: IdMap<()>,
@@ -61,13 +64,16 @@ impl Router {
         let keep: BTreeSet<&str> = addrs.iter().map(String::as_str).collect();
         for addr in &keep {
             match self.by_addr.get(*addr) {
-                Some(&slot)
-                    if self.replica(slot).state == ReplicaState::Draining
-                        && !self.replica(slot).going_away =>
-                {
-                    // Back before it closed: reuse its connection.
-                    self.replica_mut(slot).state = ReplicaState::Active;
-                    self.add_ready(slot);
+                Some(&slot) if self.replica(slot).state == ReplicaState::Draining => {
+                    let r = self.replica_mut(slot);
+                    r.removed = false;
+                    // Back before it closed: reuse its connection, unless
+                    // its server said goaway (then it is redialed once
+                    // drained).
+                    if !r.going_away {
+                        r.state = ReplicaState::Active;
+                        self.add_ready(slot);
+                    }
                 }
                 Some(_) => {}
                 None => self.add_replica(addr),
@@ -82,11 +88,13 @@ impl Router {
         for slot in gone {
             match self.replica(slot).state {
                 ReplicaState::Active => {
-                    self.replica_mut(slot).state = ReplicaState::Draining;
+                    let r = self.replica_mut(slot);
+                    r.state = ReplicaState::Draining;
+                    r.removed = true;
                     self.remove_ready(slot);
                 }
                 // Gone from the resolver too: forgotten once drained.
-                ReplicaState::Draining => self.replica_mut(slot).going_away = false,
+                ReplicaState::Draining => self.replica_mut(slot).removed = true,
                 _ => self.remove_replica(slot),
             }
         }
@@ -107,6 +115,7 @@ impl Router {
             last_error: None,
             proven: false,
             going_away: false,
+            removed: false,
             calls: IdMap::default(),
         };
         let slot = match self.free_slots.pop() {
@@ -259,7 +268,7 @@ impl Router {
         if r.calls.is_empty() {
             match r.state {
                 ReplicaState::Active => r.state = ReplicaState::Idle,
-                ReplicaState::Draining if r.going_away => self.redial_after_goaway(slot),
+                ReplicaState::Draining if !r.removed => self.redial_after_goaway(slot),
                 ReplicaState::Draining => self.remove_replica(slot),
                 _ => {}
             }
@@ -290,8 +299,13 @@ impl Router {
         tracing::debug!(addr = %r.addr, reason, calls = r.calls.len(), "replica going away");
         match r.state {
             ReplicaState::Idle | ReplicaState::Active => {}
-            // Already leaving for the resolver, or not ready yet (a goaway
-            // cannot come before the handshake).
+            // Leaving for the resolver: its connection must not come back
+            // if the resolver names it again.
+            ReplicaState::Draining => {
+                r.going_away = true;
+                return;
+            }
+            // Not ready yet: a goaway cannot come before the handshake.
             _ => return,
         }
         r.going_away = true;
@@ -312,6 +326,7 @@ impl Router {
         let conn = r.conn.take().expect("open connection");
         r.state = ReplicaState::Disconnected;
         r.going_away = false;
+        r.removed = false;
         r.proven = false;
         r.last_error = None;
         self.conns.remove(&conn.0);
@@ -355,7 +370,7 @@ impl Router {
         // Only a connection a call succeeded on counts as progress: one that
         // handshakes and drops backs off like a failed dial.
         let progressed = r.proven;
-        if going_away && !closed {
+        if going_away && !closed && !r.removed {
             return self.redial_after_goaway(slot);
         }
         if closed || r.state == ReplicaState::Draining {
@@ -390,7 +405,7 @@ impl Router {
             let r = self.replica(slot);
             match (r.state, &r.last_error) {
                 // Its server is restarting: it will be back.
-                (ReplicaState::Draining, _) if r.going_away => return None,
+                (ReplicaState::Draining, _) if r.going_away && !r.removed => return None,
                 (ReplicaState::Draining, _) => {}
                 (ReplicaState::Disconnected, Some(e)) => failures.push(format!("{addr}: {e}")),
                 _ => return None,

@@ -45,6 +45,8 @@ struct SimConn {
     to_server: VecDeque<(Instant, Vec<u8>)>,
     to_client: VecDeque<(Instant, Vec<u8>)>,
     received: usize,
+    /// Its server is shutting down: closed once its core is finished.
+    stopping: bool,
 }
 
 pub struct Cluster {
@@ -189,6 +191,7 @@ impl Cluster {
         self.servers.get_mut(addr).unwrap().stopping = true;
         let deadline = self.now + grace;
         for c in self.conns.values_mut().filter(|c| c.addr == addr) {
+            c.stopping = true;
             c.server.shutdown(self.now, deadline);
         }
     }
@@ -202,6 +205,12 @@ impl Cluster {
     /// A new server on the same address, once the old one stopped.
     pub fn restart_server(&mut self, addr: &str) {
         assert!(self.server_stopped(addr), "{addr} is still running");
+        self.servers.get_mut(addr).unwrap().stopping = false;
+    }
+
+    /// Lets `addr` accept new connections again while its old ones still
+    /// drain (a new server process beside the old one).
+    pub fn restart_server_early(&mut self, addr: &str) {
         self.servers.get_mut(addr).unwrap().stopping = false;
     }
 
@@ -345,6 +354,7 @@ impl Cluster {
                             to_server: VecDeque::new(),
                             to_client: VecDeque::new(),
                             received: 0,
+                            stopping: false,
                         },
                     );
                     self.pool.handle_dial_ok(now, conn);
@@ -391,7 +401,7 @@ impl Cluster {
             // A stopping server closes a connection its core is done with,
             // after the client has had every byte it sent.
             if let Some(c) = self.conns.get(&id)
-                && self.servers[&c.addr].stopping
+                && c.stopping
                 && c.server.is_finished()
                 && c.to_client.is_empty()
             {
