@@ -33,7 +33,9 @@ pub use resolver::{
     ConstantResolver, DynamicResolver, Endpoint, MioEndpoints, ResolveError, Resolved, Resolver,
     SharedEndpoint,
 };
-pub use server::{HandlerError, HandlerMap, HandlerResult, Request, Server, ServerOptions};
+pub use server::{
+    HandlerError, HandlerMap, HandlerResult, Request, Server, ServerOptions, Shutdown,
+};
 pub use stream::Stream;
 pub use weft_proto as proto;
 pub use weft_proto::Backoff;

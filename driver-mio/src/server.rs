@@ -29,7 +29,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 use weft_driver::server::{AcceptBackoff, AcceptFailure, Dispatcher, InlinePolicy, catch_panic};
-pub use weft_driver::server::{HandlerError, HandlerResult, Request, ServerOptions};
+pub use weft_driver::server::{HandlerError, HandlerResult, Request, ServerOptions, Shutdown};
 use weft_proto::{NetEndpoint, ServerConn};
 
 use crate::stream::{Stream, drained_by_short_read, read_once, write_once};
@@ -140,6 +140,8 @@ struct Conns {
     /// After running out of descriptors, no accept before this.
     accept_paused_until: Option<Instant>,
     backoff: AcceptBackoff,
+    /// The [`Shutdown`] generation the connections were last told of.
+    shutdown_seen: u64,
     /// Scratch space reused by every turn, so a turn does not allocate.
     scratch: Scratch,
 }
@@ -180,8 +182,11 @@ struct Shared {
     conns: Mutex<Conns>,
     sched: Mutex<Sched>,
     cv: Condvar,
-    waker: Waker,
+    waker: Arc<Waker>,
     registry: Registry,
+    shutdown: Shutdown,
+    /// Notified (with `conns`) when a shutdown has closed every connection.
+    stopped: Condvar,
     done: Mutex<Vec<(usize, u64, HandlerResult)>>,
     handlers: HandlerMap,
     opts: ServerOptions,
@@ -223,7 +228,12 @@ impl Server {
         opts: ServerOptions,
     ) -> io::Result<Server> {
         let poll = Poll::new()?;
-        let waker = Waker::new(poll.registry(), WAKER)?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let shutdown = Shutdown::new();
+        let loop_waker = waker.clone();
+        shutdown.on_change(move || {
+            let _ = loop_waker.wake();
+        });
         let (mut listener, local) = match endpoint {
             NetEndpoint::Tcp(addr) => {
                 let addr = std::net::ToSocketAddrs::to_socket_addrs(addr.as_str())?
@@ -250,6 +260,7 @@ impl Server {
                 accept_pending: false,
                 accept_paused_until: None,
                 backoff: AcceptBackoff::new(),
+                shutdown_seen: 0,
                 scratch: Scratch::default(),
             }),
             sched: Mutex::new(Sched {
@@ -264,6 +275,8 @@ impl Server {
             cv: Condvar::new(),
             waker,
             registry,
+            shutdown,
+            stopped: Condvar::new(),
             done: Mutex::new(Vec::new()),
             handlers,
             opts,
@@ -287,45 +300,6 @@ impl Server {
     /// The endpoint clients dial (with the real port).
     pub fn local_endpoint(&self) -> &NetEndpoint {
         &self.local
-    }
-
-    /// Stops accepting, closes every connection (cancelling handlers), and
-    /// waits for the server's threads to finish.
-    pub fn shutdown(self) {
-        self.stop();
-    }
-
-    fn stop(&self) {
-        // Workers stop leading first: wake the leader out of poll and the
-        // followers out of their wait; each sees the flag on its way out.
-        self.shared.sched().shutdown = true;
-        self.shared.cv.notify_all();
-        let _ = self.shared.waker.wake();
-        if let Some(w) = self.shared.watchdog.lock().expect("unpoisoned").as_ref() {
-            w.unpark();
-        }
-        {
-            let mut conns = self.shared.lock_conns();
-            let now = Instant::now();
-            conns.listener = None;
-            for c in conns.by_token.values_mut() {
-                c.core.close(now);
-            }
-            // Cancels every handler still running, so the joins below end.
-            self.shared.process(&mut conns, now);
-        }
-        let threads = std::mem::take(&mut *self.shared.threads.lock().expect("unpoisoned"));
-        for t in threads {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if !self.shared.sched().shutdown {
-            self.stop();
-        }
     }
 }
 
@@ -551,6 +525,10 @@ impl Shared {
         let config = self.opts.server_config(weft_driver::random_seed());
         loop {
             let Some(l) = &conns.listener else { return };
+            // At max_connections: left pending, accepted once one closes.
+            if !self.opts.accepts_more(conns.by_token.len()) {
+                return;
+            }
             match l.accept() {
                 Ok(mut stream) => {
                     conns.backoff.on_success();
@@ -602,6 +580,7 @@ impl Shared {
     /// timer left, and whether work is left that the next turn can do at
     /// once.
     fn process(&self, conns: &mut Conns, now: Instant) -> (Option<Instant>, bool) {
+        self.apply_shutdown(conns, now);
         let mut scratch = std::mem::take(&mut conns.scratch);
         std::mem::swap(
             &mut *self.done.lock().expect("unpoisoned"),
@@ -661,6 +640,12 @@ impl Shared {
                 let _ = self.registry.deregister(&mut c.stream);
             }
         }
+        self.notify_if_stopped(conns);
+        // A connection closed under max_connections: accept what waits.
+        busy |= conns.accept_pending
+            && conns.listener.is_some()
+            && conns.accept_paused_until.is_none()
+            && self.opts.accepts_more(conns.by_token.len());
         if !jobs.is_empty() {
             let mut s = self.sched();
             s.jobs.extend(jobs.drain(..));
@@ -746,5 +731,6 @@ fn flush_conn(c: &mut Conn, token: Token, registry: &Registry, now: Instant) -> 
     false
 }
 
+mod shutdown;
 #[cfg(test)]
 mod tests;

@@ -27,7 +27,7 @@ use weft_driver::server::{
     AcceptBackoff, AcceptFailure, CatchPanic, Dispatch, Dispatcher, InlinePolicy, catch_panic,
     poll_catching,
 };
-pub use weft_driver::server::{HandlerError, HandlerResult, Request, ServerOptions};
+pub use weft_driver::server::{HandlerError, HandlerResult, Request, ServerOptions, Shutdown};
 use weft_proto::ServerConn;
 
 type Handler = dyn Fn(Request) -> BoxFuture<'static, HandlerResult> + Send + Sync;
@@ -138,8 +138,14 @@ pub async fn serve(
     serve_until(listener, handlers, opts, std::future::pending()).await
 }
 
-/// Serves like [`serve`] until `shutdown` completes; then stops accepting,
-/// closes every connection (cancelling their handlers) and returns.
+/// Serves like [`serve`] until `signal` completes, then shuts down
+/// gracefully, as tonic's `serve_with_shutdown`: accepting stops, clients
+/// that speak weft's protocol version 1 are told to go elsewhere (goaway),
+/// the requests already received run to completion, and after
+/// [`ServerOptions::shutdown_grace`] the handlers still running are
+/// cancelled and their callers answered with a cancellation error. Returns
+/// once every connection is closed. For a second signal that stops at
+/// once, use [`serve_with_shutdown`].
 ///
 /// ```no_run
 /// # async fn demo() -> std::io::Result<()> {
@@ -156,22 +162,52 @@ pub async fn serve_until(
     listener: impl Into<Listener>,
     handlers: HandlerMap,
     opts: ServerOptions,
-    shutdown: impl Future<Output = ()>,
+    signal: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let shutdown = Shutdown::new();
+    let trigger = shutdown.clone();
+    let grace = opts.shutdown_grace;
+    let serving = serve_with_shutdown(listener, handlers, opts, shutdown);
+    let signal = async move {
+        signal.await;
+        trigger.graceful(grace);
+        std::future::pending::<()>().await;
+    };
+    tokio::select! {
+        result = serving => result,
+        () = signal => unreachable!("pending"),
+    }
+}
+
+/// Serves like [`serve`] until `shutdown` is triggered: gracefully
+/// ([`Shutdown::graceful`], as [`serve_until`] describes) or at once
+/// ([`Shutdown::immediate`], also after a graceful start). Returns once
+/// every connection is closed.
+pub async fn serve_with_shutdown(
+    listener: impl Into<Listener>,
+    handlers: HandlerMap,
+    opts: ServerOptions,
+    shutdown: Shutdown,
 ) -> io::Result<()> {
     let listener = listener.into();
     let handlers = Arc::new(handlers);
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let (stop_tx, stop_rx) = watch::channel(None);
     let mut tasks = tokio::task::JoinSet::new();
-    let mut shutdown = std::pin::pin!(shutdown);
     let mut backoff = AcceptBackoff::new();
     let pause = tokio::time::sleep(std::time::Duration::ZERO);
     let mut pause = std::pin::pin!(pause);
     let mut paused = false;
+    let mut seen = shutdown.generation();
     let result = loop {
+        if shutdown.deadline().is_some() {
+            break Ok(());
+        }
         tokio::select! {
-            _ = &mut shutdown => break Ok(()),
+            g = shutdown.changed(seen) => seen = g,
             () = &mut pause, if paused => paused = false,
-            accepted = listener.accept(), if !paused => match accepted {
+            // At max_connections the listener is not polled: clients wait
+            // in its backlog until a connection ends (reaped below).
+            accepted = listener.accept(), if !paused && opts.accepts_more(tasks.len()) => match accepted {
                 Ok(stream) => {
                     backoff.on_success();
                     tasks.spawn(serve_conn(stream, handlers.clone(), opts, stop_rx.clone()));
@@ -189,8 +225,22 @@ pub async fn serve_until(
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
         }
     };
-    let _ = stop_tx.send(true);
-    while tasks.join_next().await.is_some() {}
+    drop(listener);
+    if result.is_err() {
+        shutdown.immediate();
+    }
+    // Each connection drains by its core's rules; a later trigger (the
+    // second signal) brings every deadline forward.
+    let _ = stop_tx.send(shutdown.deadline());
+    loop {
+        tokio::select! {
+            g = shutdown.changed(seen) => {
+                seen = g;
+                let _ = stop_tx.send(shutdown.deadline());
+            }
+            joined = tasks.join_next() => if joined.is_none() { break },
+        }
+    }
     result
 }
 
@@ -201,7 +251,7 @@ pub fn serve_on(
     handlers: HandlerMap,
     opts: ServerOptions,
 ) -> tokio::task::JoinHandle<()> {
-    let (_, stop) = watch::channel(false);
+    let (_, stop) = watch::channel(None);
     tokio::spawn(serve_conn(Box::new(stream), Arc::new(handlers), opts, stop))
 }
 
@@ -223,17 +273,33 @@ struct ServerTask {
     done_tx: mpsc::UnboundedSender<Finished>,
     done_rx: mpsc::UnboundedReceiver<Finished>,
     sleep: Pin<Box<tokio::time::Sleep>>,
-    /// Completes with `true` when the server shuts down (`false`: it never
-    /// will). Kept across polls: a watch future dropped after `Pending`
+    /// Completes with the server's shutdown deadline each time it is set
+    /// or brought forward (`None`: the server is gone and it never will
+    /// be). Kept across polls: a watch future dropped after `Pending`
     /// would take its wakeup registration with it.
-    stop: Option<BoxFuture<'static, bool>>,
+    stop: Option<BoxFuture<'static, StopChange>>,
+}
+
+type StopRx = watch::Receiver<Option<Instant>>;
+type StopChange = Option<(Instant, StopRx)>;
+
+/// The next shutdown deadline `stop` announces, with the receiver to wait
+/// for the one after: the current one if `first`, else the next change.
+fn next_stop(mut stop: StopRx, first: bool) -> BoxFuture<'static, StopChange> {
+    Box::pin(async move {
+        if !first {
+            stop.changed().await.ok()?;
+        }
+        let deadline = *stop.wait_for(Option::is_some).await.ok()?;
+        Some((deadline?, stop))
+    })
 }
 
 async fn serve_conn(
     stream: BoxStream,
     handlers: Arc<HandlerMap>,
     opts: ServerOptions,
-    stop: watch::Receiver<bool>,
+    stop: StopRx,
 ) {
     let now = Instant::now();
     let config = opts.server_config(weft_driver::random_seed());
@@ -248,10 +314,7 @@ async fn serve_conn(
         done_tx,
         done_rx,
         sleep: Box::pin(tokio::time::sleep_until(now.into())),
-        stop: Some(Box::pin(async move {
-            let mut stop = stop;
-            stop.wait_for(|s| *s).await.is_ok()
-        })),
+        stop: Some(next_stop(stop, true)),
     };
     poll_fn(|cx| task.poll(cx)).await;
 }
@@ -262,11 +325,12 @@ impl ServerTask {
             let now = Instant::now();
             let mut progressed = false;
             if let Some(stop) = self.stop.as_mut()
-                && let Poll::Ready(stopping) = stop.as_mut().poll(cx)
+                && let Poll::Ready(change) = stop.as_mut().poll(cx)
             {
                 self.stop = None;
-                if stopping {
-                    self.conn.close(now);
+                if let Some((deadline, rx)) = change {
+                    self.conn.shutdown(now, deadline);
+                    self.stop = Some(next_stop(rx, false));
                     progressed = true;
                 }
             }

@@ -77,6 +77,13 @@ pub enum CallError {
     /// connection error.
     #[error("context deadline exceeded waiting for a replica: {0}")]
     DeadlineWaitingForReplica(String),
+    /// The server is going away (a goaway frame, protocol version 1) and
+    /// did not run the call: it is safe to send again, and a pool sends it
+    /// to another replica by itself. Only a [`ClientConn`](crate::ClientConn)
+    /// used on its own, or a pool that closed meanwhile, reports it. The
+    /// text is the server's reason.
+    #[error("not processed: the server is going away ({0})")]
+    Unprocessed(String),
 }
 
 impl CallError {
@@ -84,6 +91,12 @@ impl CallError {
     /// or may not have run. Retrying applies to these.
     pub fn is_communication(&self) -> bool {
         matches!(self, Self::Connection(_) | Self::BadErrorPayload(_))
+    }
+
+    /// The server did not run the call because it is going away: sending
+    /// it again is safe.
+    pub fn is_unprocessed(&self) -> bool {
+        matches!(self, Self::Unprocessed(_))
     }
 
     /// No replica was reachable (including a deadline that passed while

@@ -50,6 +50,16 @@ pub enum ClientEvent {
         /// The response bytes or why there are none.
         result: Result<Bytes, CallError>,
     },
+    /// The server is going away (protocol version 1): no call starts on
+    /// this connection any more. Calls above `last_id` were not run and end
+    /// next with [`CallError::Unprocessed`]; those at or below it are
+    /// still answered. Reported once.
+    GoAway {
+        /// The highest request id the server will answer.
+        last_id: u64,
+        /// The server's reason.
+        reason: String,
+    },
     /// The connection is finished; every call on it has already ended.
     /// Nothing more will be written; the driver closes the transport.
     Failed(ConnError),
@@ -130,6 +140,8 @@ pub struct ClientConn {
     waiting: VecDeque<u64>,
     deadlines: TimerQueue<u64>,
     events: VecDeque<ClientEvent>,
+    /// Set by a goaway: the server's reason; no call starts any more.
+    going_away: Option<String>,
 }
 
 impl ClientConn {
@@ -137,7 +149,7 @@ impl ClientConn {
     /// is queued at once: the client always speaks first.
     pub fn new(now: Instant, config: ConnConfig) -> Self {
         let mut tx = Transmit::new(config.flatten_limit);
-        tx.push_version(Version::CURRENT);
+        tx.push_version(Version::LATEST);
         ClientConn {
             now,
             state: State::Handshaking,
@@ -148,6 +160,7 @@ impl ClientConn {
             waiting: VecDeque::new(),
             deadlines: TimerQueue::default(),
             events: VecDeque::new(),
+            going_away: None,
         }
     }
 
@@ -172,6 +185,11 @@ impl ClientConn {
             State::Failed(e) => Some(e),
             _ => None,
         }
+    }
+
+    /// Whether the server said goaway: no call starts here any more.
+    pub fn is_going_away(&self) -> bool {
+        self.going_away.is_some()
     }
 
     /// Calls started and not yet ended.
@@ -222,8 +240,9 @@ impl ClientConn {
     // ---- commands ----
 
     /// Starts a call. Its end is reported by a [`ClientEvent::Done`] with
-    /// the returned id: at once if the deadline has already passed or the
-    /// connection has failed (nothing is sent then).
+    /// the returned id: at once if the deadline has already passed, the
+    /// connection has failed, or the server said goaway
+    /// ([`CallError::Unprocessed`]); nothing is sent then.
     pub fn start_call(
         &mut self,
         now: Instant,
@@ -247,6 +266,9 @@ impl ClientConn {
         let limit = self.decoder.max_payload();
         let early_end = match &self.state {
             State::Failed(e) => Some(CallError::Connection(e.clone())),
+            _ if let Some(reason) = &self.going_away => {
+                Some(CallError::Unprocessed(reason.clone()))
+            }
             _ if opts.deadline.is_some_and(|d| d <= self.now) => Some(CallError::DeadlineExceeded),
             // Sent, it would break the connection for every call on it.
             _ if size > limit => Some(CallError::RequestTooLarge { size, limit }),
@@ -384,7 +406,7 @@ impl ClientConn {
     fn on_message(&mut self, msg: Message) {
         match (&self.state, msg) {
             (State::Handshaking, Message::Version(peer)) => {
-                let version = Version::CURRENT.negotiate(peer);
+                let version = Version::LATEST.negotiate(peer);
                 self.state = State::Ready(version);
                 self.events.push_back(ClientEvent::Connected { version });
                 self.send_waiting();
@@ -408,10 +430,45 @@ impl ClientConn {
                     self.done(id, Err(err));
                 }
             }
-            (_, other @ (Message::Request { .. } | Message::Cancel { .. })) => {
-                self.fail(PeerError::UnexpectedMessage(other.message_type()).into())
+            (State::Ready(v), Message::GoAway(goaway)) if v.has_goaway() => {
+                self.go_away(goaway.last_id, goaway.reason)
             }
+            (
+                _,
+                other @ (Message::Request { .. } | Message::Cancel { .. } | Message::GoAway(_)),
+            ) => self.fail(PeerError::UnexpectedMessage(other.message_type()).into()),
         }
+    }
+
+    /// The server starts nothing above `last_id`: calls above it end as
+    /// unprocessed, in id order, and so does every later start. Only the
+    /// first goaway counts: what it promised to answer stays promised.
+    fn go_away(&mut self, last_id: u64, reason: String) {
+        if self.going_away.is_some() {
+            return;
+        }
+        tracing::debug!(
+            last_id,
+            reason,
+            calls = self.calls.len(),
+            "server going away"
+        );
+        self.events.push_back(ClientEvent::GoAway {
+            last_id,
+            reason: reason.clone(),
+        });
+        let mut unrun: Vec<u64> = self
+            .calls
+            .keys()
+            .copied()
+            .filter(|&id| id > last_id)
+            .collect();
+        unrun.sort_unstable();
+        for id in unrun {
+            self.calls.remove(&id);
+            self.done(id, Err(CallError::Unprocessed(reason.clone())));
+        }
+        self.going_away = Some(reason);
     }
 
     fn send_waiting(&mut self) {

@@ -10,7 +10,7 @@
 /// closed and no other connection is affected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
-    /// The low byte of the frame header is not one of the five message types.
+    /// The low byte of the frame header is not one of the six message types.
     #[error("unknown message type {0}")]
     UnknownMessageType(u8),
     /// The frame header announces a payload above the configured limit.
@@ -40,6 +40,12 @@ pub enum DecodeError {
     /// A version frame's payload is shorter than the 4-byte version number.
     #[error("bad version message length {0}, must be >= 4")]
     VersionTooShort(usize),
+    /// A goaway frame carried a non-zero id.
+    #[error("invalid ID {0} in goaway")]
+    GoAwayNonZeroId(u64),
+    /// A goaway frame's payload is shorter than its 8-byte last id.
+    #[error("bad goaway message length {0}, must be >= 8")]
+    GoAwayTooShort(usize),
     /// A request payload is too short to hold its own 4-byte header length.
     #[error("request payload of {0} bytes has no room for the header length")]
     MissingHeaderLength(usize),

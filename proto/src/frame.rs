@@ -46,6 +46,9 @@ pub enum MessageType {
     ErrorResponse = 3,
     /// The client abandoned the call with this id.
     Cancel = 4,
+    /// weft's extension, only under version 1 or later: the server starts
+    /// no call above the id it names ([`GoAway`](crate::GoAway)).
+    GoAway = 5,
 }
 
 impl MessageType {
@@ -57,6 +60,7 @@ impl MessageType {
             2 => Self::Response,
             3 => Self::ErrorResponse,
             4 => Self::Cancel,
+            5 => Self::GoAway,
             other => return Err(DecodeError::UnknownMessageType(other)),
         })
     }

@@ -172,7 +172,7 @@ pub fn client_conn(data: &[u8]) {
 }
 
 /// A server connection after a valid handshake, fed arbitrary client bytes
-/// interleaved with handler answers and timer ticks. Checks that a request
+/// interleaved with handler answers, timer ticks and graceful shutdowns. Checks that a request
 /// is cancelled at most once and only while in flight.
 pub fn server_conn(data: &[u8]) {
     use crate::{RemoteError, ServerConn, ServerEvent};
@@ -181,9 +181,14 @@ pub fn server_conn(data: &[u8]) {
 
     let mut now = Instant::now();
     let mut conn = ServerConn::new(now, CONN_FUZZ_CONFIG);
+    // Half the inputs speak version 1 (goaway on shutdown), half 0; by
+    // length, so that the corpus keeps its meaning.
+    let version = (data.len() % 2) as u8;
     conn.handle_input(
         now,
-        &[0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        &[
+            0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, version, 0, 0, 0,
+        ],
     );
     let mut in_flight: Vec<u64> = Vec::new();
     let mut cancelled = HashSet::new();
@@ -216,6 +221,11 @@ pub fn server_conn(data: &[u8]) {
                     }
                     in_flight.retain(|x| *x != id);
                 }
+            }
+            // A graceful shutdown, its grace from the next byte (0: at once).
+            4 if (op / 6) % 4 == 3 => {
+                let grace = Duration::from_millis(u64::from(s.byte().unwrap_or(0)));
+                conn.shutdown(now, now + grace);
             }
             4 => {
                 now += Duration::from_micros(u64::from(s.byte().unwrap_or(0)) * 1000);
@@ -252,7 +262,8 @@ pub fn server_conn(data: &[u8]) {
 
 /// A pool over up to three replicas, driven by a script: calls started
 /// (with or without deadline, retry, wait-for-ready) and cancelled, dials
-/// that succeed or fail, server bytes (a version reply or anything),
+/// that succeed or fail, server bytes (a version 0 or 1 reply, a goaway,
+/// or anything),
 /// broken transports, endpoint sets changing, time passing. Checks Service
 /// Weaver's replica invariants after every step, that no call ends twice,
 /// and that after `close` every call has ended.
@@ -363,12 +374,25 @@ pub fn pool(data: &[u8]) {
             }
             4 => {
                 if let Some(conn) = pick(&mut s, &open) {
-                    if op & 8 != 0 {
-                        pool.handle_input(now, conn, &VERSION_REPLY);
-                    } else {
-                        let n = usize::from(s.byte().unwrap_or(0));
-                        let bytes = s.take(n).to_vec();
-                        pool.handle_input(now, conn, &bytes);
+                    let mut v1 = VERSION_REPLY;
+                    v1[16] = 1;
+                    match (op >> 3) & 3 {
+                        1 => pool.handle_input(now, conn, &VERSION_REPLY),
+                        2 => pool.handle_input(now, conn, &v1),
+                        // A goaway (after a version-1 reply, or a protocol
+                        // error after a version-0 one).
+                        3 => {
+                            let mut tx = crate::Transmit::new(0);
+                            tx.push_goaway(u64::from(s.byte().unwrap_or(0)), "fuzz");
+                            let mut frame = Vec::new();
+                            tx.drain_into(&mut frame);
+                            pool.handle_input(now, conn, &frame);
+                        }
+                        _ => {
+                            let n = usize::from(s.byte().unwrap_or(0));
+                            let bytes = s.take(n).to_vec();
+                            pool.handle_input(now, conn, &bytes);
+                        }
                     }
                 }
             }

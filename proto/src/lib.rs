@@ -51,6 +51,7 @@ mod endpoint;
 mod error;
 mod error_payload;
 mod frame;
+mod goaway;
 mod handler;
 mod handshake;
 mod header;
@@ -80,6 +81,7 @@ pub use frame::{
     DEFAULT_MAX_PAYLOAD, Frame, FrameDecoder, FrameHeader, HEADER_LEN, MAX_ENCODABLE_PAYLOAD,
     MessageType, READ_BUFFER_UNIT,
 };
+pub use goaway::{GoAway, MAX_GOAWAY_REASON};
 pub use handshake::Version;
 pub use header::{HeaderFields, RequestHeader, decode_request};
 pub use message::Message;
@@ -95,7 +97,7 @@ pub use error::ConnError;
 pub use handler::{HandlerError, HandlerResult};
 pub use server::{
     CancelReason, DEFAULT_BODY_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_QUEUED_OUTPUT,
-    LINGER, Request, ServerConfig, ServerConn, ServerEvent,
+    IDLE_REASON, LINGER, Request, SHUTDOWN_REASON, ServerConfig, ServerConn, ServerEvent,
 };
 
 // The client over many replicas.

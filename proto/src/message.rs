@@ -2,6 +2,7 @@
 
 use crate::error::DecodeError;
 use crate::frame::{Frame, FrameDecoder, MessageType};
+use crate::goaway::GoAway;
 use crate::handshake::Version;
 use crate::header::{RequestHeader, decode_request};
 use bytes::Bytes;
@@ -40,6 +41,8 @@ pub enum Message {
         /// Call id.
         id: u64,
     },
+    /// The server starts no call above `last_id` (version 1 and later).
+    GoAway(GoAway),
 }
 
 impl Message {
@@ -61,6 +64,7 @@ impl Message {
                 payload: frame.payload,
             },
             MessageType::Cancel => Message::Cancel { id },
+            MessageType::GoAway => Message::GoAway(GoAway::decode(id, &frame.payload)?),
         })
     }
 }
@@ -74,6 +78,7 @@ impl Message {
             Message::Response { .. } => MessageType::Response,
             Message::ErrorResponse { .. } => MessageType::ErrorResponse,
             Message::Cancel { .. } => MessageType::Cancel,
+            Message::GoAway(_) => MessageType::GoAway,
         }
     }
 }

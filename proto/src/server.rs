@@ -11,6 +11,10 @@ use bytes::{Bytes, BytesMut};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+mod drain;
+
+use drain::Drain;
+
 /// A request for a handler.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
@@ -38,6 +42,9 @@ pub enum CancelReason {
     DeadlineExceeded,
     /// The connection failed; no response can be delivered.
     ConnectionLost,
+    /// The server is shutting down and its grace period ran out; the
+    /// caller was answered with a cancellation error.
+    Shutdown,
 }
 
 /// What a [`ServerConn`] reports.
@@ -54,7 +61,9 @@ pub enum ServerEvent {
         reason: CancelReason,
     },
     /// The connection is finished; every in-flight request got a
-    /// [`ServerEvent::Cancel`] first. The driver closes the transport.
+    /// [`ServerEvent::Cancel`] first. The driver closes the transport once
+    /// [`ServerConn::is_finished`]. After a graceful shutdown the error is
+    /// [`ConnError::Closed`].
     Failed(ConnError),
 }
 
@@ -75,6 +84,11 @@ pub struct ServerConfig {
     /// read its answers gets TCP backpressure instead of growing the server
     /// (default 4 MiB).
     pub max_queued_output: usize,
+    /// How long a connection may stay open with nothing in flight before
+    /// the server ends it: a goaway for a version-1 client (which closes
+    /// it and dials again when it needs to), a close for a version-0 one.
+    /// `None` (the default) keeps idle connections.
+    pub idle_timeout: Option<Duration>,
     /// Keys the hash of the request table, whose keys the peer chooses.
     /// A driver draws one per connection from OS randomness; a fixed seed
     /// is for deterministic tests only.
@@ -89,7 +103,17 @@ pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_MAX_QUEUED_OUTPUT: usize = 4 << 20;
 /// How long a connection the peer broke keeps trying to deliver what was
 /// already queued for it (the version reply, an error) before it is closed.
+/// Also how long a drained version-1 connection waits for its client to
+/// close it (which the client does once its calls have ended) before the
+/// server closes it.
 pub const LINGER: Duration = Duration::from_secs(1);
+
+/// The reason a shutdown's goaway carries.
+pub const SHUTDOWN_REASON: &str = "server shutting down";
+
+/// The reason an idle connection's goaway carries
+/// ([`ServerConfig::idle_timeout`]).
+pub const IDLE_REASON: &str = "idle";
 
 impl Default for ServerConfig {
     fn default() -> Self {
@@ -98,6 +122,7 @@ impl Default for ServerConfig {
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             body_timeout: DEFAULT_BODY_TIMEOUT,
             max_queued_output: DEFAULT_MAX_QUEUED_OUTPUT,
+            idle_timeout: None,
             hash_seed: 0,
         }
     }
@@ -154,6 +179,11 @@ pub struct ServerConn {
     frame_due: Option<Instant>,
     /// After a failure, when queued output is dropped if still unwritten.
     linger_until: Option<Instant>,
+    /// The highest request id received: what a goaway promises to answer.
+    last_request: u64,
+    drain: Option<Drain>,
+    /// When the connection counts as idle ([`ServerConfig::idle_timeout`]).
+    idle_due: Option<Instant>,
 }
 
 impl ServerConn {
@@ -173,6 +203,9 @@ impl ServerConn {
             handshake_due: Some(now + config.handshake_timeout),
             frame_due: None,
             linger_until: None,
+            last_request: 0,
+            drain: None,
+            idle_due: None,
         }
     }
 
@@ -194,10 +227,19 @@ impl ServerConn {
     }
 
     /// Whether the driver should read the transport now: not after a
-    /// failure, and not while more than
-    /// [`ServerConfig::max_queued_output`] bytes wait to be written.
+    /// failure, not while more than [`ServerConfig::max_queued_output`]
+    /// bytes wait to be written, and not while a version-0 connection
+    /// drains (it has no goaway, so new requests are simply left unread; a
+    /// version-1 connection is read on, for cancels and the client's
+    /// close).
     pub fn wants_read(&self) -> bool {
-        self.failure.is_none() && self.tx.len() <= self.config.max_queued_output
+        let v0_draining = self.drain.is_some() && !self.version.is_some_and(Version::has_goaway);
+        self.failure.is_none() && self.tx.len() <= self.config.max_queued_output && !v0_draining
+    }
+
+    /// Whether a graceful shutdown has begun ([`shutdown`](Self::shutdown)).
+    pub fn is_draining(&self) -> bool {
+        self.drain.is_some()
     }
 
     /// Whether the driver is done with the connection: it failed or was
@@ -277,6 +319,8 @@ impl ServerConn {
             Ok(payload) => self.tx.push_response(id, &payload),
             Err(err) => self.tx.push_error(id, &err),
         }
+        self.touch();
+        self.check_drained();
     }
 
     /// Sends a handler's result, whatever it was: the response, its error,
@@ -359,6 +403,9 @@ impl ServerConn {
             self.handshake_due,
             self.frame_due,
             self.linger_until,
+            self.drain.and_then(|d| d.grace_due),
+            self.drain.and_then(|d| d.close_due),
+            self.idle_due,
         ]
         .into_iter()
         .flatten()
@@ -381,6 +428,17 @@ impl ServerConn {
         if self.linger_until.is_some_and(|t| t <= self.now) {
             self.linger_until = None;
             self.tx.advance(self.tx.len());
+        }
+        if let Some(d) = &mut self.drain {
+            if d.grace_due.take_if(|t| *t <= self.now).is_some() {
+                self.grace_expired();
+            } else if d.close_due.take_if(|t| *t <= self.now).is_some() {
+                tracing::debug!("drained connection not closed by the client; closing");
+                self.close_gracefully();
+            }
+        }
+        if self.idle_due.take_if(|t| *t <= self.now).is_some() {
+            self.idle_expired();
         }
         while let Some((at, id)) = self.deadlines.pop_due(self.now) {
             // A client may reuse the id of a request already answered; the
@@ -405,12 +463,25 @@ impl ServerConn {
     }
 
     fn on_message(&mut self, msg: Message) {
+        self.on_message_inner(msg);
+        self.touch();
+    }
+
+    fn on_message_inner(&mut self, msg: Message) {
         match msg {
             Message::Version(peer) => {
-                // Go's server answers every version frame, not just the first.
-                self.version = Some(Version::CURRENT.negotiate(peer));
+                // Go's server answers every version frame, not just the
+                // first. It answers with the version in use, which is what
+                // a Go server sends a Go client (0), so a Go client sees
+                // Service Weaver's bytes exactly.
+                let version = *self.version.get_or_insert(Version::LATEST.negotiate(peer));
                 self.handshake_due = None;
-                self.tx.push_version(Version::CURRENT);
+                self.tx.push_version(version);
+            }
+            // Sent after our goaway: the client learns from it that the
+            // request was not run and sends it elsewhere.
+            Message::Request { id, .. } if self.drain.is_some() => {
+                tracing::trace!(id, "discarded a request that crossed the goaway");
             }
             Message::Request { id, header, args } => {
                 if self.in_flight.contains_key(&id) {
@@ -423,6 +494,7 @@ impl ServerConn {
                     // Too far to represent: as good as none.
                     m => self.now.checked_add(Duration::from_micros(m as u64)),
                 };
+                self.last_request = self.last_request.max(id);
                 self.in_flight.insert(
                     id,
                     InFlight {
@@ -445,7 +517,9 @@ impl ServerConn {
                 }));
             }
             Message::Cancel { id } => self.cancel(id, CancelReason::Cancelled),
-            other @ (Message::Response { .. } | Message::ErrorResponse { .. }) => {
+            other @ (Message::Response { .. }
+            | Message::ErrorResponse { .. }
+            | Message::GoAway(_)) => {
                 self.fail(PeerError::UnexpectedMessage(other.message_type()).into())
             }
         }
@@ -455,6 +529,9 @@ impl ServerConn {
     /// arrives; the caller gets an error naming the limit, and the
     /// connection carries on (Go's server closes it instead).
     fn refuse_oversize(&mut self, id: u64, len: u64, max: u64) {
+        if self.drain.is_some() {
+            return; // crossed the goaway, like any request
+        }
         if self.in_flight.contains_key(&id) {
             return self.fail(PeerError::DuplicateRequestId(id).into());
         }
@@ -464,6 +541,17 @@ impl ServerConn {
     }
 
     fn fail(&mut self, err: ConnError) {
+        // What was queued before the peer broke the protocol still goes
+        // out (the version reply, as Go sends it before it reads on), for a
+        // short while.
+        let keep = matches!(err, ConnError::Peer(_)) && !self.tx.is_empty();
+        if keep && self.failure.is_none() {
+            self.linger_until = Some(self.now + LINGER);
+        }
+        self.fail_keeping_output(err, keep);
+    }
+
+    pub(super) fn fail_keeping_output(&mut self, err: ConnError, keep_output: bool) {
         if self.failure.is_some() {
             return;
         }
@@ -477,14 +565,9 @@ impl ServerConn {
         self.deadlines.clear();
         self.handshake_due = None;
         self.frame_due = None;
-        match err {
-            // What was queued before the peer broke the protocol still goes
-            // out (the version reply, as Go sends it before it reads on),
-            // for a short while.
-            ConnError::Peer(_) if !self.tx.is_empty() => {
-                self.linger_until = Some(self.now + LINGER);
-            }
-            _ => self.tx.advance(self.tx.len()),
+        self.drain = None;
+        if !keep_output {
+            self.tx.advance(self.tx.len());
         }
         self.events.push_back(ServerEvent::Failed(err.clone()));
         self.failure = Some(err);

@@ -176,6 +176,23 @@ impl Transmit {
         );
     }
 
+    /// Queues a goaway (weft's version-1 extension, [`crate::GoAway`]):
+    /// `u64 last_id | reason`, the reason cut to
+    /// [`MAX_GOAWAY_REASON`](crate::MAX_GOAWAY_REASON) bytes.
+    pub fn push_goaway(&mut self, last_id: u64, reason: &str) {
+        let reason = crate::goaway::GoAway::wire_reason(reason);
+        self.push_frame(
+            MessageType::GoAway,
+            0,
+            8 + reason.len(),
+            |b| {
+                b.put_slice(&last_id.to_le_bytes());
+                b.put_slice(reason.as_bytes());
+            },
+            &Bytes::new(),
+        );
+    }
+
     /// Queues a request: `u32 header length | header | args`.
     pub fn push_request(&mut self, id: u64, header: crate::header::HeaderFields<'_>, args: &Bytes) {
         let hlen = header.encoded_len();

@@ -4,6 +4,7 @@
 use bytes::Bytes;
 use proptest::prelude::*;
 use weft_proto::ErrorEntry;
+use weft_proto::GoAway;
 use weft_proto::Transmit;
 use weft_proto::{FrameDecoder, HEADER_LEN};
 use weft_proto::{Message, Metadata, MethodKey, RemoteError, RequestHeader, TraceContext, Version};
@@ -73,6 +74,8 @@ fn message() -> impl Strategy<Value = Message> {
             }
         }),
         any::<u64>().prop_map(|id| Message::Cancel { id }),
+        (any::<u64>(), ".{0,40}")
+            .prop_map(|(last_id, reason)| Message::GoAway(GoAway { last_id, reason })),
     ]
 }
 
@@ -87,6 +90,7 @@ fn encode(msgs: &[Message], flatten_limit: usize) -> Vec<u8> {
                 tx.push_error(*id, &RemoteError::decode(payload).unwrap())
             }
             Message::Cancel { id } => tx.push_cancel(*id),
+            Message::GoAway(g) => tx.push_goaway(g.last_id, &g.reason),
         }
     }
     let mut out = Vec::new();

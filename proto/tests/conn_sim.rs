@@ -50,8 +50,8 @@ fn handshake_then_calls_go_out() {
         let id = call(&mut p, b"early", &CallOptions::default());
         assert_eq!(p.client.transmit().len(), 20, "only the version frame");
         p.drive_until(|p| p.connected());
-        assert_eq!(p.client.version(), Some(Version::CURRENT));
-        assert_eq!(p.server.version(), Some(Version::CURRENT));
+        assert_eq!(p.client.version(), Some(Version::LATEST));
+        assert_eq!(p.server.version(), Some(Version::LATEST));
         p.drive_until(|p| !requests(p).is_empty());
         assert_eq!(requests(&p), [1], "ids start at 1");
         assert_eq!(id.0, 1);

@@ -11,6 +11,10 @@
 //! server.stop();
 //! ```
 
+mod load;
+
+pub use load::{Load, LoadReport};
+
 use bytes::Bytes;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -65,7 +69,7 @@ fn bind_endpoint(transport: Transport) -> (NetEndpoint, Option<std::path::PathBu
 enum ServerImpl {
     Tokio {
         rt: Arc<tokio::runtime::Runtime>,
-        stop: tokio::sync::oneshot::Sender<()>,
+        shutdown: weft_tokio::Shutdown,
         task: tokio::task::JoinHandle<std::io::Result<()>>,
     },
     Mio(weft_mio::Server),
@@ -96,24 +100,39 @@ impl TestServer {
         opts: ServerOptions,
     ) -> TestServer {
         let (bind, dir) = bind_endpoint(transport);
+        let mut server = Self::start_on(driver, &bind, name, opts);
+        server.dir = dir;
+        server
+    }
+
+    /// Starts a server named `name` on `bind` exactly (a restarted
+    /// server takes its predecessor's address).
+    pub fn start_on(
+        driver: Driver,
+        bind: &NetEndpoint,
+        name: &str,
+        opts: ServerOptions,
+    ) -> TestServer {
+        let dir = None;
         let service = Service::new(name);
         let (endpoint, inner) = match driver {
             Driver::Tokio => {
                 let rt = runtime();
-                let listener = rt
-                    .block_on(weft_tokio::Listener::bind(&bind))
-                    .expect("bind");
+                let listener = rt.block_on(weft_tokio::Listener::bind(bind)).expect("bind");
                 let endpoint = listener.local_endpoint().expect("local endpoint");
-                let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+                let shutdown = weft_tokio::Shutdown::new();
                 let handlers = tokio_handlers(&service);
-                let task = rt.spawn(weft_tokio::serve_until(listener, handlers, opts, async {
-                    let _ = rx.await;
-                }));
-                (endpoint, ServerImpl::Tokio { rt, stop, task })
+                let task = rt.spawn(weft_tokio::serve_with_shutdown(
+                    listener,
+                    handlers,
+                    opts,
+                    shutdown.clone(),
+                ));
+                (endpoint, ServerImpl::Tokio { rt, shutdown, task })
             }
             Driver::Mio => {
                 let server =
-                    weft_mio::Server::bind(&bind, mio_handlers(&service), opts).expect("bind");
+                    weft_mio::Server::bind(bind, mio_handlers(&service), opts).expect("bind");
                 (server.local_endpoint().clone(), ServerImpl::Mio(server))
             }
         };
@@ -125,13 +144,34 @@ impl TestServer {
         }
     }
 
-    /// Stops the server: closes its connections and waits for it. The
-    /// returned guard keeps a tokio server's runtime alive, so handlers
-    /// that were told to stop can still finish; drop it when done.
+    /// Stops the server at once: closes its connections (cancelling their
+    /// handlers) and waits for it. The returned guard keeps a tokio
+    /// server's runtime alive, so handlers that were told to stop can still
+    /// finish; drop it when done.
     pub fn stop(self) -> Stopped {
+        self.handle().immediate();
+        self.wait_stopped()
+    }
+
+    /// The trigger of the server's shutdown, usable from any thread while
+    /// [`shutdown`](Self::shutdown) waits.
+    pub fn handle(&self) -> weft_tokio::Shutdown {
+        match &self.inner {
+            ServerImpl::Tokio { shutdown, .. } => shutdown.clone(),
+            ServerImpl::Mio(s) => s.shutdown_handle(),
+        }
+    }
+
+    /// Shuts the server down gracefully with `grace`, and waits until it
+    /// has stopped.
+    pub fn shutdown(self, grace: std::time::Duration) -> Stopped {
+        self.handle().graceful(grace);
+        self.wait_stopped()
+    }
+
+    fn wait_stopped(self) -> Stopped {
         let rt = match self.inner {
-            ServerImpl::Tokio { rt, stop, task } => {
-                let _ = stop.send(());
+            ServerImpl::Tokio { rt, task, .. } => {
                 rt.block_on(task).expect("join").expect("serve");
                 Some(rt)
             }

@@ -18,7 +18,9 @@
 //! - [`ServerOptions`]: the options of both drivers' servers;
 //! - [`catch_panic`], [`poll_catching`], [`CatchPanic`]: a panicking
 //!   handler fails its own call (`handler panicked: ...`) and nothing else;
-//! - [`AcceptBackoff`]: how an accept loop waits out a lack of descriptors.
+//! - [`AcceptBackoff`]: how an accept loop waits out a lack of descriptors;
+//! - [`Shutdown`]: the trigger of a graceful shutdown (what each connection
+//!   then does is `ServerConn::shutdown`'s).
 //!
 //! A driver then keeps only its event loop, its listeners and its public
 //! API. Per connection it calls, in this order:
@@ -45,16 +47,19 @@ mod inline;
 mod options;
 mod panic;
 mod request;
+mod shutdown;
 
 pub use accept::{ACCEPT_BACKOFF_MAX, ACCEPT_BACKOFF_MIN, AcceptBackoff, AcceptFailure};
 pub use dispatch::{Dispatch, Dispatcher, OVERLOADED, READ_AHEAD};
 pub use handlers::HandlerMap;
 pub use inline::InlinePolicy;
 pub use options::{
-    DEFAULT_MAX_CONCURRENT_HANDLERS_PER_CONNECTION, DEFAULT_MAX_QUEUED_REQUESTS, ServerOptions,
+    DEFAULT_MAX_CONCURRENT_HANDLERS_PER_CONNECTION, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_QUEUED_REQUESTS, ServerOptions,
 };
 pub use panic::{
     CatchPanic, HANDLER_PANICKED, catch_panic, panic_message, panicked, poll_catching,
 };
 pub use request::Request;
+pub use shutdown::{Changed, DEFAULT_SHUTDOWN_GRACE, Shutdown};
 pub use weft_proto::{CancelReason, HandlerError, HandlerResult};

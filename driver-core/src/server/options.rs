@@ -10,6 +10,9 @@ pub const DEFAULT_MAX_CONCURRENT_HANDLERS_PER_CONNECTION: usize = 64;
 /// Default [`ServerOptions::max_queued_requests`].
 pub const DEFAULT_MAX_QUEUED_REQUESTS: usize = 1024;
 
+/// Default [`ServerOptions::max_connections`].
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+
 /// Server settings, the same for every driver.
 ///
 /// The connection limits go to each connection's core
@@ -55,6 +58,21 @@ pub struct ServerOptions {
     /// once with the error [`OVERLOADED`](super::OVERLOADED). Only weft-mio
     /// has a thread cap; weft-tokio runs every handler as a task.
     pub max_queued_requests: usize,
+    /// How long a graceful shutdown lets the requests already received run
+    /// before their handlers are cancelled (default 10 s). See
+    /// [`Shutdown`](super::Shutdown).
+    pub shutdown_grace: Duration,
+    /// Connections open at once (default 10 000; 0 counts as 1). At the
+    /// limit the server stops accepting, and new clients wait in the
+    /// listen backlog until a connection closes, rather than the server
+    /// running out of descriptors or memory.
+    pub max_connections: usize,
+    /// How long a connection may stay open with nothing in flight (default
+    /// `None`: kept). A weft (version 1) client is sent a goaway first and
+    /// closes the connection itself; a version-0 client's is closed. The
+    /// weft client dials again after its backoff, so this trades a
+    /// reconnect per interval for not holding idle sockets.
+    pub idle_timeout: Option<Duration>,
 }
 
 impl Default for ServerOptions {
@@ -69,6 +87,9 @@ impl Default for ServerOptions {
             max_queued_output: core.max_queued_output,
             max_concurrent_handlers_per_connection: DEFAULT_MAX_CONCURRENT_HANDLERS_PER_CONNECTION,
             max_queued_requests: DEFAULT_MAX_QUEUED_REQUESTS,
+            shutdown_grace: super::DEFAULT_SHUTDOWN_GRACE,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            idle_timeout: core.idle_timeout,
         }
     }
 }
@@ -87,8 +108,15 @@ impl ServerOptions {
             handshake_timeout: self.handshake_timeout,
             body_timeout: self.body_timeout,
             max_queued_output: self.max_queued_output,
+            idle_timeout: self.idle_timeout,
             hash_seed,
         }
+    }
+
+    /// Whether a server with `open` connections may accept another
+    /// ([`max_connections`](Self::max_connections), at least 1).
+    pub fn accepts_more(&self, open: usize) -> bool {
+        open < self.max_connections.max(1)
     }
 
     /// [`max_concurrent_handlers_per_connection`](Self::max_concurrent_handlers_per_connection),

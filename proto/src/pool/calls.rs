@@ -64,15 +64,9 @@ impl Router {
         let call = self.calls.get_mut(&id).expect("live call");
         call.placed = Some((slot, conn));
         call.retry_at = None;
-        // Only a call that may be retried needs its metadata again.
-        let opts = if call.opts.retry {
-            call.opts.clone()
-        } else {
-            CallOptions {
-                metadata: call.opts.metadata.take(),
-                ..call.opts.clone()
-            }
-        };
+        // Every call keeps its metadata: even one that is never retried is
+        // placed again if its server goes away without running it.
+        let opts = call.opts.clone();
         let start = Command::Start {
             call: PoolCallId(id),
             method: call.method,
@@ -124,6 +118,19 @@ impl Router {
             if waiting && !self.try_place(id) {
                 self.waiting.push_back(id);
             }
+        }
+    }
+
+    /// A placed call that its server did not run (goaway): placed again at
+    /// once, on another replica or waiting for one, without counting as a
+    /// retry.
+    pub(super) fn replace(&mut self, id: u64) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        call.placed = None;
+        if !self.try_place(id) {
+            self.wait_or_fail(id);
         }
     }
 

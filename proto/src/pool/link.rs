@@ -145,6 +145,7 @@ impl Link {
                     self.by_router.remove(&call.0);
                     ConnEvent::Done { call, result }
                 }
+                ClientEvent::GoAway { reason, .. } => ConnEvent::GoAway { reason },
                 ClientEvent::Failed(err) => ConnEvent::Failed(err),
             });
         }

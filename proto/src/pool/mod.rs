@@ -25,8 +25,10 @@
 //! - *checking*: transport up, version handshake in progress;
 //! - *idle* / *active*: ready, without / with calls in flight; only these
 //!   are in the balancer;
-//! - *draining*: removed by the resolver while calls were in flight; no new
-//!   calls, closed when the last one ends.
+//! - *draining*: removed by the resolver while calls were in flight, or its
+//!   server said goaway; no new calls, closed when the last one ends. After
+//!   a goaway the replica then goes back to *disconnected* and is redialed
+//!   after its backoff (the server may be restarting).
 
 mod calls;
 mod combined;
@@ -123,7 +125,8 @@ pub enum ReplicaState {
     Idle,
     /// Ready, calls in flight.
     Active,
-    /// Leaving: calls in flight finish, no new ones.
+    /// Leaving (removed by the resolver, or its server said goaway): calls
+    /// in flight finish, no new ones.
     Draining,
 }
 
@@ -197,6 +200,14 @@ pub enum ConnEvent {
         call: PoolCallId,
         /// The response bytes or why there are none.
         result: Result<Bytes, CallError>,
+    },
+    /// The server is going away (protocol version 1): no call may be
+    /// placed on this connection any more. Calls it did not run follow as
+    /// [`ConnEvent::Done`] with [`CallError::Unprocessed`], and the router
+    /// places them again.
+    GoAway {
+        /// The server's reason.
+        reason: String,
     },
     /// The connection is finished; nothing more will be written.
     Failed(ConnError),

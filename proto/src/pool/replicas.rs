@@ -27,6 +27,12 @@ pub(super) struct Replica {
     /// A call has succeeded on the current connection: if it drops, the
     /// replica is redialed at once and its backoff starts over.
     pub(super) proven: bool,
+    /// The current connection's server said goaway: it carries no new
+    /// call, and once drained the replica is redialed (or forgotten, if
+    /// `removed`).
+    pub(super) going_away: bool,
+    /// The resolver no longer names it (it is draining to be forgotten).
+    pub(super) removed: bool,
     /// Calls placed here whose link has not reported their end yet,
     /// including ones the router already finished (cancelled, expired).
     pub(super) calls: IdMap<()>,
@@ -59,9 +65,15 @@ impl Router {
         for addr in &keep {
             match self.by_addr.get(*addr) {
                 Some(&slot) if self.replica(slot).state == ReplicaState::Draining => {
-                    // Back before it closed: reuse its connection.
-                    self.replica_mut(slot).state = ReplicaState::Active;
-                    self.add_ready(slot);
+                    let r = self.replica_mut(slot);
+                    r.removed = false;
+                    // Back before it closed: reuse its connection, unless
+                    // its server said goaway (then it is redialed once
+                    // drained).
+                    if !r.going_away {
+                        r.state = ReplicaState::Active;
+                        self.add_ready(slot);
+                    }
                 }
                 Some(_) => {}
                 None => self.add_replica(addr),
@@ -76,10 +88,13 @@ impl Router {
         for slot in gone {
             match self.replica(slot).state {
                 ReplicaState::Active => {
-                    self.replica_mut(slot).state = ReplicaState::Draining;
+                    let r = self.replica_mut(slot);
+                    r.state = ReplicaState::Draining;
+                    r.removed = true;
                     self.remove_ready(slot);
                 }
-                ReplicaState::Draining => {}
+                // Gone from the resolver too: forgotten once drained.
+                ReplicaState::Draining => self.replica_mut(slot).removed = true,
                 _ => self.remove_replica(slot),
             }
         }
@@ -99,6 +114,8 @@ impl Router {
             attempt: 0,
             last_error: None,
             proven: false,
+            going_away: false,
+            removed: false,
             calls: IdMap::default(),
         };
         let slot = match self.free_slots.pop() {
@@ -251,6 +268,7 @@ impl Router {
         if r.calls.is_empty() {
             match r.state {
                 ReplicaState::Active => r.state = ReplicaState::Idle,
+                ReplicaState::Draining if !r.removed => self.redial_after_goaway(slot),
                 ReplicaState::Draining => self.remove_replica(slot),
                 _ => {}
             }
@@ -265,8 +283,55 @@ impl Router {
             .get(&call.0)
             .is_some_and(|c| c.placed == Some((slot, conn)));
         if placed_here {
-            self.call_ended(call.0, result);
+            match result {
+                // Never run: it goes elsewhere, whatever its retry option.
+                Err(CallError::Unprocessed(_)) if !self.closed => self.replace(call.0),
+                result => self.call_ended(call.0, result),
+            }
         }
+    }
+
+    /// The replica's server said goaway: it leaves the balancer at once;
+    /// its calls in flight finish (those it did not run come back as
+    /// unprocessed and are placed again); then it is redialed.
+    pub(super) fn going_away(&mut self, slot: usize, reason: &str) {
+        let r = self.replica_mut(slot);
+        tracing::debug!(addr = %r.addr, reason, calls = r.calls.len(), "replica going away");
+        match r.state {
+            ReplicaState::Idle | ReplicaState::Active => {}
+            // Leaving for the resolver: its connection must not come back
+            // if the resolver names it again.
+            ReplicaState::Draining => {
+                r.going_away = true;
+                return;
+            }
+            // Not ready yet: a goaway cannot come before the handshake.
+            _ => return,
+        }
+        r.going_away = true;
+        if r.calls.is_empty() {
+            self.redial_after_goaway(slot);
+        } else {
+            r.state = ReplicaState::Draining;
+            self.remove_ready(slot);
+        }
+    }
+
+    /// A replica whose server said goaway has drained: its connection is
+    /// closed and a new one dialed after backoff. Not a failure: it does
+    /// not count towards fail-fast, so calls wait for it (or go to others).
+    fn redial_after_goaway(&mut self, slot: usize) {
+        self.remove_ready(slot);
+        let r = self.replica_mut(slot);
+        let conn = r.conn.take().expect("open connection");
+        r.state = ReplicaState::Disconnected;
+        r.going_away = false;
+        r.removed = false;
+        r.proven = false;
+        r.last_error = None;
+        self.conns.remove(&conn.0);
+        self.actions.push_back(Action::Close { conn });
+        self.schedule_redial(slot);
     }
 
     /// The replica's connection failed. Calls the router placed on it that
@@ -274,6 +339,7 @@ impl Router {
     /// error.
     pub(super) fn conn_failed(&mut self, slot: usize, err: &ConnError) {
         let conn = self.replica(slot).conn.expect("open connection");
+        let going_away = self.replica(slot).going_away;
         let mut stranded: Vec<u64> = self
             .replica_mut(slot)
             .calls
@@ -286,7 +352,15 @@ impl Router {
                 .calls
                 .get(&id)
                 .is_some_and(|c| c.placed == Some((slot, conn)));
-            if placed_here {
+            if !placed_here {
+                continue;
+            }
+            // The link ends every call it knows before it fails, so these
+            // never reached it and were never sent. After a goaway the
+            // server closing is expected, and they go elsewhere.
+            if going_away && !self.closed {
+                self.replace(id);
+            } else {
                 self.call_ended(id, Err(CallError::Connection(err.clone())));
             }
         }
@@ -296,6 +370,9 @@ impl Router {
         // Only a connection a call succeeded on counts as progress: one that
         // handshakes and drops backs off like a failed dial.
         let progressed = r.proven;
+        if going_away && !closed && !r.removed {
+            return self.redial_after_goaway(slot);
+        }
         if closed || r.state == ReplicaState::Draining {
             return self.remove_replica(slot);
         }
@@ -327,6 +404,8 @@ impl Router {
         for (addr, &slot) in &self.by_addr {
             let r = self.replica(slot);
             match (r.state, &r.last_error) {
+                // Its server is restarting: it will be back.
+                (ReplicaState::Draining, _) if r.going_away && !r.removed => return None,
                 (ReplicaState::Draining, _) => {}
                 (ReplicaState::Disconnected, Some(e)) => failures.push(format!("{addr}: {e}")),
                 _ => return None,

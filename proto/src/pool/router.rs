@@ -226,6 +226,7 @@ impl Router {
         match event {
             ConnEvent::Connected { .. } => self.connected(slot),
             ConnEvent::Done { call, result } => self.link_call_ended(slot, conn, call, result),
+            ConnEvent::GoAway { reason } => self.going_away(slot, &reason),
             ConnEvent::Failed(err) => self.conn_failed(slot, &err),
         }
         self.check_invariants();

@@ -34,6 +34,9 @@ pub struct Server {
     pub close_after_handshake: bool,
     pub served: usize,
     pub accepted: usize,
+    /// Shutting down gracefully: refuses new connections, and each of its
+    /// connections closes once its core is finished.
+    pub stopping: bool,
 }
 
 struct SimConn {
@@ -42,6 +45,8 @@ struct SimConn {
     to_server: VecDeque<(Instant, Vec<u8>)>,
     to_client: VecDeque<(Instant, Vec<u8>)>,
     received: usize,
+    /// Its server is shutting down: closed once its core is finished.
+    stopping: bool,
 }
 
 pub struct Cluster {
@@ -107,6 +112,7 @@ impl Cluster {
                             close_after_handshake: false,
                             served: 0,
                             accepted: 0,
+                            stopping: false,
                         },
                     )
                 })
@@ -179,6 +185,35 @@ impl Cluster {
         }
     }
 
+    /// Starts a graceful shutdown of `addr`'s server: it accepts nothing
+    /// more, and each of its connections drains within `grace`.
+    pub fn shutdown_server(&mut self, addr: &str, grace: Duration) {
+        self.servers.get_mut(addr).unwrap().stopping = true;
+        let deadline = self.now + grace;
+        for c in self.conns.values_mut().filter(|c| c.addr == addr) {
+            c.stopping = true;
+            c.server.shutdown(self.now, deadline);
+        }
+    }
+
+    /// Whether `addr`'s server shut down and every connection it had is
+    /// closed.
+    pub fn server_stopped(&self, addr: &str) -> bool {
+        self.servers[addr].stopping && self.live_conns(addr).is_empty()
+    }
+
+    /// A new server on the same address, once the old one stopped.
+    pub fn restart_server(&mut self, addr: &str) {
+        assert!(self.server_stopped(addr), "{addr} is still running");
+        self.servers.get_mut(addr).unwrap().stopping = false;
+    }
+
+    /// Lets `addr` accept new connections again while its old ones still
+    /// drain (a new server process beside the old one).
+    pub fn restart_server_early(&mut self, addr: &str) {
+        self.servers.get_mut(addr).unwrap().stopping = false;
+    }
+
     /// Carries out every action, transmit and event the pool has queued.
     pub fn drain(&mut self) -> bool {
         let mut any = false;
@@ -195,6 +230,13 @@ impl Cluster {
                     Action::Close { conn } => {
                         self.closed.push(conn);
                         if let Some(mut c) = self.conns.remove(&conn) {
+                            // Requests that arrived just before count as
+                            // served: their handlers would have started.
+                            while let Some(e) = c.server.poll_event() {
+                                if matches!(e, ServerEvent::Request(_)) {
+                                    self.servers.get_mut(&c.addr).unwrap().served += 1;
+                                }
+                            }
                             c.server.handle_transport_closed(self.now, "client closed");
                         }
                         self.dials.retain(|(_, id, _)| *id != conn);
@@ -302,7 +344,7 @@ impl Cluster {
         for (_, conn, addr) in due {
             let server = self.servers.get_mut(&addr);
             match server {
-                Some(s) if s.kind != Kind::Dead => {
+                Some(s) if s.kind != Kind::Dead && !s.stopping => {
                     s.accepted += 1;
                     self.conns.insert(
                         conn,
@@ -312,6 +354,7 @@ impl Cluster {
                             to_server: VecDeque::new(),
                             to_client: VecDeque::new(),
                             received: 0,
+                            stopping: false,
                         },
                     );
                     self.pool.handle_dial_ok(now, conn);
@@ -354,6 +397,16 @@ impl Cluster {
                 && c.server.poll_timeout().is_some_and(|t| t <= now)
             {
                 c.server.handle_timeout(now);
+            }
+            // A stopping server closes a connection its core is done with,
+            // after the client has had every byte it sent.
+            if let Some(c) = self.conns.get(&id)
+                && c.stopping
+                && c.server.is_finished()
+                && c.to_client.is_empty()
+            {
+                self.conns.remove(&id);
+                self.pool.handle_transport_closed(now, id, "server closed");
             }
         }
         while self.responses.peek().is_some_and(|r| r.0.0 <= now) {

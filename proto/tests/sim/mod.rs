@@ -53,6 +53,11 @@ impl Link {
         self.queue.front().map(|(at, _)| *at)
     }
 
+    /// Whether every byte sent has been delivered.
+    pub fn next_is_none(&self) -> bool {
+        self.queue.is_empty()
+    }
+
     fn pop_due(&mut self, now: Instant) -> Option<Vec<u8>> {
         match self.queue.front() {
             Some((at, _)) if *at <= now => self.queue.pop_front().map(|(_, b)| {

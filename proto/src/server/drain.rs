@@ -1,0 +1,141 @@
+//! Graceful shutdown of one server connection: the goaway, which requests
+//! still run, the grace deadline, and when the connection closes.
+
+use super::{CancelReason, IDLE_REASON, LINGER, SHUTDOWN_REASON, ServerConn};
+use crate::error::ConnError;
+use crate::{RemoteError, Version};
+use std::time::Instant;
+
+/// A graceful shutdown in progress (see [`ServerConn::shutdown`]).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Drain {
+    /// When handlers still running are cancelled and the connection
+    /// closes; taken when it fires.
+    pub(super) grace_due: Option<Instant>,
+    /// Once nothing is in flight on a version-1 connection: when the
+    /// server closes it if the client has not.
+    pub(super) close_due: Option<Instant>,
+}
+
+impl ServerConn {
+    /// Shuts the connection down gracefully, with handlers given until
+    /// `grace_deadline` to finish.
+    ///
+    /// - Version 1 or later: a goaway naming the highest request id
+    ///   received goes out; those requests are still served, later ones
+    ///   are discarded unanswered (the client sends them elsewhere), and
+    ///   the connection is still read for cancels. Once nothing is in
+    ///   flight the server waits up to [`LINGER`] for the client to close.
+    /// - Version 0 (Service Weaver's peers, which have no goaway): the
+    ///   connection is not read any more; once the requests received are
+    ///   answered it closes.
+    /// - Before the handshake: it closes at once (nothing was received).
+    ///
+    /// At `grace_deadline` the handlers still running are cancelled
+    /// ([`CancelReason::Shutdown`]), their callers answered with a
+    /// cancellation error, and the connection closes once that is written.
+    /// Calling it again can only bring the deadline closer: `now` stops at
+    /// once, for a second signal. The end is reported by
+    /// [`ServerEvent::Failed`]`(`[`ConnError::Closed`]`)`.
+    pub fn shutdown(&mut self, now: Instant, grace_deadline: Instant) {
+        self.advance_time(now);
+        if self.failure.is_some() {
+            return;
+        }
+        match &mut self.drain {
+            Some(d) => {
+                if let Some(due) = &mut d.grace_due {
+                    *due = (*due).min(grace_deadline);
+                }
+            }
+            None => self.begin_drain(Some(grace_deadline), SHUTDOWN_REASON),
+        }
+        self.advance_time(now);
+        self.check_drained();
+    }
+
+    /// Starts draining: a goaway on version 1, nothing to send on version
+    /// 0 (which is then no longer read), closed at once before the
+    /// handshake.
+    fn begin_drain(&mut self, grace_due: Option<Instant>, reason: &str) {
+        self.drain = Some(Drain {
+            grace_due,
+            close_due: None,
+        });
+        self.idle_due = None;
+        match self.version {
+            None => self.close_gracefully(),
+            Some(v) if v.has_goaway() => {
+                tracing::debug!(last_id = self.last_request, reason, "sending goaway");
+                self.tx.push_goaway(self.last_request, reason);
+            }
+            Some(_) => {}
+        }
+    }
+
+    /// Restarts the idle timer after traffic: it runs while the connection
+    /// is open, past its handshake, and has nothing in flight.
+    pub(super) fn touch(&mut self) {
+        self.idle_due = match self.config.idle_timeout {
+            Some(t)
+                if self.in_flight.is_empty()
+                    && self.drain.is_none()
+                    && self.failure.is_none()
+                    && self.version.is_some() =>
+            {
+                self.now.checked_add(t)
+            }
+            _ => None,
+        };
+    }
+
+    /// Nothing happened for the idle timeout: a version-1 client is told
+    /// to go away (and closes), a version-0 one is closed.
+    pub(super) fn idle_expired(&mut self) {
+        tracing::debug!(timeout = ?self.config.idle_timeout, "closing an idle connection");
+        self.begin_drain(None, IDLE_REASON);
+        self.check_drained();
+    }
+
+    /// A draining connection with nothing left in flight: version 0
+    /// closes now; version 1 waits a little for the client to close it
+    /// (closing first could reset the connection under a goaway the client
+    /// has not read yet, if a request crossed it).
+    pub(super) fn check_drained(&mut self) {
+        if self.failure.is_some() || !self.in_flight.is_empty() {
+            return;
+        }
+        let Some(d) = &mut self.drain else { return };
+        if !self.version.is_some_and(Version::has_goaway) {
+            return self.close_gracefully();
+        }
+        if d.close_due.is_none() {
+            d.close_due = Some(self.now + LINGER);
+        }
+    }
+
+    /// The grace period ran out: every request still in flight is
+    /// cancelled, answered with Go's `context canceled`, and the connection
+    /// closes once that is written.
+    pub(super) fn grace_expired(&mut self) {
+        let mut ids: Vec<u64> = self.in_flight.keys().copied().collect();
+        ids.sort_unstable();
+        tracing::debug!(in_flight = ids.len(), "shutdown grace period over");
+        for &id in &ids {
+            self.cancel(id, CancelReason::Shutdown);
+            self.tx.push_error(id, &RemoteError::canceled());
+        }
+        self.in_flight.clear();
+        self.close_gracefully();
+    }
+
+    /// Ends a drained connection: like [`fail`](Self::fail) with
+    /// [`ConnError::Closed`], but what is queued (goaway, last answers) is
+    /// still written, for up to [`LINGER`].
+    pub(super) fn close_gracefully(&mut self) {
+        if !self.tx.is_empty() {
+            self.linger_until = Some(self.now + LINGER);
+        }
+        self.fail_keeping_output(ConnError::Closed, true);
+    }
+}

@@ -1,0 +1,151 @@
+//! Connection-level limits of `ServerOptions` over real sockets, on each
+//! server driver: `max_connections` pauses accepting, `idle_timeout` ends
+//! idle connections (a goaway first for a version-1 client).
+
+use std::io::{Read, Write};
+use std::time::Duration;
+use weft_proto::{FrameDecoder, GoAway, IDLE_REASON, Message, NetEndpoint, Transmit, Version};
+use weft_tests::{Driver, ServerOptions, TestServer, Transport};
+
+const SOON: Duration = Duration::from_secs(10);
+
+/// A blocking socket of either transport.
+enum Raw {
+    Tcp(std::net::TcpStream),
+    Unix(std::os::unix::net::UnixStream),
+}
+
+impl Raw {
+    fn connect(endpoint: &NetEndpoint) -> Raw {
+        match endpoint {
+            NetEndpoint::Tcp(a) => Raw::Tcp(std::net::TcpStream::connect(a).unwrap()),
+            NetEndpoint::Unix(p) => Raw::Unix(std::os::unix::net::UnixStream::connect(p).unwrap()),
+        }
+    }
+
+    fn stream(&mut self) -> &mut dyn ReadWrite {
+        match self {
+            Raw::Tcp(t) => t,
+            Raw::Unix(u) => u,
+        }
+    }
+
+    fn set_read_timeout(&self, d: Duration) {
+        match self {
+            Raw::Tcp(t) => t.set_read_timeout(Some(d)).unwrap(),
+            Raw::Unix(u) => u.set_read_timeout(Some(d)).unwrap(),
+        }
+    }
+
+    fn hello(&mut self, version: Version) {
+        let mut tx = Transmit::new(0);
+        tx.push_version(version);
+        let mut bytes = Vec::new();
+        tx.drain_into(&mut bytes);
+        self.stream().write_all(&bytes).unwrap();
+    }
+
+    /// Frames until the server closes the connection.
+    fn read_all(&mut self) -> Vec<Message> {
+        self.set_read_timeout(SOON);
+        let mut bytes = Vec::new();
+        self.stream().read_to_end(&mut bytes).unwrap();
+        let mut dec = FrameDecoder::new(1 << 20);
+        dec.extend_from_slice(&bytes);
+        std::iter::from_fn(|| dec.next_message().map(Result::unwrap)).collect()
+    }
+
+    /// Whether the server's version reply arrives within `wait`.
+    fn answered_within(&mut self, wait: Duration) -> bool {
+        self.set_read_timeout(wait);
+        let mut reply = [0u8; 20];
+        match self.stream().read_exact(&mut reply) {
+            Ok(()) => true,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                false
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}
+
+fn accepting_pauses_at_max_connections(_: Driver, s: Driver, t: Transport) {
+    let opts = ServerOptions {
+        max_connections: 2,
+        ..ServerOptions::default()
+    };
+    let server = TestServer::start_with(s, t, "s", opts);
+    let mut first = Raw::connect(&server.endpoint);
+    let mut second = Raw::connect(&server.endpoint);
+    for c in [&mut first, &mut second] {
+        c.hello(Version::CURRENT);
+        assert!(c.answered_within(SOON), "under the limit: served");
+    }
+    // The third waits in the backlog: connected, not served.
+    let mut third = Raw::connect(&server.endpoint);
+    third.hello(Version::CURRENT);
+    assert!(
+        !third.answered_within(Duration::from_millis(300)),
+        "served past max_connections"
+    );
+    // One closes: the third is accepted and answered.
+    drop(first);
+    assert!(third.answered_within(SOON), "accepting resumed");
+    drop((second, third));
+    server.stop();
+}
+
+fn idle_connections_are_ended(_: Driver, s: Driver, t: Transport) {
+    let opts = ServerOptions {
+        idle_timeout: Some(Duration::from_millis(100)),
+        ..ServerOptions::default()
+    };
+    let server = TestServer::start_with(s, t, "s", opts);
+    // A weft (version 1) client: a goaway, then (as this one does not
+    // close) the server closes after its linger.
+    let mut weft = Raw::connect(&server.endpoint);
+    weft.hello(Version::LATEST);
+    assert_eq!(
+        weft.read_all(),
+        [
+            Message::Version(Version::LATEST),
+            Message::GoAway(GoAway {
+                last_id: 0,
+                reason: IDLE_REASON.into()
+            }),
+        ]
+    );
+    // A Go (version 0) client: closed, nothing but its version reply.
+    let mut go = Raw::connect(&server.endpoint);
+    go.hello(Version::CURRENT);
+    assert_eq!(go.read_all(), [Message::Version(Version::CURRENT)]);
+    server.stop();
+}
+
+/// Each server driver x transport, with the other driver's client.
+macro_rules! server_suite {
+    ($($scenario:ident),* $(,)?) => {
+        $(
+            mod $scenario {
+                use super::*;
+                #[test] fn tokio_tcp() { super::$scenario(Driver::Mio, Driver::Tokio, Transport::Tcp) }
+                #[test] fn mio_tcp() { super::$scenario(Driver::Tokio, Driver::Mio, Transport::Tcp) }
+                #[test] fn tokio_unix() { super::$scenario(Driver::Mio, Driver::Tokio, Transport::Unix) }
+                #[test] fn mio_unix() { super::$scenario(Driver::Tokio, Driver::Mio, Transport::Unix) }
+            }
+        )*
+    };
+}
+
+server_suite!(
+    accepting_pauses_at_max_connections,
+    idle_connections_are_ended
+);
