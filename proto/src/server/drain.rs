@@ -36,7 +36,7 @@ impl ServerConn {
     /// cancellation error, and the connection closes once that is written.
     /// Calling it again can only bring the deadline closer: `now` stops at
     /// once, for a second signal. The end is reported by
-    /// [`ServerEvent::Failed`]`(`[`ConnError::Closed`]`)`.
+    /// [`ServerEvent::Failed`](super::ServerEvent::Failed)`(`[`ConnError::Closed`]`)`.
     pub fn shutdown(&mut self, now: Instant, grace_deadline: Instant) {
         self.advance_time(now);
         if self.failure.is_some() {
