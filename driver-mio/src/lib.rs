@@ -27,6 +27,8 @@ mod client;
 mod resolver;
 mod server;
 mod stream;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 pub use client::{CancelHandle, Client, ClientOptions, PendingCall};
 pub use resolver::{
@@ -35,6 +37,7 @@ pub use resolver::{
 };
 pub use server::{HandlerError, HandlerMap, HandlerResult, Request, Server, ServerOptions};
 pub use stream::Stream;
+
 pub use weft_proto as proto;
 pub use weft_proto::Backoff;
 pub use weft_proto::EndpointsVersion;

@@ -52,6 +52,12 @@ const READS_PER_TURN: usize = 8;
 
 type Handler = dyn Fn(Request) -> HandlerResult + Send + Sync;
 
+#[cfg(feature = "tls")]
+type ServerTlsOption = weft_driver::tls::ServerTls;
+/// Without the feature nothing can be passed.
+#[cfg(not(feature = "tls"))]
+type ServerTlsOption = std::convert::Infallible;
+
 /// Synchronous handlers by method.
 ///
 /// ```
@@ -174,6 +180,9 @@ struct Shared {
     watchdog_parked: AtomicBool,
     watchdog: Mutex<Option<thread::Thread>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Accepted connections are served under TLS with these settings.
+    #[cfg(feature = "tls")]
+    tls: Option<weft_driver::tls::ServerTls>,
 }
 
 /// A weft server on a mio event loop.
@@ -206,6 +215,28 @@ impl Server {
         endpoint: &NetEndpoint,
         handlers: HandlerMap,
         opts: ServerOptions,
+    ) -> io::Result<Server> {
+        Self::start(endpoint, handlers, opts, None)
+    }
+
+    /// Binds `endpoint` and serves `handlers` under TLS (mutual TLS if
+    /// `tls` names a client CA). Clients dial it with a `TlsEndpoint` of
+    /// [`local_endpoint`](Self::local_endpoint).
+    #[cfg(feature = "tls")]
+    pub fn bind_tls(
+        endpoint: &NetEndpoint,
+        tls: weft_driver::tls::ServerTls,
+        handlers: HandlerMap,
+        opts: ServerOptions,
+    ) -> io::Result<Server> {
+        Self::start(endpoint, handlers, opts, Some(tls))
+    }
+
+    fn start(
+        endpoint: &NetEndpoint,
+        handlers: HandlerMap,
+        opts: ServerOptions,
+        tls: Option<ServerTlsOption>,
     ) -> io::Result<Server> {
         let poll = Poll::new()?;
         let waker = Waker::new(poll.registry(), WAKER)?;
@@ -255,7 +286,11 @@ impl Server {
             watchdog_parked: AtomicBool::new(false),
             watchdog: Mutex::new(None),
             threads: Mutex::new(Vec::new()),
+            #[cfg(feature = "tls")]
+            tls,
         });
+        #[cfg(not(feature = "tls"))]
+        let _ = tls;
         let s = shared.clone();
         let watchdog = thread::Builder::new()
             .name("weft-mio-watchdog".into())
@@ -528,7 +563,7 @@ impl Shared {
         let config = self.opts.server_config(weft_driver::random_seed());
         loop {
             let Some(l) = &conns.listener else { return };
-            match l.accept() {
+            match l.accept().and_then(|s| self.secure(s)) {
                 Ok(mut stream) => {
                     conns.backoff.on_success();
                     let t = conns.next_token;
@@ -568,6 +603,18 @@ impl Shared {
                 },
             }
         }
+    }
+
+    /// Puts an accepted socket under TLS if the server is configured so.
+    fn secure(&self, stream: Stream) -> io::Result<Stream> {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.tls {
+            let conn = tls.accept()?;
+            return Ok(Stream::Tls(Box::new(crate::tls::TlsStream::new(
+                stream, conn,
+            ))));
+        }
+        Ok(stream)
     }
 
     /// Applies finished handlers, reads, timers and core events; queues
@@ -673,7 +720,7 @@ fn pump(c: &mut Conn, now: Instant, handlers: &weft_driver::server::HandlerMap<H
 /// Returns whether writing failed (the core's failure is then taken next
 /// turn).
 fn flush_conn(c: &mut Conn, now: Instant) -> bool {
-    while !c.core.transmit().is_empty() {
+    while !c.core.transmit().is_empty() || c.stream.has_pending_output() {
         match write_once(&mut c.stream, c.core.transmit()) {
             Ok(n) => c.core.advance_transmit(n),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,

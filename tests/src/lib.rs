@@ -95,14 +95,37 @@ impl TestServer {
         name: &str,
         opts: ServerOptions,
     ) -> TestServer {
+        Self::start_impl(driver, transport, name, opts, None)
+    }
+
+    /// Starts a server named `name` that serves under TLS.
+    pub fn start_tls(
+        driver: Driver,
+        transport: Transport,
+        name: &str,
+        tls: weft_tokio::tls::ServerTls,
+    ) -> TestServer {
+        Self::start_impl(driver, transport, name, ServerOptions::default(), Some(tls))
+    }
+
+    fn start_impl(
+        driver: Driver,
+        transport: Transport,
+        name: &str,
+        opts: ServerOptions,
+        tls: Option<weft_tokio::tls::ServerTls>,
+    ) -> TestServer {
         let (bind, dir) = bind_endpoint(transport);
         let service = Service::new(name);
         let (endpoint, inner) = match driver {
             Driver::Tokio => {
                 let rt = runtime();
-                let listener = rt
+                let mut listener = rt
                     .block_on(weft_tokio::Listener::bind(&bind))
                     .expect("bind");
+                if let Some(tls) = &tls {
+                    listener = listener.tls(tls);
+                }
                 let endpoint = listener.local_endpoint().expect("local endpoint");
                 let (stop, rx) = tokio::sync::oneshot::channel::<()>();
                 let handlers = tokio_handlers(&service);
@@ -112,8 +135,12 @@ impl TestServer {
                 (endpoint, ServerImpl::Tokio { rt, stop, task })
             }
             Driver::Mio => {
-                let server =
-                    weft_mio::Server::bind(&bind, mio_handlers(&service), opts).expect("bind");
+                let handlers = mio_handlers(&service);
+                let server = match tls {
+                    Some(tls) => weft_mio::Server::bind_tls(&bind, tls, handlers, opts),
+                    None => weft_mio::Server::bind(&bind, handlers, opts),
+                }
+                .expect("bind");
                 (server.local_endpoint().clone(), ServerImpl::Mio(server))
             }
         };
@@ -191,6 +218,27 @@ impl TestClient {
     pub fn connect_with(
         driver: Driver,
         endpoints: Vec<NetEndpoint>,
+        opts: ClientOptions,
+    ) -> Result<TestClient, CallError> {
+        let inner = match driver {
+            Driver::Tokio => {
+                let rt = runtime();
+                let resolver = weft_tokio::ConstantResolver::new(endpoints);
+                let conn = rt.block_on(weft_tokio::connect(resolver, opts))?;
+                ClientImpl::Tokio { rt, conn }
+            }
+            Driver::Mio => ClientImpl::Mio(weft_mio::Client::connect(
+                weft_mio::ConstantResolver::new(endpoints),
+                opts,
+            )?),
+        };
+        Ok(TestClient { inner })
+    }
+
+    /// A client of a constant set of TLS endpoints.
+    pub fn connect_tls(
+        driver: Driver,
+        endpoints: Vec<weft_tokio::tls::TlsEndpoint>,
         opts: ClientOptions,
     ) -> Result<TestClient, CallError> {
         let inner = match driver {
