@@ -21,6 +21,8 @@ pub use transport::{READ_SPARE, Transport};
 
 pub mod client;
 pub mod resolver;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 /// A fresh 64-bit seed from the OS's randomness (via `RandomState`): for a
 /// pool's RNG and for keying each server connection's request table.

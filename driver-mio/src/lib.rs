@@ -27,6 +27,8 @@ mod client;
 mod resolver;
 mod server;
 mod stream;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 pub use client::{CancelHandle, Client, ClientOptions, PendingCall};
 pub use resolver::{
@@ -37,6 +39,7 @@ pub use server::{
     HandlerError, HandlerMap, HandlerResult, Request, Server, ServerOptions, Shutdown,
 };
 pub use stream::Stream;
+
 pub use weft_proto as proto;
 pub use weft_proto::Backoff;
 pub use weft_proto::EndpointsVersion;

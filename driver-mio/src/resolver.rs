@@ -4,6 +4,8 @@ use crate::stream::Stream;
 use std::io;
 use std::sync::Arc;
 pub use weft_driver::resolver::ResolveError;
+#[cfg(feature = "tls")]
+pub use weft_driver::tls::TlsEndpoint;
 use weft_proto::EndpointsVersion;
 use weft_proto::NetEndpoint;
 
@@ -28,6 +30,23 @@ impl Endpoint for NetEndpoint {
 
     fn address(&self) -> String {
         self.to_string()
+    }
+}
+
+#[cfg(feature = "tls")]
+impl Endpoint for weft_driver::tls::TlsEndpoint {
+    /// Connects; the TLS handshake runs in the connection's first reads
+    /// and writes on the event loop.
+    fn dial(&self) -> io::Result<Stream> {
+        let conn = self.connection()?;
+        let sock = self.endpoint().dial()?;
+        Ok(Stream::Tls(Box::new(crate::tls::TlsStream::new(
+            sock, conn,
+        ))))
+    }
+
+    fn address(&self) -> String {
+        TlsEndpoint::address(self)
     }
 }
 

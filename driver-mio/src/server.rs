@@ -50,6 +50,12 @@ const JOBS_PER_TURN: usize = 64;
 
 type Handler = dyn Fn(Request) -> HandlerResult + Send + Sync;
 
+#[cfg(feature = "tls")]
+type ServerTlsOption = weft_driver::tls::ServerTls;
+/// Without the feature nothing can be passed.
+#[cfg(not(feature = "tls"))]
+type ServerTlsOption = std::convert::Infallible;
+
 /// Synchronous handlers by method.
 ///
 /// ```
@@ -176,6 +182,9 @@ struct Shared {
     watchdog_parked: AtomicBool,
     watchdog: Mutex<Option<thread::Thread>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Accepted connections are served under TLS with these settings.
+    #[cfg(feature = "tls")]
+    tls: Option<weft_driver::tls::ServerTls>,
 }
 
 /// A weft server on a mio event loop.
@@ -208,6 +217,28 @@ impl Server {
         endpoint: &NetEndpoint,
         handlers: HandlerMap,
         opts: ServerOptions,
+    ) -> io::Result<Server> {
+        Self::start(endpoint, handlers, opts, None)
+    }
+
+    /// Binds `endpoint` and serves `handlers` under TLS (mutual TLS if
+    /// `tls` names a client CA). Clients dial it with a `TlsEndpoint` of
+    /// [`local_endpoint`](Self::local_endpoint).
+    #[cfg(feature = "tls")]
+    pub fn bind_tls(
+        endpoint: &NetEndpoint,
+        tls: weft_driver::tls::ServerTls,
+        handlers: HandlerMap,
+        opts: ServerOptions,
+    ) -> io::Result<Server> {
+        Self::start(endpoint, handlers, opts, Some(tls))
+    }
+
+    fn start(
+        endpoint: &NetEndpoint,
+        handlers: HandlerMap,
+        opts: ServerOptions,
+        tls: Option<ServerTlsOption>,
     ) -> io::Result<Server> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
@@ -266,7 +297,11 @@ impl Server {
             watchdog_parked: AtomicBool::new(false),
             watchdog: Mutex::new(None),
             threads: Mutex::new(Vec::new()),
+            #[cfg(feature = "tls")]
+            tls,
         });
+        #[cfg(not(feature = "tls"))]
+        let _ = tls;
         let s = shared.clone();
         let watchdog = thread::Builder::new()
             .name("weft-mio-watchdog".into())
@@ -511,7 +546,7 @@ impl Shared {
             if !self.opts.accepts_more(conns.by_token.len()) {
                 return;
             }
-            match l.accept() {
+            match l.accept().and_then(|s| self.secure(s)) {
                 Ok(mut stream) => {
                     conns.backoff.on_success();
                     let t = conns.next_token;
@@ -555,6 +590,18 @@ impl Shared {
                 },
             }
         }
+    }
+
+    /// Puts an accepted socket under TLS if the server is configured so.
+    fn secure(&self, stream: Stream) -> io::Result<Stream> {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.tls {
+            let conn = tls.accept()?;
+            return Ok(Stream::Tls(Box::new(crate::tls::TlsStream::new(
+                stream, conn,
+            ))));
+        }
+        Ok(stream)
     }
 
     /// Applies finished handlers, reads, timers and core events; queues

@@ -8,13 +8,16 @@ use std::task::{Context, Poll};
 use weft_driver::Transport;
 use weft_proto::Transmit;
 
-/// A connected socket: TCP or Unix.
+/// A connected socket: TCP or Unix, maybe under TLS.
 #[derive(Debug)]
 pub enum Stream {
     /// TCP.
     Tcp(mio::net::TcpStream),
     /// Unix domain socket.
     Unix(mio::net::UnixStream),
+    /// TLS over one of the others.
+    #[cfg(feature = "tls")]
+    Tls(Box<crate::tls::TlsStream>),
 }
 
 impl Stream {
@@ -31,18 +34,44 @@ impl Stream {
         Ok(Stream::Unix(mio::net::UnixStream::from_std(s)))
     }
 
+    /// Whether bytes already accepted still wait for the socket (TLS
+    /// records): a writer flushes even with nothing new to write.
+    pub(crate) fn has_pending_output(&self) -> bool {
+        match self {
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => s.has_pending_output(),
+            _ => false,
+        }
+    }
+}
+
+impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Stream::Tcp(s) => s.read(buf),
             Stream::Unix(s) => s.read(buf),
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => s.read(buf),
         }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_vectored(&[IoSlice::new(buf)])
     }
 
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         match self {
             Stream::Tcp(s) => s.write_vectored(bufs),
             Stream::Unix(s) => s.write_vectored(bufs),
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => s.write_vectored(bufs),
         }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 
@@ -51,18 +80,24 @@ impl Source for Stream {
         match self {
             Stream::Tcp(s) => s.register(r, t, i),
             Stream::Unix(s) => s.register(r, t, i),
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => s.sock.register(r, t, i),
         }
     }
     fn reregister(&mut self, r: &Registry, t: Token, i: Interest) -> io::Result<()> {
         match self {
             Stream::Tcp(s) => s.reregister(r, t, i),
             Stream::Unix(s) => s.reregister(r, t, i),
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => s.sock.reregister(r, t, i),
         }
     }
     fn deregister(&mut self, r: &Registry) -> io::Result<()> {
         match self {
             Stream::Tcp(s) => s.deregister(r),
             Stream::Unix(s) => s.deregister(r),
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => s.sock.deregister(r),
         }
     }
 }
@@ -78,13 +113,17 @@ pub(crate) fn read_room(spare: usize) -> usize {
     spare.clamp(1, READ_CHUNK)
 }
 
-/// Whether a read of `n` bytes offered `spare` bytes of room emptied the
-/// socket: a short read takes everything there was, and edge-triggered
-/// readiness reports the next bytes to arrive. Not the end of the stream,
-/// though: a hang-up that arrived with the bytes was already reported and
-/// will not be again, so after one the socket is read to the end.
-pub(crate) fn drained_by_short_read(spare: usize, n: usize) -> bool {
-    n < read_room(spare)
+impl Stream {
+    /// Whether a read of `n` bytes offered `spare` bytes of room emptied
+    /// the socket: a short read takes everything there was, and
+    /// edge-triggered readiness reports the next bytes to arrive. Never for
+    /// TLS, whose reads come out of what rustls buffered. Not the end of
+    /// the stream either: a hang-up that arrived with the bytes was already
+    /// reported and will not be again, so after one the socket is read to
+    /// the end (the callers' business).
+    pub(crate) fn drained_by_short_read(&self, spare: usize, n: usize) -> bool {
+        !matches!(self, Stream::Tls(_)) && n < read_room(spare)
+    }
 }
 
 /// Reads once into the spare room of `buf`. `Ok(0)` is end of stream.
@@ -102,6 +141,9 @@ pub(crate) fn read_once(stream: &mut Stream, buf: &mut BytesMut) -> io::Result<u
 /// One vectored write of the pending bytes of `tx`; returns how many the
 /// socket took.
 pub(crate) fn write_once(stream: &mut Stream, tx: &Transmit) -> io::Result<usize> {
+    if tx.is_empty() && !stream.has_pending_output() {
+        return Ok(0);
+    }
     let mut slices = [IoSlice::new(&[]); 64];
     let n = tx.io_slices(&mut slices);
     match stream.write_vectored(&slices[..n]) {
@@ -124,7 +166,7 @@ impl Transport for Stream {
     }
 
     fn drained_by_short_read(&self, spare: usize, n: usize) -> bool {
-        drained_by_short_read(spare, n)
+        Stream::drained_by_short_read(self, spare, n)
     }
 
     fn poll_write(&mut self, _: &mut Context<'_>, tx: &Transmit) -> Poll<io::Result<usize>> {

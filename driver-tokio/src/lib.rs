@@ -33,6 +33,8 @@ mod endpoint;
 mod io;
 mod resolver;
 mod server;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 pub use client::{ClientOptions, Connection, connect};
 pub use endpoint::{

@@ -66,6 +66,9 @@ pub enum Listener {
     /// Unix domain socket.
     #[cfg(unix)]
     Unix(tokio::net::UnixListener),
+    /// TLS over another listener; made by [`Listener::tls`].
+    #[cfg(feature = "tls")]
+    Tls(Box<Listener>, crate::tls::ServerTls),
 }
 
 impl Listener {
@@ -82,9 +85,19 @@ impl Listener {
         }
     }
 
-    /// The endpoint clients dial, with the real port.
+    /// Serves under TLS (mutual TLS if `tls` names a client CA). Clients
+    /// dial it with a `TlsEndpoint` of [`local_endpoint`](Self::local_endpoint).
+    #[cfg(feature = "tls")]
+    pub fn tls(self, tls: &crate::tls::ServerTls) -> Listener {
+        Listener::Tls(Box::new(self), tls.clone())
+    }
+
+    /// The endpoint clients dial, with the real port (under TLS, the
+    /// endpoint underneath).
     pub fn local_endpoint(&self) -> io::Result<NetEndpoint> {
         match self {
+            #[cfg(feature = "tls")]
+            Listener::Tls(l, _) => l.local_endpoint(),
             Listener::Tcp(l) => Ok(NetEndpoint::Tcp(l.local_addr()?.to_string())),
             #[cfg(unix)]
             Listener::Unix(l) => {
@@ -97,7 +110,17 @@ impl Listener {
         }
     }
 
-    async fn accept(&self) -> io::Result<BoxStream> {
+    fn accept(&self) -> BoxFuture<'_, io::Result<BoxStream>> {
+        Box::pin(async move {
+            match self {
+                #[cfg(feature = "tls")]
+                Listener::Tls(l, tls) => Ok(crate::tls::accept(tls, l.accept().await?)),
+                other => other.accept_plain().await,
+            }
+        })
+    }
+
+    async fn accept_plain(&self) -> io::Result<BoxStream> {
         match self {
             Listener::Tcp(l) => {
                 let (s, _) = l.accept().await?;
@@ -110,6 +133,8 @@ impl Listener {
             }
             #[cfg(unix)]
             Listener::Unix(l) => Ok(Box::new(l.accept().await?.0)),
+            #[cfg(feature = "tls")]
+            Listener::Tls(l, _) => l.accept().await,
         }
     }
 }

@@ -209,6 +209,11 @@ impl ClientConn {
     /// Processes the bytes appended to [`read_buf`](Self::read_buf).
     pub fn handle_read(&mut self, now: Instant) {
         self.advance_time(now);
+        // Fail at once rather than wait for a frame that never comes (or
+        // report a puzzling decode error).
+        if matches!(self.state, State::Handshaking) && self.decoder.starts_like_tls() {
+            self.fail(PeerError::SpokeTls.into());
+        }
         while !matches!(self.state, State::Failed(_)) {
             match self.decoder.next_message() {
                 Some(Ok(msg)) => self.on_message(msg),

@@ -68,6 +68,59 @@ impl FromStr for NetEndpoint {
     }
 }
 
+impl NetEndpoint {
+    /// Parses an address of a replica behind TLS: `tls://host:port` (TLS
+    /// over TCP) or `tls+unix:///path` (TLS over a Unix socket), into the
+    /// endpoint underneath. The drivers' TLS endpoints print themselves
+    /// the same way.
+    ///
+    /// ```
+    /// use weft_proto::NetEndpoint;
+    /// assert_eq!(NetEndpoint::parse_tls("tls://db:7000")?, weft_proto::tcp("db:7000"));
+    /// assert!(NetEndpoint::parse_tls("tcp://db:7000").is_err());
+    /// # Ok::<(), weft_proto::ParseNetEndpoint>(())
+    /// ```
+    pub fn parse_tls(s: &str) -> Result<NetEndpoint, ParseNetEndpoint> {
+        let inner = if let Some(rest) = s.strip_prefix("tls+unix://") {
+            format!("unix://{rest}")
+        } else if let Some(rest) = s.strip_prefix("tls://") {
+            format!("tcp://{rest}")
+        } else {
+            return Err(ParseNetEndpoint {
+                input: s.to_owned(),
+                reason: "scheme must be tls:// or tls+unix://",
+            });
+        };
+        inner
+            .parse()
+            .map_err(|e: ParseNetEndpoint| ParseNetEndpoint {
+                input: s.to_owned(),
+                reason: e.reason,
+            })
+    }
+
+    /// The address with TLS named in its scheme: `tls://host:port` or
+    /// `tls+unix://path`.
+    pub fn tls_address(&self) -> String {
+        match self {
+            NetEndpoint::Tcp(a) => format!("tls://{a}"),
+            NetEndpoint::Unix(p) => format!("tls+unix://{}", p.display()),
+        }
+    }
+
+    /// The host of a TCP endpoint (brackets of an IPv6 literal removed);
+    /// `localhost` for a Unix socket.
+    pub fn host(&self) -> &str {
+        match self {
+            NetEndpoint::Tcp(a) => {
+                let host = a.rsplit_once(':').map_or(a.as_str(), |(h, _)| h);
+                host.trim_start_matches('[').trim_end_matches(']')
+            }
+            NetEndpoint::Unix(_) => "localhost",
+        }
+    }
+}
+
 impl fmt::Display for NetEndpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -110,6 +110,12 @@ pub enum PeerError {
     /// A frame began to arrive and did not finish in time.
     #[error("a frame took longer than {0:?} to arrive")]
     FrameTimeout(std::time::Duration),
+    /// The connection began with a TLS record where a plaintext version
+    /// frame belongs: one side uses TLS and the other does not.
+    #[error(
+        "the peer speaks TLS and this side expects plaintext: use TLS on both sides or neither"
+    )]
+    SpokeTls,
 }
 
 /// Why a connection ended.

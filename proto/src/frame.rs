@@ -176,6 +176,15 @@ impl FrameDecoder {
         self.pending.is_some() || self.skipping > 0 || !self.buf.is_empty()
     }
 
+    /// Whether the bytes buffered begin like a TLS record (a content type
+    /// 20-23, then major version 3): a TLS hello or alert where a plaintext
+    /// peer's first frame belongs. Meaningful only before the first frame
+    /// was taken out. A weft version frame's id is 0, so its first byte is
+    /// always 0 and never mistaken.
+    pub fn starts_like_tls(&self) -> bool {
+        matches!(self.buf.get(..3), Some([20..=23, 3, 0..=4]))
+    }
+
     /// The configured payload limit.
     pub fn max_payload(&self) -> u64 {
         self.max_payload

@@ -259,6 +259,11 @@ impl ServerConn {
     pub fn handle_read(&mut self, now: Instant) {
         self.advance_time(now);
         let mut completed = false;
+        // A TLS hello would otherwise be read as a frame header and fail
+        // with a puzzling decode error, or wait out the body timeout.
+        if self.version.is_none() && self.failure.is_none() && self.decoder.starts_like_tls() {
+            self.fail(PeerError::SpokeTls.into());
+        }
         while self.failure.is_none() {
             match self.decoder.next_message() {
                 Some(Ok(msg)) => {

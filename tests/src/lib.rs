@@ -99,8 +99,28 @@ impl TestServer {
         name: &str,
         opts: ServerOptions,
     ) -> TestServer {
+        Self::start_impl(driver, transport, name, opts, None)
+    }
+
+    /// Starts a server named `name` that serves under TLS.
+    pub fn start_tls(
+        driver: Driver,
+        transport: Transport,
+        name: &str,
+        tls: weft_tokio::tls::ServerTls,
+    ) -> TestServer {
+        Self::start_impl(driver, transport, name, ServerOptions::default(), Some(tls))
+    }
+
+    fn start_impl(
+        driver: Driver,
+        transport: Transport,
+        name: &str,
+        opts: ServerOptions,
+        tls: Option<weft_tokio::tls::ServerTls>,
+    ) -> TestServer {
         let (bind, dir) = bind_endpoint(transport);
-        let mut server = Self::start_on(driver, &bind, name, opts);
+        let mut server = Self::start_on_impl(driver, &bind, name, opts, tls);
         server.dir = dir;
         server
     }
@@ -113,12 +133,25 @@ impl TestServer {
         name: &str,
         opts: ServerOptions,
     ) -> TestServer {
+        Self::start_on_impl(driver, bind, name, opts, None)
+    }
+
+    fn start_on_impl(
+        driver: Driver,
+        bind: &NetEndpoint,
+        name: &str,
+        opts: ServerOptions,
+        tls: Option<weft_tokio::tls::ServerTls>,
+    ) -> TestServer {
         let dir = None;
         let service = Service::new(name);
         let (endpoint, inner) = match driver {
             Driver::Tokio => {
                 let rt = runtime();
-                let listener = rt.block_on(weft_tokio::Listener::bind(bind)).expect("bind");
+                let mut listener = rt.block_on(weft_tokio::Listener::bind(bind)).expect("bind");
+                if let Some(tls) = &tls {
+                    listener = listener.tls(tls);
+                }
                 let endpoint = listener.local_endpoint().expect("local endpoint");
                 let shutdown = weft_tokio::Shutdown::new();
                 let handlers = tokio_handlers(&service);
@@ -131,8 +164,12 @@ impl TestServer {
                 (endpoint, ServerImpl::Tokio { rt, shutdown, task })
             }
             Driver::Mio => {
-                let server =
-                    weft_mio::Server::bind(bind, mio_handlers(&service), opts).expect("bind");
+                let handlers = mio_handlers(&service);
+                let server = match tls {
+                    Some(tls) => weft_mio::Server::bind_tls(bind, tls, handlers, opts),
+                    None => weft_mio::Server::bind(bind, handlers, opts),
+                }
+                .expect("bind");
                 (server.local_endpoint().clone(), ServerImpl::Mio(server))
             }
         };
@@ -231,6 +268,27 @@ impl TestClient {
     pub fn connect_with(
         driver: Driver,
         endpoints: Vec<NetEndpoint>,
+        opts: ClientOptions,
+    ) -> Result<TestClient, CallError> {
+        let inner = match driver {
+            Driver::Tokio => {
+                let rt = runtime();
+                let resolver = weft_tokio::ConstantResolver::new(endpoints);
+                let conn = rt.block_on(weft_tokio::connect(resolver, opts))?;
+                ClientImpl::Tokio { rt, conn }
+            }
+            Driver::Mio => ClientImpl::Mio(weft_mio::Client::connect(
+                weft_mio::ConstantResolver::new(endpoints),
+                opts,
+            )?),
+        };
+        Ok(TestClient { inner })
+    }
+
+    /// A client of a constant set of TLS endpoints.
+    pub fn connect_tls(
+        driver: Driver,
+        endpoints: Vec<weft_tokio::tls::TlsEndpoint>,
         opts: ClientOptions,
     ) -> Result<TestClient, CallError> {
         let inner = match driver {

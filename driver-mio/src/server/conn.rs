@@ -2,7 +2,7 @@
 //! writing it while the socket takes bytes, with edge-triggered readiness.
 
 use super::Handler;
-use crate::stream::{Stream, drained_by_short_read, read_once, write_once};
+use crate::stream::{Stream, read_once, write_once};
 use mio::{Interest, Registry, Token};
 use std::io;
 use std::time::Instant;
@@ -53,7 +53,7 @@ pub(super) fn pump(
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => c.readable = false,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             read => {
-                let drained = |n| !c.closing && drained_by_short_read(spare, n);
+                let drained = |n| !c.closing && c.stream.drained_by_short_read(spare, n);
                 if !matches!(read, Ok(n) if n > 0 && !drained(n)) {
                     c.readable = false;
                 }
@@ -67,7 +67,7 @@ pub(super) fn pump(
 /// Returns whether writing failed (the core's failure is then taken next
 /// turn).
 pub(super) fn flush_conn(c: &mut Conn, token: Token, registry: &Registry, now: Instant) -> bool {
-    while !c.core.transmit().is_empty() {
+    while !c.core.transmit().is_empty() || c.stream.has_pending_output() {
         match write_once(&mut c.stream, c.core.transmit()) {
             Ok(n) => c.core.advance_transmit(n),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
