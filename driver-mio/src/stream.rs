@@ -122,7 +122,11 @@ impl Stream {
     /// reported and will not be again, so after one the socket is read to
     /// the end (the callers' business).
     pub(crate) fn drained_by_short_read(&self, spare: usize, n: usize) -> bool {
-        !matches!(self, Stream::Tls(_)) && n < read_room(spare)
+        #[cfg(feature = "tls")]
+        if matches!(self, Stream::Tls(_)) {
+            return false;
+        }
+        n < read_room(spare)
     }
 }
 
