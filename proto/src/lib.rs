@@ -4,10 +4,11 @@
 //! transformations with no sockets, threads, clocks or randomness of their
 //! own. Drivers (`weft-tokio`, `weft-mio`) move bytes and time in and out.
 //!
-//! The wire codec: [`frame`] (headers and the incremental decoder),
-//! [`handshake`], [`header`] (request headers), [`error_payload`] (error
-//! responses), [`message`] (frames by type) and [`transmit`] (the outgoing
-//! queue, ready for vectored writes).
+//! The wire codec: frames ([`FrameHeader`] and the incremental
+//! [`FrameDecoder`]), the version handshake ([`Version`]), request headers
+//! ([`RequestHeader`]), error responses ([`RemoteError`]), frames by type
+//! ([`Message`]) and the outgoing queue, ready for vectored writes
+//! ([`Transmit`]).
 //!
 //! The connection state machines: [`client::ClientConn`] and
 //! [`server::ServerConn`], one per transport, driven by bytes, commands and

@@ -160,7 +160,7 @@ pub enum Action {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Command {
-    /// Send a call ([`Link::start_call`]).
+    /// Send a call.
     Start {
         /// The router's id for it.
         call: PoolCallId,
@@ -171,14 +171,13 @@ pub enum Command {
         /// Deadline, trace context and metadata travel with the request.
         opts: CallOptions,
     },
-    /// The caller gave up: end the call and tell the server
-    /// ([`Link::cancel`]).
+    /// The caller gave up: end the call and tell the server.
     Cancel {
         /// Which call.
         call: PoolCallId,
     },
     /// The call's deadline passed: end it without a cancel frame, since the
-    /// server's own deadline stops the handler ([`Link::expire`]).
+    /// server's own deadline stops the handler.
     Expire {
         /// Which call.
         call: PoolCallId,
