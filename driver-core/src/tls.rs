@@ -252,6 +252,23 @@ pub fn describe_io(e: io::Error) -> io::Error {
     }
 }
 
+/// [`describe_io`] for an error writing to a TLS stream: a peer that hung
+/// up is described as such, since under TLS 1.3 a server that refuses the
+/// client's certificate does so only after the client's handshake is done,
+/// so the client learns it from a failed write as often as from the alert.
+pub fn describe_write_io(e: io::Error) -> io::Error {
+    match e.kind() {
+        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => io::Error::new(
+            e.kind(),
+            format!(
+                "TLS: the peer closed the connection while we wrote to it ({e}); \
+                 a server that refuses the client certificate does that"
+            ),
+        ),
+        _ => describe_io(e),
+    }
+}
+
 /// The error for a peer that hung up during the TLS handshake: typically
 /// a plaintext server that could not make sense of our hello.
 pub fn closed_in_handshake() -> io::Error {

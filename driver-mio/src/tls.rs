@@ -80,6 +80,11 @@ impl TlsStream {
     }
 
     pub(crate) fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        self.write_plaintext(bufs)
+            .map_err(weft_driver::tls::describe_write_io)
+    }
+
+    fn write_plaintext(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         // Plaintext is taken only once earlier records are out, so what is
         // buffered stays bounded by one write's worth.
         self.flush_records()?;

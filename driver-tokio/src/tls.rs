@@ -19,7 +19,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 pub use weft_driver::tls::{
     ClientTls, Identity, RootCerts, ServerTls, TlsEndpoint, TlsError, describe, rustls,
 };
-use weft_driver::tls::{closed_in_handshake, describe_io};
+use weft_driver::tls::{closed_in_handshake, describe_io, describe_write_io};
 
 type Handshake<S> = Pin<Box<dyn Future<Output = io::Result<S>> + Send>>;
 
@@ -96,7 +96,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for LazyTls<S> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let s = ready!(self.get_mut().ready())?;
-        Pin::new(s).poll_write(cx, buf).map_err(describe_io)
+        Pin::new(s).poll_write(cx, buf).map_err(describe_write_io)
     }
 
     fn poll_write_vectored(
@@ -107,7 +107,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for LazyTls<S> {
         let s = ready!(self.get_mut().ready())?;
         Pin::new(s)
             .poll_write_vectored(cx, bufs)
-            .map_err(describe_io)
+            .map_err(describe_write_io)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -119,7 +119,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for LazyTls<S> {
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match &mut self.get_mut().state {
-            State::Ready(s) => Pin::new(s).poll_flush(cx).map_err(describe_io),
+            State::Ready(s) => Pin::new(s).poll_flush(cx).map_err(describe_write_io),
             _ => Poll::Ready(Ok(())),
         }
     }
