@@ -39,7 +39,7 @@ pub use weft_driver::client::ClientOptions;
 /// ```
 #[derive(Clone)]
 pub struct Connection {
-    handle: Arc<Handle>,
+    pub(crate) handle: Arc<Handle>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -50,8 +50,8 @@ impl std::fmt::Debug for Connection {
 
 /// Closes the client when the last user handle goes; background tasks hold
 /// the client, not this, so they never keep it alive.
-struct Handle {
-    client: Arc<Client<Tokio>>,
+pub(crate) struct Handle {
+    pub(crate) client: Arc<Client<Tokio>>,
 }
 
 impl Drop for Handle {
@@ -61,7 +61,7 @@ impl Drop for Handle {
 }
 
 /// How the shared client runs on Tokio.
-struct Tokio {
+pub(crate) struct Tokio {
     runtime: tokio::runtime::Handle,
     resolver: Arc<dyn Resolver>,
     /// Wakes the timer task.

@@ -35,6 +35,8 @@ mod resolver;
 mod server;
 #[cfg(feature = "tls")]
 pub mod tls;
+#[cfg(feature = "tower")]
+pub mod tower;
 
 pub use client::{ClientOptions, Connection, connect};
 pub use endpoint::{

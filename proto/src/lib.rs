@@ -109,8 +109,8 @@ pub use balance::{
 pub use endpoint::{NetEndpoint, ParseNetEndpoint, tcp, unix};
 pub use pool::{
     Action, BATCH_WRITES_FROM, Command, ConnEvent, ConnId, ConnectError, DEFAULT_CONNECT_TIMEOUT,
-    EndpointsVersion, Link, Pool, PoolCallId, PoolConfig, PoolEvent, ReplicaState, Resolution,
-    ResolverKind, Router,
+    EndpointsVersion, Link, Pool, PoolCallId, PoolConfig, PoolEvent, Readiness, ReplicaState,
+    Resolution, ResolverKind, Router,
 };
 pub use rng::Rng;
 

@@ -535,3 +535,24 @@ fn connections_that_handshake_and_drop_back_off_like_failed_dials() {
     assert!((5..=20).contains(&dials), "{dials} dials in 2 s");
     assert_eq!(c.pool.replica_state("a"), ReplicaState::Disconnected);
 }
+
+#[test]
+fn readiness_follows_the_replicas() {
+    use weft_proto::Readiness;
+    // Dialing: not ready yet, but a call would wait rather than fail.
+    let mut c = cluster(&[("a", FAST), ("b", Kind::Dead)], &["a", "b"], false);
+    assert_eq!(c.pool.readiness(), Readiness::Connecting);
+    c.drive_until(|c| c.pool.replica_state("a") == ReplicaState::Idle);
+    assert_eq!(c.pool.readiness(), Readiness::Ready);
+    // Only the dead one left: a call would fail at once, with its cause.
+    c.set_endpoints(&["b"]);
+    c.drive_until(|c| c.pool.readiness() != Readiness::Ready);
+    c.drive_until(|c| c.pool.readiness() != Readiness::Connecting);
+    assert_eq!(
+        c.pool.readiness(),
+        Readiness::Unreachable("b: connection refused".into())
+    );
+    let now = c.now;
+    c.pool.close(now);
+    assert_eq!(c.pool.readiness(), Readiness::Closed);
+}

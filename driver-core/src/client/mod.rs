@@ -32,7 +32,7 @@ use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
-use weft_proto::{Balancer, CallError, CallOptions, MethodKey};
+use weft_proto::{Balancer, CallError, CallOptions, ConnError, MethodKey, Readiness};
 use weft_proto::{
     ConnId, EndpointsVersion, PoolCallId, PoolConfig, Resolution, ResolverKind, Router,
 };
@@ -176,6 +176,27 @@ impl<R: Runtime> Client<R> {
             slot.waker = Some(cx.waker().clone());
         }
         Poll::Pending
+    }
+
+    /// Whether a call started now could go somewhere: `Ready(Ok)` when a
+    /// replica is ready, and also when none can be reached (the call then
+    /// fails at once with the cause, which tells more than a readiness
+    /// error would); `Ready(Err)` once the client is closed; `Pending`
+    /// while replicas are still connecting, with `cx` woken when that
+    /// changes.
+    pub fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<Result<(), CallError>> {
+        let mut state = self.lock();
+        match state.router.readiness() {
+            Readiness::Connecting => {
+                let waker = cx.waker();
+                if !state.ready_wakers.iter().any(|w| w.will_wake(waker)) {
+                    state.ready_wakers.push(waker.clone());
+                }
+                Poll::Pending
+            }
+            Readiness::Closed => Poll::Ready(Err(CallError::Connection(ConnError::Closed))),
+            _ => Poll::Ready(Ok(())),
+        }
     }
 
     /// Cancels a call from anywhere: it ends with a cancelled error (the

@@ -16,7 +16,7 @@ pub(super) type ById<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
 /// Work collected under a lock, carried out after it is released.
 pub(super) type WorkList<R> = SmallVec<[Work<R>; 8]>;
 use weft_proto::{
-    Action, BATCH_WRITES_FROM, ConnId, EndpointsVersion, PoolCallId, PoolEvent, Router,
+    Action, BATCH_WRITES_FROM, ConnId, EndpointsVersion, PoolCallId, PoolEvent, Readiness, Router,
 };
 
 /// A call's result, waiting for its caller.
@@ -47,6 +47,8 @@ pub(super) struct State<R: Runtime> {
     pub(super) endpoints: HashMap<Arc<str>, R::Endpoint>,
     /// When the timer is set to wake; `None` while it waits for news.
     pub(super) timer_armed: Option<Instant>,
+    /// Who waits for the router to stop [`Readiness::Connecting`].
+    pub(super) ready_wakers: Vec<Waker>,
 }
 
 impl<R: Runtime> State<R> {
@@ -57,6 +59,7 @@ impl<R: Runtime> State<R> {
             conns: ById::default(),
             endpoints,
             timer_armed: None,
+            ready_wakers: Vec::new(),
         }
     }
 
@@ -108,6 +111,11 @@ impl<R: Runtime> State<R> {
                 }
                 other => tracing::error!(?other, "an event this driver does not know"),
             }
+        }
+        // Readiness changes only on a router input, and every input ends
+        // in this drain: the one place to tell whoever waits for it.
+        if !self.ready_wakers.is_empty() && self.router.readiness() != Readiness::Connecting {
+            work.extend(self.ready_wakers.drain(..).map(Work::Wake));
         }
         if let Some(t) = self.router.poll_timeout()
             && self.timer_armed.is_none_or(|armed| t < armed)

@@ -1,8 +1,8 @@
 //! A [`Router`] and its [`Link`]s in one value.
 
 use super::{
-    Action, ConnId, ConnectError, PoolCallId, PoolConfig, PoolEvent, ReplicaState, Resolution,
-    ResolverKind,
+    Action, ConnId, ConnectError, PoolCallId, PoolConfig, PoolEvent, Readiness, ReplicaState,
+    Resolution, ResolverKind,
 };
 use super::{Link, Router};
 use crate::MethodKey;
@@ -98,6 +98,11 @@ impl Pool {
     /// Every known replica: address, state and calls in flight, by address.
     pub fn replicas(&self) -> impl Iterator<Item = (&str, ReplicaState, usize)> {
         self.router.replicas()
+    }
+
+    /// See [`Router::readiness`].
+    pub fn readiness(&self) -> Readiness {
+        self.router.readiness()
     }
 
     /// Calls started and not yet ended.

@@ -112,6 +112,24 @@ impl From<ConnectError> for CallError {
     }
 }
 
+/// Whether a call started now could be placed: what a pool's readiness
+/// (e.g. `tower::Service::poll_ready`) reports. See [`Router::readiness`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Readiness {
+    /// Some replica is ready: a call is placed at once.
+    Ready,
+    /// No replica is ready yet but some may become so (dialing, in its
+    /// handshake, or restarting after a goaway): a call waits.
+    Connecting,
+    /// No replica can take a call and none is expected to: a call fails at
+    /// once with [`CallError::Unreachable`] carrying this text (unless it
+    /// asked to wait for a replica).
+    Unreachable(String),
+    /// The pool was closed: every call fails.
+    Closed,
+}
+
 /// Where a replica is in its life (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ReplicaState {

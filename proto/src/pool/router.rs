@@ -5,7 +5,7 @@ use super::link::Link;
 use super::replicas::Replica;
 use super::resolver::ResolverState;
 use super::{
-    Action, Command, ConnEvent, ConnId, ConnectError, PoolCallId, PoolConfig, PoolEvent,
+    Action, Command, ConnEvent, ConnId, ConnectError, PoolCallId, PoolConfig, PoolEvent, Readiness,
     ReplicaState, Resolution, ResolverKind,
 };
 use crate::MethodKey;
@@ -169,6 +169,25 @@ impl Router {
             let r = self.replicas[s].as_ref()?;
             Some((&**addr, r.state, r.calls.len()))
         })
+    }
+
+    /// Whether a call started now would be placed, would wait, or would
+    /// fail at once. Changes only on an input; a driver that reports
+    /// readiness looks again after each one.
+    pub fn readiness(&self) -> Readiness {
+        if self.closed {
+            return Readiness::Closed;
+        }
+        let ready = self
+            .replicas()
+            .any(|(_, state, _)| matches!(state, ReplicaState::Idle | ReplicaState::Active));
+        if ready {
+            return Readiness::Ready;
+        }
+        match self.unreachable() {
+            Some(reason) => Readiness::Unreachable(reason),
+            None => Readiness::Connecting,
+        }
     }
 
     /// Calls started and not yet ended.
