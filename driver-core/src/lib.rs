@@ -20,6 +20,9 @@ mod transport;
 pub use transport::{READ_SPARE, Transport};
 
 pub mod client;
+pub mod observe;
+#[cfg(feature = "opentelemetry")]
+mod otel;
 pub mod resolver;
 #[cfg(feature = "tls")]
 pub mod tls;

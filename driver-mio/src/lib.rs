@@ -36,7 +36,7 @@ pub use resolver::{
     SharedEndpoint,
 };
 pub use server::{
-    HandlerError, HandlerMap, HandlerResult, Request, Server, ServerOptions, Shutdown,
+    HandlerError, HandlerMap, HandlerResult, PeerAddr, Request, Server, ServerOptions, Shutdown,
 };
 pub use stream::Stream;
 

@@ -29,7 +29,9 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 use weft_driver::server::{AcceptBackoff, AcceptFailure, Dispatcher, InlinePolicy, catch_panic};
-pub use weft_driver::server::{HandlerError, HandlerResult, Request, ServerOptions, Shutdown};
+pub use weft_driver::server::{
+    HandlerError, HandlerResult, PeerAddr, Request, ServerOptions, Shutdown,
+};
 use weft_proto::{NetEndpoint, ServerConn};
 
 use crate::stream::Stream;
@@ -86,18 +88,21 @@ enum Listener {
 }
 
 impl Listener {
-    fn accept(&self) -> io::Result<Stream> {
+    fn accept(&self) -> io::Result<(Stream, PeerAddr)> {
         match self {
             Listener::Tcp(l) => {
-                let (s, _) = l.accept()?;
+                let (s, addr) = l.accept()?;
                 // Only latency depends on it: a socket that refuses (its
                 // peer already gone) is still served, and fails on read.
                 if let Err(e) = s.set_nodelay(true) {
                     tracing::debug!(error = %e, "TCP_NODELAY");
                 }
-                Ok(Stream::Tcp(s))
+                Ok((Stream::Tcp(s), PeerAddr::Tcp(addr)))
             }
-            Listener::Unix(l) => Ok(Stream::Unix(l.accept()?.0)),
+            Listener::Unix(l) => {
+                let (s, addr) = l.accept()?;
+                Ok((Stream::Unix(s), PeerAddr::unix(addr.as_pathname())))
+            }
         }
     }
 }
@@ -146,6 +151,7 @@ struct Job {
     id: u64,
     handler: Arc<Handler>,
     request: Request,
+    span: tracing::Span,
 }
 
 #[derive(Default)]
@@ -438,7 +444,10 @@ impl Shared {
     }
 
     fn run(&self, job: Job) {
-        let result = catch_panic(|| (job.handler)(job.request)).unwrap_or_else(Err);
+        let result = {
+            let _entered = job.span.enter();
+            catch_panic(|| (job.handler)(job.request)).unwrap_or_else(Err)
+        };
         self.done
             .lock()
             .expect("unpoisoned")
@@ -546,8 +555,8 @@ impl Shared {
             if !self.opts.accepts_more(conns.by_token.len()) {
                 return;
             }
-            match l.accept().and_then(|s| self.secure(s)) {
-                Ok(mut stream) => {
+            match l.accept().and_then(|(s, peer)| Ok((self.secure(s)?, peer))) {
+                Ok((mut stream, peer)) => {
                     conns.backoff.on_success();
                     let t = conns.next_token;
                     conns.next_token += 1;
@@ -566,7 +575,7 @@ impl Shared {
                         Conn {
                             stream,
                             core: ServerConn::new(now, config),
-                            requests: Dispatcher::new(&self.opts),
+                            requests: Dispatcher::new(&self.opts).with_peer(peer),
                             readable: false,
                             closing: false,
                             write_blocked: false,
@@ -649,6 +658,7 @@ impl Shared {
                     id: d.id,
                     handler: d.handler,
                     request: d.request,
+                    span: d.span,
                 });
             }
             busy |= flush_conn(c, Token(t), &self.registry, now);

@@ -47,8 +47,8 @@ pub use resolver::{
     TokioEndpoints,
 };
 pub use server::{
-    HandlerError, HandlerMap, HandlerResult, Listener, Request, ServerOptions, Shutdown, serve,
-    serve_on, serve_until, serve_with_shutdown,
+    HandlerError, HandlerMap, HandlerResult, Listener, PeerAddr, Request, ServerOptions, Shutdown,
+    serve, serve_on, serve_until, serve_with_shutdown,
 };
 pub use weft_proto as proto;
 pub use weft_proto::Backoff;

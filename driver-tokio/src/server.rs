@@ -27,7 +27,9 @@ use weft_driver::server::{
     AcceptBackoff, AcceptFailure, CatchPanic, Dispatch, Dispatcher, InlinePolicy, catch_panic,
     poll_catching,
 };
-pub use weft_driver::server::{HandlerError, HandlerResult, Request, ServerOptions, Shutdown};
+pub use weft_driver::server::{
+    HandlerError, HandlerResult, PeerAddr, Request, ServerOptions, Shutdown,
+};
 use weft_proto::ServerConn;
 
 type Handler = dyn Fn(Request) -> BoxFuture<'static, HandlerResult> + Send + Sync;
@@ -110,29 +112,35 @@ impl Listener {
         }
     }
 
-    fn accept(&self) -> BoxFuture<'_, io::Result<BoxStream>> {
+    fn accept(&self) -> BoxFuture<'_, io::Result<(BoxStream, Option<PeerAddr>)>> {
         Box::pin(async move {
             match self {
                 #[cfg(feature = "tls")]
-                Listener::Tls(l, tls) => Ok(crate::tls::accept(tls, l.accept().await?)),
+                Listener::Tls(l, tls) => {
+                    let (stream, peer) = l.accept().await?;
+                    Ok((crate::tls::accept(tls, stream), peer))
+                }
                 other => other.accept_plain().await,
             }
         })
     }
 
-    async fn accept_plain(&self) -> io::Result<BoxStream> {
+    async fn accept_plain(&self) -> io::Result<(BoxStream, Option<PeerAddr>)> {
         match self {
             Listener::Tcp(l) => {
-                let (s, _) = l.accept().await?;
+                let (s, addr) = l.accept().await?;
                 // Only latency depends on it: a socket that refuses (its
                 // peer already gone) is still served, and fails on read.
                 if let Err(e) = s.set_nodelay(true) {
                     tracing::debug!(error = %e, "TCP_NODELAY");
                 }
-                Ok(Box::new(s))
+                Ok((Box::new(s), Some(PeerAddr::Tcp(addr))))
             }
             #[cfg(unix)]
-            Listener::Unix(l) => Ok(Box::new(l.accept().await?.0)),
+            Listener::Unix(l) => {
+                let (s, addr) = l.accept().await?;
+                Ok((Box::new(s), Some(PeerAddr::unix(addr.as_pathname()))))
+            }
             #[cfg(feature = "tls")]
             Listener::Tls(l, _) => l.accept().await,
         }
@@ -233,9 +241,9 @@ pub async fn serve_with_shutdown(
             // At max_connections the listener is not polled: clients wait
             // in its backlog until a connection ends (reaped below).
             accepted = listener.accept(), if !paused && opts.accepts_more(tasks.len()) => match accepted {
-                Ok(stream) => {
+                Ok((stream, peer)) => {
                     backoff.on_success();
-                    tasks.spawn(serve_conn(stream, handlers.clone(), opts, stop_rx.clone()));
+                    tasks.spawn(serve_conn(stream, peer, handlers.clone(), opts, stop_rx.clone()));
                 }
                 Err(e) => match backoff.on_error(&e) {
                     AcceptFailure::Transient => {}
@@ -277,7 +285,13 @@ pub fn serve_on(
     opts: ServerOptions,
 ) -> tokio::task::JoinHandle<()> {
     let (_, stop) = watch::channel(None);
-    tokio::spawn(serve_conn(Box::new(stream), Arc::new(handlers), opts, stop))
+    tokio::spawn(serve_conn(
+        Box::new(stream),
+        None,
+        Arc::new(handlers),
+        opts,
+        stop,
+    ))
 }
 
 type Finished = (u64, HandlerResult);
@@ -286,6 +300,8 @@ struct InlineHandler {
     id: u64,
     started: Instant,
     fut: BoxFuture<'static, HandlerResult>,
+    /// The request's span, entered whenever the handler runs.
+    span: tracing::Span,
 }
 
 struct ServerTask {
@@ -322,6 +338,7 @@ fn next_stop(mut stop: StopRx, first: bool) -> BoxFuture<'static, StopChange> {
 
 async fn serve_conn(
     stream: BoxStream,
+    peer: Option<PeerAddr>,
     handlers: Arc<HandlerMap>,
     opts: ServerOptions,
     stop: StopRx,
@@ -331,7 +348,10 @@ async fn serve_conn(
     let (done_tx, done_rx) = mpsc::unbounded_channel();
     let mut task = ServerTask {
         conn: ServerConn::new(now, config),
-        requests: Dispatcher::new(&opts),
+        requests: match peer {
+            Some(peer) => Dispatcher::new(&opts).with_peer(peer),
+            None => Dispatcher::new(&opts),
+        },
         stream,
         handlers,
         policy: InlinePolicy::new(&opts),
@@ -446,7 +466,11 @@ impl ServerTask {
     /// says handlers never run inline. A panic, in the handler or its
     /// future, is the call's result.
     fn start(&mut self, cx: &mut Context<'_>, now: Instant, d: Dispatch<Handler>) {
-        let fut = match catch_panic(|| (d.handler)(d.request)) {
+        let made = {
+            let _entered = d.span.enter();
+            catch_panic(|| (d.handler)(d.request))
+        };
+        let fut = match made {
             Ok(fut) => fut,
             Err(e) => return self.requests.finish(now, &mut self.conn, d.id, Err(e)),
         };
@@ -454,11 +478,16 @@ impl ServerTask {
             id: d.id,
             started: now,
             fut,
+            span: d.span,
         };
         if !self.policy.starts_inline() {
             return self.spawn(h);
         }
-        match poll_catching(h.fut.as_mut(), cx) {
+        let polled = {
+            let _entered = h.span.enter();
+            poll_catching(h.fut.as_mut(), cx)
+        };
+        match polled {
             Poll::Ready(result) => self.requests.finish(now, &mut self.conn, d.id, result),
             Poll::Pending => self.inline.push(h),
         }
@@ -469,7 +498,12 @@ impl ServerTask {
         let mut progressed = false;
         let mut i = 0;
         while i < self.inline.len() {
-            if let Poll::Ready(result) = poll_catching(self.inline[i].fut.as_mut(), cx) {
+            let h = &mut self.inline[i];
+            let polled = {
+                let _entered = h.span.enter();
+                poll_catching(h.fut.as_mut(), cx)
+            };
+            if let Poll::Ready(result) = polled {
                 let h = self.inline.swap_remove(i);
                 self.requests.finish(now, &mut self.conn, h.id, result);
                 progressed = true;
@@ -487,8 +521,9 @@ impl ServerTask {
 
     fn spawn(&self, h: InlineHandler) {
         let done = self.done_tx.clone();
+        let handler = tracing::Instrument::instrument(CatchPanic::new(h.fut), h.span);
         tokio::spawn(async move {
-            let result = CatchPanic::new(h.fut).await;
+            let result = handler.await;
             let _ = done.send((h.id, result));
         });
     }

@@ -38,6 +38,11 @@ pub struct CallOptions {
     /// ready and every one the resolver names failed its last connection
     /// attempt (gRPC's fail-fast). Calls with `retry` always wait.
     pub wait_for_ready: bool,
+    /// The method's name, `component.method` (for example
+    /// `github.com/acme/shop/Cart.AddItem`), for spans and metric labels
+    /// only: it never goes on the wire, where the [`MethodKey`](crate::MethodKey)
+    /// names the method. Without it they show the key in hex.
+    pub method_name: Option<std::sync::Arc<str>>,
 }
 
 /// Why a call failed.
@@ -124,6 +129,25 @@ impl CallError {
             Self::Cancelled => true,
             Self::Remote(e) => e.is_canceled(),
             _ => false,
+        }
+    }
+
+    /// A short, stable name for the kind of failure, for metric labels and
+    /// logs: `remote`, `deadline_exceeded`, `cancelled`, `communication`,
+    /// `too_large`, `unreachable` or `unprocessed`.
+    ///
+    /// ```
+    /// assert_eq!(weft_proto::CallError::DeadlineExceeded.kind(), "deadline_exceeded");
+    /// ```
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Remote(_) => "remote",
+            Self::DeadlineExceeded => "deadline_exceeded",
+            Self::Cancelled => "cancelled",
+            Self::Connection(_) | Self::BadErrorPayload(_) => "communication",
+            Self::RequestTooLarge { .. } => "too_large",
+            Self::Unreachable(_) | Self::DeadlineWaitingForReplica(_) => "unreachable",
+            Self::Unprocessed(_) => "unprocessed",
         }
     }
 

@@ -40,6 +40,19 @@ impl HandlerError {
     pub fn cancelled() -> Self {
         HandlerError(Failure::Cancelled)
     }
+
+    /// Whether the handler gave up because its request was cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self.0, Failure::Cancelled)
+    }
+
+    /// The error the caller gets, unless the handler was cancelled.
+    pub fn remote(&self) -> Option<&RemoteError> {
+        match &self.0 {
+            Failure::Remote(e) => Some(e),
+            Failure::Cancelled => None,
+        }
+    }
 }
 
 impl From<RemoteError> for HandlerError {

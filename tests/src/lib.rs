@@ -332,7 +332,16 @@ impl TestClient {
         args: impl Into<Bytes>,
         opts: CallOptions,
     ) -> Result<Bytes, CallError> {
-        let key = MethodKey::new(COMPONENT, method);
+        self.call_key(MethodKey::new(COMPONENT, method), args, opts)
+    }
+
+    /// Calls the method `key`.
+    pub fn call_key(
+        &self,
+        key: MethodKey,
+        args: impl Into<Bytes>,
+        opts: CallOptions,
+    ) -> Result<Bytes, CallError> {
         match &self.inner {
             ClientImpl::Tokio { rt, conn } => rt.block_on(conn.call(key, args.into(), opts)),
             ClientImpl::Mio(c) => c.call(key, args.into(), opts),

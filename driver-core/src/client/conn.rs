@@ -8,7 +8,7 @@ use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
-use weft_proto::{Command, ConnId, Link};
+use weft_proto::{Command, ConnEvent, ConnId, Link};
 
 /// Reads per turn of a connection's loop, so one busy connection cannot
 /// starve the others sharing a thread.
@@ -296,10 +296,13 @@ impl<R: Runtime> Client<R> {
             return;
         };
         let mut state = self.lock();
-        state.router.handle_conn_event(now, conn, first);
-        while let Some(e) = inner.link.poll_event() {
+        let mut event = Some(first);
+        while let Some(e) = event {
+            // Only the end of a call leaves every replica's state as it was.
+            state.replicas_moved |= !matches!(e, ConnEvent::Done { .. });
             state.router.handle_conn_event(now, conn, e);
+            event = inner.link.poll_event();
         }
-        state.drain(work);
+        state.drain(now, work);
     }
 }

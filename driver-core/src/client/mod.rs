@@ -26,6 +26,7 @@ pub use options::ClientOptions;
 use state::{Slot, State, Work, WorkList};
 
 use crate::Transport;
+use crate::observe;
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::io;
@@ -118,7 +119,7 @@ impl<R: Runtime> Client<R> {
             state: Mutex::new(State::new(router, registry)),
         });
         let mut work = WorkList::new();
-        client.lock().drain(&mut work);
+        client.lock().drain(now, &mut work);
         client.carry_out(work, now);
         Ok(client)
     }
@@ -142,15 +143,35 @@ impl<R: Runtime> Client<R> {
         self: &Arc<Self>,
         method: MethodKey,
         args: Bytes,
-        opts: CallOptions,
+        #[allow(unused_mut)] mut opts: CallOptions,
     ) -> PoolCallId {
         let now = Instant::now();
+        // Made before the lock: a subscriber's work is not done under it.
+        let span = observe::call_span(&method, opts.method_name.as_deref());
+        #[cfg(feature = "opentelemetry")]
+        if opts.trace.is_none() {
+            opts.trace = crate::otel::context_of(&span);
+        }
+        let request_bytes = args.len();
         let mut work = WorkList::new();
         let id = {
             let mut state = self.lock();
+            let metrics = state.method(&method, opts.method_name.as_deref());
+            metrics.started(request_bytes);
             let id = state.router.start_call(now, method, args, opts);
-            state.slots.insert(id, Slot::default());
-            state.drain(&mut work);
+            if !span.is_disabled() {
+                state.traced += 1;
+            }
+            let slot = Slot {
+                result: None,
+                waker: None,
+                span,
+                started: now,
+                metrics,
+                attempts: 0,
+            };
+            state.slots.insert(id, slot);
+            state.drain(now, &mut work);
             id
         };
         self.carry_out(work, now);
@@ -169,7 +190,7 @@ impl<R: Runtime> Client<R> {
             return Poll::Ready(Err(CallError::Cancelled));
         };
         if let Some(result) = slot.result.take() {
-            state.slots.remove(&id);
+            state.remove_slot(&id);
             return Poll::Ready(result);
         }
         if !slot.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
@@ -208,7 +229,7 @@ impl<R: Runtime> Client<R> {
         {
             let mut state = self.lock();
             state.router.cancel(now, id);
-            state.drain(&mut work);
+            state.drain(now, &mut work);
         }
         self.carry_out(work, now);
     }
@@ -220,11 +241,12 @@ impl<R: Runtime> Client<R> {
         let mut work = WorkList::new();
         {
             let mut state = self.lock();
-            if state.slots.remove(&id).is_none() {
+            let Some(slot) = state.remove_slot(&id) else {
                 return;
-            }
+            };
+            slot.abandoned(now);
             state.router.cancel(now, id);
-            state.drain(&mut work);
+            state.drain(now, &mut work);
         }
         self.carry_out(work, now);
     }
@@ -250,7 +272,8 @@ impl<R: Runtime> Client<R> {
                 return;
             }
             state.router.close(now);
-            state.drain(&mut work);
+            state.replicas_moved = true;
+            state.drain(now, &mut work);
         }
         self.carry_out(work, now);
         self.runtime.wake_timer();
@@ -269,6 +292,7 @@ impl<R: Runtime> Client<R> {
         let mut work = WorkList::new();
         let cell = {
             let mut state = self.lock();
+            state.replicas_moved = true;
             let cell = match result {
                 Ok(stream) => state.router.handle_dial_ok(now, conn).map(|link| {
                     let cell = Arc::new(ConnCell::new(conn, link, stream));
@@ -280,7 +304,7 @@ impl<R: Runtime> Client<R> {
                     None
                 }
             };
-            state.drain(&mut work);
+            state.drain(now, &mut work);
             cell
         };
         if let Some(cell) = cell {
@@ -295,6 +319,7 @@ impl<R: Runtime> Client<R> {
         let mut work = WorkList::new();
         {
             let mut state = self.lock();
+            state.replicas_moved = true;
             match result {
                 Ok((endpoints, version)) => {
                     let (addrs, registry) = split(endpoints);
@@ -307,7 +332,7 @@ impl<R: Runtime> Client<R> {
                 }
                 Err(reason) => state.router.handle_resolve_failed(now, &reason),
             }
-            state.drain(&mut work);
+            state.drain(now, &mut work);
         }
         self.carry_out(work, now);
     }
@@ -322,8 +347,9 @@ impl<R: Runtime> Client<R> {
                 let mut state = self.lock();
                 if state.router.poll_timeout().is_some_and(|t| t <= now) {
                     state.router.handle_timeout(now);
+                    state.replicas_moved = true;
                 }
-                state.drain(&mut work);
+                state.drain(now, &mut work);
                 let next = state.router.poll_timeout();
                 state.timer_armed = next;
                 next

@@ -1,6 +1,7 @@
 //! What the client's main lock guards, and the work it hands out.
 
 use super::{ConnCell, Runtime};
+use crate::observe::{ClientMethods, MethodMetrics, ReplicaGauges, call_ended, client_method};
 use bytes::Bytes;
 use smallvec::SmallVec;
 use std::collections::HashMap;
@@ -8,7 +9,8 @@ use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 use std::task::Waker;
 use std::time::Instant;
-use weft_proto::{CallError, IdHasher};
+use tracing::Span;
+use weft_proto::{CallError, IdHasher, MethodKey};
 
 /// Keyed by ids the router hands out: a fixed, fast hash.
 pub(super) type ById<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
@@ -16,14 +18,40 @@ pub(super) type ById<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
 /// Work collected under a lock, carried out after it is released.
 pub(super) type WorkList<R> = SmallVec<[Work<R>; 8]>;
 use weft_proto::{
-    Action, BATCH_WRITES_FROM, ConnId, EndpointsVersion, PoolCallId, PoolEvent, Readiness, Router,
+    Action, BATCH_WRITES_FROM, Command, ConnId, EndpointsVersion, PoolCallId, PoolEvent, Readiness,
+    Router,
 };
 
-/// A call's result, waiting for its caller.
-#[derive(Default)]
+/// A call's result, waiting for its caller, and what its span and
+/// metrics need when it ends.
 pub(super) struct Slot {
     pub(super) result: Option<Result<Bytes, CallError>>,
     pub(super) waker: Option<Waker>,
+    pub(super) span: Span,
+    pub(super) started: Instant,
+    pub(super) metrics: Arc<MethodMetrics>,
+    /// Requests sent for it (more than one with retries or goaway).
+    pub(super) attempts: u32,
+}
+
+impl Slot {
+    /// Ends the call's span and metrics with `result`.
+    fn end(&self, now: Instant, result: &Result<Bytes, CallError>) {
+        let outcome = match result {
+            Ok(b) => Ok(b.len()),
+            Err(e) => Err(e.kind()),
+        };
+        self.metrics
+            .ended(now.saturating_duration_since(self.started), outcome);
+        call_ended(&self.span, result);
+    }
+
+    /// The caller let go before the call ended: it counts as cancelled.
+    pub(super) fn abandoned(&self, now: Instant) {
+        if self.result.is_none() {
+            self.end(now, &Err(CallError::Cancelled));
+        }
+    }
 }
 
 /// Something to do once the router's lock is released.
@@ -49,6 +77,15 @@ pub(super) struct State<R: Runtime> {
     pub(super) timer_armed: Option<Instant>,
     /// Who waits for the router to stop [`Readiness::Connecting`].
     pub(super) ready_wakers: Vec<Waker>,
+    /// Each connection's replica address, for call spans.
+    pub(super) conn_addrs: ById<ConnId, Arc<str>>,
+    /// Slots whose span a subscriber records: only then are sends traced.
+    pub(super) traced: usize,
+    /// Metric handles by method.
+    pub(super) methods: ClientMethods,
+    pub(super) replica_gauges: ReplicaGauges,
+    /// An input may have changed some replica's state.
+    pub(super) replicas_moved: bool,
 }
 
 impl<R: Runtime> State<R> {
@@ -60,7 +97,29 @@ impl<R: Runtime> State<R> {
             endpoints,
             timer_armed: None,
             ready_wakers: Vec::new(),
+            conn_addrs: ById::default(),
+            traced: 0,
+            methods: ClientMethods::default(),
+            replica_gauges: ReplicaGauges::new(),
+            replicas_moved: true,
         }
+    }
+
+    /// The metric handles of `key`, registered on its first call.
+    pub(super) fn method(&mut self, key: &MethodKey, name: Option<&str>) -> Arc<MethodMetrics> {
+        self.methods
+            .entry(*key)
+            .or_insert_with(|| Arc::new(client_method(key, name)))
+            .clone()
+    }
+
+    /// Frees a slot, keeping the count of traced ones.
+    pub(super) fn remove_slot(&mut self, id: &PoolCallId) -> Option<Slot> {
+        let slot = self.slots.remove(id)?;
+        if !slot.span.is_disabled() {
+            self.traced -= 1;
+        }
+        Some(slot)
     }
 
     /// Calls the application has started and not collected: the signal for
@@ -71,13 +130,15 @@ impl<R: Runtime> State<R> {
 
     /// Drains the router's outputs into work for after the lock: the drain
     /// rule. Results go into their slots here; their wakers are woken later.
-    pub(super) fn drain(&mut self, work: &mut WorkList<R>) {
+    pub(super) fn drain(&mut self, now: Instant, work: &mut WorkList<R>) {
         while let Some(action) = self.router.poll_action() {
             match action {
                 Action::Dial { conn, addr } => {
                     work.push(Work::Dial(conn, self.endpoints.get(&addr).cloned()));
+                    self.conn_addrs.insert(conn, addr);
                 }
                 Action::Close { conn } => {
+                    self.conn_addrs.remove(&conn);
                     if let Some(cell) = self.conns.remove(&conn) {
                         work.push(Work::Close(cell));
                     }
@@ -91,6 +152,9 @@ impl<R: Runtime> State<R> {
         // its next turn in one go.
         let batched = self.outstanding() >= BATCH_WRITES_FROM;
         while let Some((conn, command)) = self.router.poll_command() {
+            if self.traced > 0 {
+                self.trace_send(conn, &command);
+            }
             // A command for a connection already closed is moot: the
             // router accounted for its calls when it closed it.
             if let Some(cell) = self.conns.get(&conn)
@@ -103,6 +167,7 @@ impl<R: Runtime> State<R> {
             match event {
                 PoolEvent::Done { id, result } => {
                     if let Some(slot) = self.slots.get_mut(&id) {
+                        slot.end(now, &result);
                         slot.result = Some(result);
                         if let Some(w) = slot.waker.take() {
                             work.push(Work::Wake(w));
@@ -111,6 +176,11 @@ impl<R: Runtime> State<R> {
                 }
                 other => tracing::error!(?other, "an event this driver does not know"),
             }
+        }
+        if self.replicas_moved {
+            self.replicas_moved = false;
+            let states = self.router.replicas().map(|(_, state, _)| state);
+            self.replica_gauges.update(states);
         }
         // Readiness changes only on a router input, and every input ends
         // in this drain: the one place to tell whoever waits for it.
@@ -123,6 +193,22 @@ impl<R: Runtime> State<R> {
         {
             self.timer_armed = Some(t);
             work.push(Work::WakeTimer);
+        }
+    }
+
+    /// Records a request going out on its call's span.
+    fn trace_send(&mut self, conn: ConnId, command: &Command) {
+        let Command::Start { call, .. } = command else {
+            return;
+        };
+        if let Some(slot) = self.slots.get_mut(call)
+            && !slot.span.is_disabled()
+        {
+            slot.attempts += 1;
+            slot.span.record("attempts", slot.attempts);
+            if let Some(addr) = self.conn_addrs.get(&conn) {
+                slot.span.record("replica", &**addr);
+            }
         }
     }
 }

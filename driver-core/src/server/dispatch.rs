@@ -1,12 +1,14 @@
 //! One connection's requests, from the core's events to handlers and back.
 
 use super::cancel::CancelToken;
-use super::{HandlerMap, Request, ServerOptions};
+use super::{HandlerMap, PeerAddr, Request, ServerOptions};
+use crate::observe::{KeyHex, MethodMetrics, ServerError, handle_ended, handle_span};
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::io;
 use std::sync::Arc;
 use std::time::Instant;
+use tracing::Span;
 use weft_proto::{CancelReason, HandlerError, HandlerResult, ServerConn, ServerEvent};
 
 /// The message of the error a request gets when the server has no thread
@@ -29,6 +31,25 @@ pub struct Dispatch<H: ?Sized> {
     pub handler: Arc<H>,
     /// What the handler gets.
     pub request: Request,
+    /// The request's `weft.handle` span: run the handler inside it.
+    pub span: Span,
+}
+
+/// What the dispatcher keeps of a request until its handler finishes.
+struct InFlight {
+    cancel: Arc<CancelToken>,
+    span: Span,
+    started: Instant,
+    metrics: Arc<MethodMetrics>,
+}
+
+impl InFlight {
+    fn end(&self, now: Instant, outcome: Result<usize, ServerError>) {
+        let elapsed = now.saturating_duration_since(self.started);
+        self.metrics
+            .ended(elapsed, outcome.map_err(ServerError::kind));
+        handle_ended(&self.span, outcome.map(drop));
+    }
 }
 
 /// The requests of one connection that are with their handlers or waiting
@@ -44,7 +65,7 @@ pub struct Dispatch<H: ?Sized> {
 /// bytes stay undecoded until a handler finishes. The driver owns the
 /// [`ServerConn`] and lends it to each call.
 pub struct Dispatcher<H: ?Sized> {
-    cancels: HashMap<u64, Arc<CancelToken>>,
+    cancels: HashMap<u64, InFlight>,
     /// Tokens of finished requests that nobody else holds, reset for the
     /// next ones: a token per request would otherwise be an allocation
     /// per call. At most twice the handler limit are kept (requests past
@@ -59,6 +80,8 @@ pub struct Dispatcher<H: ?Sized> {
     /// Bytes read into the core's buffer at the limit and not decoded.
     held: usize,
     closed: bool,
+    /// Who is on the other end: each request gets a reference.
+    peer: Option<Arc<PeerAddr>>,
 }
 
 impl<H: ?Sized> fmt::Debug for Dispatcher<H> {
@@ -84,7 +107,14 @@ impl<H: ?Sized> Dispatcher<H> {
             limit: opts.handlers_per_connection(),
             held: 0,
             closed: false,
+            peer: None,
         }
+    }
+
+    /// Tells handlers who the client is ([`Request::peer_addr`]).
+    pub fn with_peer(mut self, peer: PeerAddr) -> Self {
+        self.peer = Some(Arc::new(peer));
+        self
     }
 
     /// Whether the driver should read `conn`'s transport now: not once it
@@ -159,35 +189,55 @@ impl<H: ?Sized> Dispatcher<H> {
     ) {
         match event {
             ServerEvent::Request(req) => {
-                let Some((name, handler)) = handlers.get(&req.method) else {
+                let Some(entry) = handlers.entry(&req.method) else {
+                    tracing::debug!(method = %KeyHex(&req.method), peer = self.peer.as_deref().map(tracing::field::display), "unknown method");
                     conn.respond_unknown_method(now, req.id);
                     return;
                 };
                 let cancel = self.spare_tokens.pop().unwrap_or_default();
-                self.cancels.insert(req.id, cancel.clone());
+                let span = handle_span(&entry.name, self.peer.as_deref(), req.trace.as_ref());
+                let metrics = entry.metrics().clone();
+                metrics.started(req.args.len());
+                let in_flight = InFlight {
+                    cancel: cancel.clone(),
+                    span: span.clone(),
+                    started: now,
+                    metrics,
+                };
+                self.cancels.insert(req.id, in_flight);
                 self.waiting.push_back(Dispatch {
                     id: req.id,
-                    handler: handler.clone(),
+                    handler: entry.handler.clone(),
+                    span,
                     request: Request {
                         args: req.args,
-                        method: name.clone(),
+                        method: entry.name.clone(),
                         deadline: req.deadline,
                         metadata: req.metadata,
                         trace: req.trace,
                         cancel,
+                        peer: self.peer.clone(),
                     },
                 });
             }
             ServerEvent::Cancel { id, reason } => {
-                if let Some(token) = self.cancels.get(&id) {
-                    token.cancel(reason);
+                if let Some(r) = self.cancels.get(&id) {
+                    r.cancel.cancel(reason);
                 }
             }
             ServerEvent::Failed(err) => {
-                tracing::debug!(error = %err, "server connection closed");
+                if matches!(err, weft_proto::ConnError::Peer(_)) {
+                    // The client broke the protocol: name it.
+                    tracing::warn!(error = %err, peer = self.peer.as_deref().map(tracing::field::display), "server connection failed: protocol error from the client");
+                } else {
+                    tracing::debug!(error = %err, peer = self.peer.as_deref().map(tracing::field::display), "server connection closed");
+                }
                 self.closed = true;
-                for (_, token) in self.cancels.drain() {
-                    token.cancel(CancelReason::ConnectionLost);
+                // No answer can be delivered: each request ends here, and
+                // its handler's result later finds nothing to answer.
+                for (_, r) in self.cancels.drain() {
+                    r.cancel.cancel(CancelReason::ConnectionLost);
+                    r.end(now, Err(ServerError::Cancelled));
                 }
             }
         }
@@ -209,13 +259,32 @@ impl<H: ?Sized> Dispatcher<H> {
     /// [`ServerConn::finish`]) and forgets the request. Below the limit
     /// again, bytes held at the limit are decoded.
     pub fn finish(&mut self, now: Instant, conn: &mut ServerConn, id: u64, result: HandlerResult) {
-        if let Some(mut token) = self.cancels.remove(&id)
-            && self.spare_tokens.len() < self.limit.saturating_mul(2)
-            && let Some(t) = Arc::get_mut(&mut token)
-        {
-            // The handler let go of its request: the token is ours alone.
-            t.reset();
-            self.spare_tokens.push(token);
+        let outcome = match &result {
+            Ok(b) => Ok(b.len()),
+            Err(e) if e.is_cancelled() => Err(ServerError::Cancelled),
+            Err(_) => Err(ServerError::Error),
+        };
+        self.finish_as(now, conn, id, result, outcome);
+    }
+
+    fn finish_as(
+        &mut self,
+        now: Instant,
+        conn: &mut ServerConn,
+        id: u64,
+        result: HandlerResult,
+        outcome: Result<usize, ServerError>,
+    ) {
+        if let Some(r) = self.cancels.remove(&id) {
+            r.end(now, outcome);
+            let mut token = r.cancel;
+            if self.spare_tokens.len() < self.limit.saturating_mul(2)
+                && let Some(t) = Arc::get_mut(&mut token)
+            {
+                // The handler let go of its request: the token is ours alone.
+                t.reset();
+                self.spare_tokens.push(token);
+            }
         }
         self.running = self.running.saturating_sub(1);
         conn.finish(now, id, result);
@@ -228,7 +297,8 @@ impl<H: ?Sized> Dispatcher<H> {
     /// [`next_dispatch`](Self::next_dispatch), with the [`OVERLOADED`]
     /// error instead of running its handler.
     pub fn refuse_overloaded(&mut self, now: Instant, conn: &mut ServerConn, id: u64) {
-        self.finish(now, conn, id, Err(HandlerError::new(OVERLOADED)));
+        let result = Err(HandlerError::new(OVERLOADED));
+        self.finish_as(now, conn, id, result, Err(ServerError::Overloaded));
     }
 
     /// Whether the connection failed or was closed: the driver closes the

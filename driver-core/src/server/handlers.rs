@@ -1,8 +1,9 @@
 //! The handler table, generic over what a handler is.
 
+use crate::observe::{MethodMetrics, server_method};
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use weft_proto::MethodKey;
 
 /// Handlers by method, for any handler type `H`.
@@ -15,10 +16,20 @@ pub struct HandlerMap<H: ?Sized> {
     map: HashMap<MethodKey, Entry<H>>,
 }
 
-/// One method: its name, shared by every request for it, and its handler.
-struct Entry<H: ?Sized> {
-    name: Arc<str>,
-    handler: Arc<H>,
+/// One method: its name, shared by every request for it, its handler, and
+/// its metric handles (registered on its first request, shared by clones
+/// of the map).
+pub(crate) struct Entry<H: ?Sized> {
+    pub(crate) name: Arc<str>,
+    pub(crate) handler: Arc<H>,
+    metrics: Arc<OnceLock<Arc<MethodMetrics>>>,
+}
+
+impl<H: ?Sized> Entry<H> {
+    pub(crate) fn metrics(&self) -> &Arc<MethodMetrics> {
+        self.metrics
+            .get_or_init(|| Arc::new(server_method(&self.name)))
+    }
 }
 
 impl<H: ?Sized> Clone for Entry<H> {
@@ -26,6 +37,7 @@ impl<H: ?Sized> Clone for Entry<H> {
         Entry {
             name: self.name.clone(),
             handler: self.handler.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 }
@@ -42,13 +54,21 @@ impl<H: ?Sized> HandlerMap<H> {
     /// had.
     pub fn insert(&mut self, component: &str, method: &str, handler: Arc<H>) {
         let name: Arc<str> = format!("{component}.{method}").into();
-        self.map
-            .insert(MethodKey::new(component, method), Entry { name, handler });
+        let entry = Entry {
+            name,
+            handler,
+            metrics: Arc::default(),
+        };
+        self.map.insert(MethodKey::new(component, method), entry);
     }
 
     /// The `component.method` name and handler for `key`.
     pub fn get(&self, key: &MethodKey) -> Option<(&Arc<str>, &Arc<H>)> {
         self.map.get(key).map(|e| (&e.name, &e.handler))
+    }
+
+    pub(crate) fn entry(&self, key: &MethodKey) -> Option<&Entry<H>> {
+        self.map.get(key)
     }
 }
 

@@ -26,7 +26,7 @@
 //! API. Per connection it calls, in this order:
 //!
 //! 1. `ServerConn::new(now, opts.server_config(random_seed()))` and [`Dispatcher::new`]
-//!    on accept;
+//!    (with [`Dispatcher::with_peer`] when the peer's address is known) on accept;
 //! 2. an input: while [`Dispatcher::wants_read`], a read into
 //!    `ServerConn::read_buf` whose outcome goes to [`Dispatcher::on_read`];
 //!    `ServerConn::handle_timeout` when due; `ServerConn::close`;
@@ -46,6 +46,7 @@ mod handlers;
 mod inline;
 mod options;
 mod panic;
+mod peer;
 mod request;
 mod shutdown;
 
@@ -60,6 +61,7 @@ pub use options::{
 pub use panic::{
     CatchPanic, HANDLER_PANICKED, catch_panic, panic_message, panicked, poll_catching,
 };
+pub use peer::PeerAddr;
 pub use request::Request;
 pub use shutdown::{Changed, DEFAULT_SHUTDOWN_GRACE, Shutdown};
 pub use weft_proto::{CancelReason, HandlerError, HandlerResult};

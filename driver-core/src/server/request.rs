@@ -1,5 +1,6 @@
 //! A call as its handler sees it.
 
+use super::PeerAddr;
 use super::cancel::CancelToken;
 use bytes::Bytes;
 use std::sync::Arc;
@@ -25,9 +26,16 @@ pub struct Request {
     /// The caller's span.
     pub trace: Option<TraceContext>,
     pub(crate) cancel: Arc<CancelToken>,
+    pub(crate) peer: Option<Arc<PeerAddr>>,
 }
 
 impl Request {
+    /// The address of the client that sent the request, if the driver
+    /// knows it (not for a stream handed to `serve_on`).
+    pub fn peer_addr(&self) -> Option<&PeerAddr> {
+        self.peer.as_deref()
+    }
+
     /// Whether the request was cancelled (by the caller, its deadline, or a
     /// broken connection).
     pub fn is_cancelled(&self) -> bool {

@@ -89,6 +89,7 @@ impl Router {
             match self.replica(slot).state {
                 ReplicaState::Active => {
                     let r = self.replica_mut(slot);
+                    tracing::debug!(addr = %r.addr, calls = r.calls.len(), "replica removed by the resolver; draining");
                     r.state = ReplicaState::Draining;
                     r.removed = true;
                     self.remove_ready(slot);
@@ -241,6 +242,7 @@ impl Router {
         if r.state != ReplicaState::Checking {
             return;
         }
+        tracing::debug!(addr = %r.addr, "replica ready: handshake done");
         r.state = ReplicaState::Idle;
         r.last_error = None;
         r.proven = false;
@@ -366,7 +368,12 @@ impl Router {
         }
         let closed = self.closed;
         let r = self.replica_mut(slot);
-        tracing::debug!(addr = %r.addr, error = %err, state = ?r.state, "replica connection failed");
+        if matches!(err, ConnError::Peer(_)) {
+            // The server broke the protocol: worth an operator's attention.
+            tracing::warn!(addr = %r.addr, error = %err, "replica connection failed: protocol error from the server");
+        } else {
+            tracing::debug!(addr = %r.addr, error = %err, state = ?r.state, "replica connection failed");
+        }
         // Only a connection a call succeeded on counts as progress: one that
         // handshakes and drops backs off like a failed dial.
         let progressed = r.proven;

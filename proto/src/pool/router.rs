@@ -222,7 +222,7 @@ impl Router {
     pub fn handle_dial_failed(&mut self, now: Instant, conn: ConnId, reason: &str) {
         self.advance_time(now);
         if let Some(slot) = self.live_dial(conn) {
-            tracing::debug!(addr = %self.replica(slot).addr, reason, "dial failed");
+            tracing::info!(addr = %self.replica(slot).addr, reason, "dial failed");
             self.conns.remove(&conn.0);
             let r = self.replica_mut(slot);
             r.dialing = None;
