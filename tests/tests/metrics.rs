@@ -1,0 +1,216 @@
+//! Per-method metrics over real sockets, every client driver x server
+//! driver: the counters move by exactly the calls made.
+//!
+//! The debugging recorder's snapshot takes each counter's and gauge's
+//! value and resets it: a snapshot shows what changed since the last one.
+//! The tests take turns so that each sees only its own calls.
+
+use bytes::Bytes;
+use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+use std::sync::OnceLock;
+use weft_proto::{CallOptions, MethodKey, NetEndpoint};
+use weft_tests::{Driver, TestClient};
+
+fn snapshotter() -> &'static Snapshotter {
+    static S: OnceLock<Snapshotter> = OnceLock::new();
+    S.get_or_init(|| {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        recorder.install().unwrap();
+        snapshotter
+    })
+}
+
+/// What changed since the last snapshot.
+struct Changes(Vec<(metrics_util::CompositeKey, DebugValue)>);
+
+fn changes() -> Changes {
+    let all = snapshotter().snapshot().into_vec();
+    Changes(all.into_iter().map(|(k, _, _, v)| (k, v)).collect())
+}
+
+/// One test at a time: a snapshot resets what it reads.
+fn turn() -> std::sync::MutexGuard<'static, ()> {
+    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    TURN.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Changes {
+    /// Takes the value of metric `name` whose labels include `labels`.
+    fn value(&mut self, name: &str, labels: &[(&str, &str)]) -> Option<DebugValue> {
+        let i = self.0.iter().position(|(k, _)| {
+            let key = k.key();
+            key.name() == name
+                && labels
+                    .iter()
+                    .all(|(n, v)| key.labels().any(|l| l.key() == *n && l.value() == *v))
+        })?;
+        Some(self.0.swap_remove(i).1)
+    }
+
+    fn counter(&mut self, name: &str, labels: &[(&str, &str)]) -> u64 {
+        match self.value(name, labels) {
+            Some(DebugValue::Counter(n)) => n,
+            other => panic!("{name} {labels:?}: {other:?}"),
+        }
+    }
+
+    fn gauge(&mut self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        match self.value(name, labels) {
+            Some(DebugValue::Gauge(g)) => g.into_inner(),
+            other => panic!("{name} {labels:?}: {other:?}"),
+        }
+    }
+
+    fn histogram_len(&mut self, name: &str, labels: &[(&str, &str)]) -> usize {
+        match self.value(name, labels) {
+            Some(DebugValue::Histogram(h)) => h.len(),
+            other => panic!("{name} {labels:?}: {other:?}"),
+        }
+    }
+}
+
+struct Server {
+    endpoint: NetEndpoint,
+    stop: Box<dyn FnOnce()>,
+}
+
+/// `Echo` echoes, `Fail` fails with an error.
+fn server(driver: Driver, component: &str) -> Server {
+    let bind: NetEndpoint = "tcp://127.0.0.1:0".parse().unwrap();
+    match driver {
+        Driver::Tokio => {
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            let mut h = weft_tokio::HandlerMap::new();
+            h.set(component, "Echo", |req: weft_tokio::Request| async move {
+                Ok(req.args)
+            });
+            h.set(component, "Fail", |_req: weft_tokio::Request| async move {
+                Err::<Bytes, _>(weft_tokio::HandlerError::new("out of stock"))
+            });
+            let listener = rt.block_on(weft_tokio::Listener::bind(&bind)).unwrap();
+            let endpoint = listener.local_endpoint().unwrap();
+            let task = rt.spawn(weft_tokio::serve(listener, h, Default::default()));
+            Server {
+                endpoint,
+                stop: Box::new(move || {
+                    task.abort();
+                    drop(rt);
+                }),
+            }
+        }
+        Driver::Mio => {
+            let mut h = weft_mio::HandlerMap::new();
+            h.set(component, "Echo", |req: weft_mio::Request| Ok(req.args));
+            h.set(component, "Fail", |_req: weft_mio::Request| {
+                Err(weft_mio::HandlerError::new("out of stock"))
+            });
+            let s = weft_mio::Server::bind(&bind, h, Default::default()).unwrap();
+            let endpoint = s.local_endpoint().clone();
+            Server {
+                endpoint,
+                stop: Box::new(move || s.shutdown()),
+            }
+        }
+    }
+}
+
+#[test]
+fn counters_move_by_exactly_the_calls_made() {
+    let _turn = turn();
+    changes();
+    for c in [Driver::Tokio, Driver::Mio] {
+        for s in [Driver::Tokio, Driver::Mio] {
+            let comp = format!("github.com/acme/{c:?}{s:?}/Cart");
+            let srv = server(s, &comp);
+            let client = TestClient::connect(c, vec![srv.endpoint.clone()]).unwrap();
+            let opts = |method: &str| CallOptions {
+                method_name: Some(format!("{comp}.{method}").into()),
+                ..CallOptions::default()
+            };
+            for i in 0..5u8 {
+                let args = vec![i; 10];
+                let key = MethodKey::new(&comp, "Echo");
+                client.call_key(key, args, opts("Echo")).unwrap();
+            }
+            for _ in 0..2 {
+                let key = MethodKey::new(&comp, "Fail");
+                let err = client.call_key(key, vec![0; 3], opts("Fail")).unwrap_err();
+                assert_eq!(err.kind(), "remote");
+            }
+            let mut m = changes();
+            let ctx = format!("{c:?} client, {s:?} server");
+            let echo = [("component", comp.as_str()), ("method", "Echo")];
+            let fail = [("component", comp.as_str()), ("method", "Fail")];
+
+            assert_eq!(m.counter("weft_client_calls_total", &echo), 5, "{ctx}");
+            assert_eq!(
+                m.counter("weft_client_request_bytes_total", &echo),
+                50,
+                "{ctx}"
+            );
+            assert_eq!(
+                m.counter("weft_client_response_bytes_total", &echo),
+                50,
+                "{ctx}"
+            );
+            assert_eq!(
+                m.histogram_len("weft_client_latency_seconds", &echo),
+                5,
+                "{ctx}"
+            );
+            assert_eq!(m.gauge("weft_client_in_flight", &echo), 0.0, "{ctx}");
+            assert_eq!(m.counter("weft_client_calls_total", &fail), 2, "{ctx}");
+            let remote = [fail[0], fail[1], ("kind", "remote")];
+            assert_eq!(m.counter("weft_client_errors_total", &remote), 2, "{ctx}");
+            assert_eq!(
+                m.counter("weft_client_request_bytes_total", &fail),
+                6,
+                "{ctx}"
+            );
+
+            assert_eq!(m.counter("weft_server_requests_total", &echo), 5, "{ctx}");
+            assert_eq!(
+                m.counter("weft_server_request_bytes_total", &echo),
+                50,
+                "{ctx}"
+            );
+            assert_eq!(
+                m.counter("weft_server_response_bytes_total", &echo),
+                50,
+                "{ctx}"
+            );
+            assert_eq!(
+                m.histogram_len("weft_server_latency_seconds", &echo),
+                5,
+                "{ctx}"
+            );
+            assert_eq!(m.gauge("weft_server_in_flight", &echo), 0.0, "{ctx}");
+            let error = [fail[0], fail[1], ("kind", "error")];
+            assert_eq!(m.counter("weft_server_errors_total", &error), 2, "{ctx}");
+            client.close();
+            (srv.stop)();
+        }
+    }
+}
+
+#[test]
+fn replica_states_are_counted() {
+    let _turn = turn();
+    let srv = server(Driver::Mio, "test.Replicas");
+    changes();
+    let client = TestClient::connect(Driver::Tokio, vec![srv.endpoint.clone()]).unwrap();
+    let key = MethodKey::new("test.Replicas", "Echo");
+    client
+        .call_key(key, Bytes::new(), CallOptions::default())
+        .unwrap();
+    let ready = [("state", "ready")];
+    assert_eq!(changes().gauge("weft_client_replicas", &ready), 1.0);
+    client.close();
+    assert_eq!(
+        changes().gauge("weft_client_replicas", &ready),
+        -1.0,
+        "after close"
+    );
+    (srv.stop)();
+}
