@@ -41,8 +41,11 @@ pub struct CallOptions {
     /// The method's name, `component.method` (for example
     /// `github.com/acme/shop/Cart.AddItem`), for spans and metric labels
     /// only: it never goes on the wire, where the [`MethodKey`](crate::MethodKey)
-    /// names the method. Without it they show the key in hex.
-    pub method_name: Option<std::sync::Arc<str>>,
+    /// names the method. Without it they show the key in hex. A `'static`
+    /// string, so that naming a call costs nothing per call: a name made at
+    /// run time is leaked once (`Box::leak`), as a program names its
+    /// methods once.
+    pub method_name: Option<&'static str>,
 }
 
 /// Why a call failed.

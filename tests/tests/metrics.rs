@@ -125,7 +125,7 @@ fn counters_move_by_exactly_the_calls_made() {
             let srv = server(s, &comp);
             let client = TestClient::connect(c, vec![srv.endpoint.clone()]).unwrap();
             let opts = |method: &str| CallOptions {
-                method_name: Some(format!("{comp}.{method}").into()),
+                method_name: Some(Box::leak(format!("{comp}.{method}").into_boxed_str())),
                 ..CallOptions::default()
             };
             for i in 0..5u8 {

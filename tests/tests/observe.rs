@@ -170,7 +170,7 @@ fn call(
     args: &'static [u8],
 ) -> Result<Bytes, CallError> {
     let opts = CallOptions {
-        method_name: Some(format!("{component}.{method}").into()),
+        method_name: Some(Box::leak(format!("{component}.{method}").into_boxed_str())),
         ..CallOptions::default()
     };
     client.call_key(

@@ -97,7 +97,7 @@ fn the_server_span_continues_the_callers_trace() {
             let srv = server(s, &comp);
             let client = TestClient::connect(c, vec![srv.endpoint.clone()]).unwrap();
             let opts = CallOptions {
-                method_name: Some(name.clone().into()),
+                method_name: Some(Box::leak(name.clone().into_boxed_str())),
                 ..CallOptions::default()
             };
             {
@@ -145,7 +145,7 @@ fn a_request_without_trace_context_starts_a_new_trace() {
     // No subscriber on the calling thread: the call has no span, so no
     // trace context goes on the wire.
     let opts = CallOptions {
-        method_name: Some(name.clone().into()),
+        method_name: Some(Box::leak(name.clone().into_boxed_str())),
         ..CallOptions::default()
     };
     tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), || {

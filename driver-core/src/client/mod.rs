@@ -23,7 +23,7 @@ mod state;
 
 pub use conn::ConnCell;
 pub use options::ClientOptions;
-use state::{Slot, State, Work, WorkList};
+use state::{Slot, State, Traced, Work, WorkList};
 
 use crate::Transport;
 use crate::observe;
@@ -147,7 +147,7 @@ impl<R: Runtime> Client<R> {
     ) -> PoolCallId {
         let now = Instant::now();
         // Made before the lock: a subscriber's work is not done under it.
-        let span = observe::call_span(&method, opts.method_name.as_deref());
+        let span = observe::call_span(&method, opts.method_name);
         #[cfg(feature = "opentelemetry")]
         if opts.trace.is_none() {
             opts.trace = crate::otel::context_of(&span);
@@ -156,19 +156,17 @@ impl<R: Runtime> Client<R> {
         let mut work = WorkList::new();
         let id = {
             let mut state = self.lock();
-            let metrics = state.method(&method, opts.method_name.as_deref());
+            let (index, metrics) = state.method(&method, opts.method_name);
             metrics.started(request_bytes);
             let id = state.router.start_call(now, method, args, opts);
-            if !span.is_disabled() {
-                state.traced += 1;
-            }
+            let traced = (!span.is_disabled()).then(|| Box::new(Traced { span, attempts: 0 }));
+            state.traced += usize::from(traced.is_some());
             let slot = Slot {
                 result: None,
                 waker: None,
-                span,
                 started: now,
-                metrics,
-                attempts: 0,
+                method: index,
+                traced,
             };
             state.slots.insert(id, slot);
             state.drain(now, &mut work);
@@ -244,7 +242,7 @@ impl<R: Runtime> Client<R> {
             let Some(slot) = state.remove_slot(&id) else {
                 return;
             };
-            slot.abandoned(now);
+            state.abandoned(&slot, now);
             state.router.cancel(now, id);
             state.drain(now, &mut work);
         }

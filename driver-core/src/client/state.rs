@@ -22,35 +22,41 @@ use weft_proto::{
     Router,
 };
 
-/// A call's result, waiting for its caller, and what its span and
-/// metrics need when it ends.
+/// A call's result, waiting for its caller, and what its metrics and span
+/// need when it ends. Kept small: slots move in and out of a hash map on
+/// every call.
 pub(super) struct Slot {
     pub(super) result: Option<Result<Bytes, CallError>>,
     pub(super) waker: Option<Waker>,
-    pub(super) span: Span,
     pub(super) started: Instant,
-    pub(super) metrics: Arc<MethodMetrics>,
-    /// Requests sent for it (more than one with retries or goaway).
+    /// Index of the method's handles in [`State::method_list`].
+    pub(super) method: u32,
+    /// Only when a subscriber records the call's span.
+    pub(super) traced: Option<Box<Traced>>,
+}
+
+/// A recorded call span and the requests sent for the call so far (more
+/// than one with retries or goaway).
+pub(super) struct Traced {
+    pub(super) span: Span,
     pub(super) attempts: u32,
 }
 
-impl Slot {
-    /// Ends the call's span and metrics with `result`.
-    fn end(&self, now: Instant, result: &Result<Bytes, CallError>) {
-        let outcome = match result {
-            Ok(b) => Ok(b.len()),
-            Err(e) => Err(e.kind()),
-        };
-        self.metrics
-            .ended(now.saturating_duration_since(self.started), outcome);
-        call_ended(&self.span, result);
-    }
-
-    /// The caller let go before the call ended: it counts as cancelled.
-    pub(super) fn abandoned(&self, now: Instant) {
-        if self.result.is_none() {
-            self.end(now, &Err(CallError::Cancelled));
-        }
+/// Ends a call's metrics and span with `result`.
+fn end_call(
+    methods: &[MethodMetrics],
+    slot: &Slot,
+    now: Instant,
+    result: &Result<Bytes, CallError>,
+) {
+    let outcome = match result {
+        Ok(b) => Ok(b.len()),
+        Err(e) => Err(e.kind()),
+    };
+    let elapsed = now.saturating_duration_since(slot.started);
+    methods[slot.method as usize].ended(elapsed, outcome);
+    if let Some(t) = &slot.traced {
+        call_ended(&t.span, result);
     }
 }
 
@@ -81,8 +87,11 @@ pub(super) struct State<R: Runtime> {
     pub(super) conn_addrs: ById<ConnId, Arc<str>>,
     /// Slots whose span a subscriber records: only then are sends traced.
     pub(super) traced: usize,
-    /// Metric handles by method.
+    /// Where each method's handles are in `method_list`.
     pub(super) methods: ClientMethods,
+    pub(super) method_list: Vec<MethodMetrics>,
+    /// The last method looked up: most clients call one method in a row.
+    last_method: Option<(MethodKey, u32)>,
     pub(super) replica_gauges: ReplicaGauges,
     /// An input may have changed some replica's state.
     pub(super) replicas_moved: bool,
@@ -100,26 +109,46 @@ impl<R: Runtime> State<R> {
             conn_addrs: ById::default(),
             traced: 0,
             methods: ClientMethods::default(),
+            method_list: Vec::new(),
+            last_method: None,
             replica_gauges: ReplicaGauges::new(),
             replicas_moved: true,
         }
     }
 
-    /// The metric handles of `key`, registered on its first call.
-    pub(super) fn method(&mut self, key: &MethodKey, name: Option<&str>) -> Arc<MethodMetrics> {
-        self.methods
-            .entry(*key)
-            .or_insert_with(|| Arc::new(client_method(key, name)))
-            .clone()
+    /// The metric handles of `key`, registered on its first call, and
+    /// their index.
+    pub(super) fn method(&mut self, key: &MethodKey, name: Option<&str>) -> (u32, &MethodMetrics) {
+        let i = match self.last_method {
+            Some((k, i)) if k == *key => i,
+            _ => {
+                let list = &mut self.method_list;
+                let i = *self.methods.entry(*key).or_insert_with(|| {
+                    list.push(client_method(key, name));
+                    (list.len() - 1) as u32
+                });
+                self.last_method = Some((*key, i));
+                i
+            }
+        };
+        (i, &self.method_list[i as usize])
     }
 
     /// Frees a slot, keeping the count of traced ones.
     pub(super) fn remove_slot(&mut self, id: &PoolCallId) -> Option<Slot> {
         let slot = self.slots.remove(id)?;
-        if !slot.span.is_disabled() {
+        if slot.traced.is_some() {
             self.traced -= 1;
         }
         Some(slot)
+    }
+
+    /// The caller let go of a call before collecting it: unless it had
+    /// ended, it counts as cancelled.
+    pub(super) fn abandoned(&self, slot: &Slot, now: Instant) {
+        if slot.result.is_none() {
+            end_call(&self.method_list, slot, now, &Err(CallError::Cancelled));
+        }
     }
 
     /// Calls the application has started and not collected: the signal for
@@ -167,7 +196,7 @@ impl<R: Runtime> State<R> {
             match event {
                 PoolEvent::Done { id, result } => {
                     if let Some(slot) = self.slots.get_mut(&id) {
-                        slot.end(now, &result);
+                        end_call(&self.method_list, slot, now, &result);
                         slot.result = Some(result);
                         if let Some(w) = slot.waker.take() {
                             work.push(Work::Wake(w));
@@ -201,13 +230,11 @@ impl<R: Runtime> State<R> {
         let Command::Start { call, .. } = command else {
             return;
         };
-        if let Some(slot) = self.slots.get_mut(call)
-            && !slot.span.is_disabled()
-        {
-            slot.attempts += 1;
-            slot.span.record("attempts", slot.attempts);
+        if let Some(t) = self.slots.get_mut(call).and_then(|s| s.traced.as_mut()) {
+            t.attempts += 1;
+            t.span.record("attempts", t.attempts);
             if let Some(addr) = self.conn_addrs.get(&conn) {
-                slot.span.record("replica", &**addr);
+                t.span.record("replica", &**addr);
             }
         }
     }

@@ -3,7 +3,7 @@
 use metrics::{Counter, Gauge, Histogram, Label, SharedString};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 use weft_proto::{MethodKey, ReplicaState};
 
@@ -161,15 +161,17 @@ impl Hasher for KeyHasher {
     }
 
     fn write(&mut self, bytes: &[u8]) {
-        for (i, b) in bytes.iter().take(8).enumerate() {
-            self.0 ^= u64::from(*b) << (8 * i);
+        // A key hashes as its 16 bytes after their length.
+        if let Some(head) = bytes.first_chunk::<8>() {
+            self.0 ^= u64::from_le_bytes(*head);
         }
     }
+
+    fn write_usize(&mut self, _len: usize) {}
 }
 
 /// A client's handles by method.
-pub(crate) type ClientMethods =
-    HashMap<MethodKey, Arc<MethodMetrics>, BuildHasherDefault<KeyHasher>>;
+pub(crate) type ClientMethods = HashMap<MethodKey, u32, BuildHasherDefault<KeyHasher>>;
 
 /// One client's share of the `weft_client_replicas` gauges: it adds the
 /// difference each time its counts change, so clients in one process sum.

@@ -9,7 +9,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::Instant;
 use tracing::Span;
-use weft_proto::{CancelReason, HandlerError, HandlerResult, ServerConn, ServerEvent};
+use weft_proto::{CancelReason, HandlerError, HandlerResult, SeededIds, ServerConn, ServerEvent};
 
 /// The message of the error a request gets when the server has no thread
 /// for it and its queue is full.
@@ -65,7 +65,8 @@ impl InFlight {
 /// bytes stay undecoded until a handler finishes. The driver owns the
 /// [`ServerConn`] and lends it to each call.
 pub struct Dispatcher<H: ?Sized> {
-    cancels: HashMap<u64, InFlight>,
+    /// Keyed by the client's request ids: a hash the client cannot aim at.
+    cancels: HashMap<u64, InFlight, SeededIds>,
     /// Tokens of finished requests that nobody else holds, reset for the
     /// next ones: a token per request would otherwise be an allocation
     /// per call. At most twice the handler limit are kept (requests past
@@ -100,7 +101,7 @@ impl<H: ?Sized> Dispatcher<H> {
     /// A connection with nothing in flight, under `opts`' handler limit.
     pub fn new(opts: &ServerOptions) -> Self {
         Dispatcher {
-            cancels: HashMap::new(),
+            cancels: HashMap::with_hasher(SeededIds::new(crate::random_seed())),
             spare_tokens: Vec::new(),
             waiting: VecDeque::new(),
             running: 0,
