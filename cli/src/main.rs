@@ -1,63 +1,89 @@
 //! The `weft` command: serve the built-in test service, make a call, or
 //! benchmark weft against the raw loopback socket.
 
-mod args;
 mod bench;
 mod call;
 mod raw;
 mod serve;
-mod stats;
 
-use args::{Args, Usage};
+use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
-const USAGE_EXIT: u8 = 2;
+/// What `weft --help` ends with: the built-in service and the exit codes.
+const AFTER_HELP: &str = "\
+The built-in service (component weft.Test, served by `weft serve`):
+  Echo         returns its arguments
+  Who          returns the server's --name
+  Sleep        sleeps for the milliseconds in its arguments, then returns
+  Deadline     the nanoseconds left before the call's deadline, or `none`
+  Metadata     the call's metadata as sorted k=v lines
+  Error        fails with its arguments as the message
+  Panic        panics with its arguments
+  CancelWait   waits until the call is cancelled
+  CancelCount  how many calls were cancelled so far
+
+Exit codes:
+  0  success
+  1  the command failed (e.g. the address could not be bound)
+  2  usage error
+  3  the handler returned an error (weft call)
+  4  the deadline passed (weft call)
+  5  the call was cancelled (weft call)
+  6  communication failed or no replica was reachable (weft call)
+  130  interrupted (weft bench prints what it measured first)";
+
+/// Service Weaver's call protocol in Rust: serve, call and benchmark.
+#[derive(Debug, Parser)]
+#[command(name = "weft", version, after_help = AFTER_HELP)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the built-in weft.Test service until SIGINT or SIGTERM.
+    Serve(serve::ServeArgs),
+    /// Make one call; the result goes to standard output.
+    Call(call::CallArgs),
+    /// Load-test a server, against the raw loopback socket if asked.
+    Bench(bench::BenchArgs),
+    /// The benchmark's baseline server (raw sockets, same frames).
+    #[command(hide = true)]
+    RawEcho(raw::RawArgs),
+}
+
+/// A failure of the command itself (exit 1), with its cause.
+#[derive(Debug)]
+pub struct Failed(pub String);
+
+/// Exit codes the commands share.
+pub mod exit {
+    /// The command failed.
+    pub const FAILED: u8 = 1;
+    /// Interrupted by SIGINT or SIGTERM.
+    pub const INTERRUPTED: u8 = 130;
+}
 
 fn main() -> ExitCode {
-    let mut argv = std::env::args().skip(1);
-    let cmd = argv.next().unwrap_or_default();
-    let (usage, result) = match cmd.as_str() {
-        "serve" => (
-            serve::USAGE,
-            Args::parse(argv, &[])
-                .and_then(serve::run)
-                .map(|()| ExitCode::SUCCESS),
-        ),
-        "call" => (
-            call::USAGE,
-            Args::parse(argv, &["retry"]).and_then(call::run),
-        ),
-        "bench" => (
-            bench::USAGE,
-            Args::parse(argv, &["json", "matrix", "baseline"])
-                .and_then(bench::run)
-                .map(|()| ExitCode::SUCCESS),
-        ),
-        "raw-echo" => (
-            raw::USAGE,
-            Args::parse(argv, &[])
-                .and_then(raw::serve)
-                .map(|()| ExitCode::SUCCESS),
-        ),
-        "" | "help" | "--help" | "-h" => {
-            println!(
-                "weft: Service Weaver's call protocol in Rust\n\n  {}\n  {}\n  {}",
-                serve::USAGE,
-                call::USAGE,
-                bench::USAGE
-            );
-            return ExitCode::SUCCESS;
-        }
-        other => (
-            "weft serve|call|bench ...",
-            Err(Usage(format!("unknown command {other:?}"))),
-        ),
+    let cli = Cli::parse();
+    let name = match &cli.command {
+        Command::Serve(_) => "serve",
+        Command::Call(_) => "call",
+        Command::Bench(_) => "bench",
+        Command::RawEcho(_) => "raw-echo",
+    };
+    let result = match cli.command {
+        Command::Serve(a) => serve::run(a).map(|()| ExitCode::SUCCESS),
+        Command::Call(a) => call::run(a),
+        Command::Bench(a) => bench::run(a),
+        Command::RawEcho(a) => raw::serve(a).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,
-        Err(Usage(msg)) => {
-            eprintln!("weft {cmd}: {msg}\nusage: {usage}");
-            ExitCode::from(USAGE_EXIT)
+        Err(Failed(msg)) => {
+            eprintln!("weft {name}: {msg}");
+            ExitCode::from(exit::FAILED)
         }
     }
 }

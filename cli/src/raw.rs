@@ -1,7 +1,7 @@
 //! The raw-socket baseline: the same frames echoed by blocking threads with
 //! no RPC machinery, as the limit weft is compared against.
 
-use crate::args::{Args, Usage};
+use crate::Failed;
 use std::io::{self, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -11,7 +11,13 @@ use std::thread;
 use std::time::{Duration, Instant};
 use weft_proto::NetEndpoint;
 
-pub const USAGE: &str = "weft raw-echo --addr ADDR   (the benchmark's baseline server)";
+/// `weft raw-echo`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct RawArgs {
+    /// Where to listen: tcp://HOST:PORT or unix:///PATH.
+    #[arg(long)]
+    addr: NetEndpoint,
+}
 
 /// A connected blocking socket.
 pub enum Sock {
@@ -76,14 +82,9 @@ impl Write for Sock {
 
 /// `weft raw-echo`: answers every request frame with a response frame
 /// carrying its arguments, a thread per connection.
-pub fn serve(mut args: Args) -> Result<(), Usage> {
-    let addr: NetEndpoint = args
-        .value("addr")
-        .ok_or_else(|| Usage("--addr is required".into()))?
-        .parse()
-        .map_err(|e| Usage(format!("--addr: {e}")))?;
-    args.finish()?;
-    let err = |e: io::Error| Usage(format!("raw-echo: {e}"));
+pub fn serve(args: RawArgs) -> Result<(), Failed> {
+    let addr = args.addr;
+    let err = |e: io::Error| Failed(format!("cannot listen on {addr}: {e}"));
     match &addr {
         NetEndpoint::Tcp(a) => {
             let l = TcpListener::bind(a).map_err(err)?;

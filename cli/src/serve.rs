@@ -1,37 +1,68 @@
 //! `weft serve`: the built-in service on either driver, shut down
 //! gracefully on SIGINT or SIGTERM (a second one stops at once).
 
-use crate::args::{Args, Usage};
+use crate::Failed;
 use std::io::Write;
+use std::net::SocketAddr;
+use std::path::Path;
 use std::time::Duration;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use weft_cli::service::{Service, mio_handlers, tokio_handlers};
 use weft_proto::NetEndpoint;
 use weft_tokio::{ServerOptions, Shutdown};
 
-pub const USAGE: &str = "weft serve --addr tcp://127.0.0.1:7000|unix:///path [--driver tokio|mio] [--name NAME] [--threads N] [--grace 10s]";
+/// Which driver serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Driver {
+    /// weft-tokio.
+    Tokio,
+    /// weft-mio.
+    Mio,
+}
 
-pub fn run(mut args: Args) -> Result<(), Usage> {
-    let addr: NetEndpoint = args
-        .value("addr")
-        .ok_or_else(|| Usage("--addr is required".into()))?
-        .parse()
-        .map_err(|e| Usage(format!("--addr: {e}")))?;
-    let driver = args.value("driver").unwrap_or_else(|| "tokio".into());
-    let name = args.value("name").unwrap_or_else(|| "weft".into());
-    let threads: usize = args.parsed("threads", 2)?;
-    let grace = match args.value("grace") {
-        Some(g) => parse_duration(&g).map_err(|e| Usage(format!("--grace: {e}")))?,
-        None => ServerOptions::default().shutdown_grace,
-    };
-    args.finish()?;
+impl Driver {
+    pub fn name(self) -> &'static str {
+        match self {
+            Driver::Tokio => "tokio",
+            Driver::Mio => "mio",
+        }
+    }
+}
+
+/// `weft serve`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Where to listen: tcp://HOST:PORT (port 0: any) or unix:///PATH.
+    #[arg(long)]
+    addr: NetEndpoint,
+    /// Which driver serves.
+    #[arg(long, value_enum, default_value = "tokio")]
+    driver: Driver,
+    /// What the `Who` method answers.
+    #[arg(long, default_value = "weft")]
+    name: String,
+    /// Runtime threads (1: a current-thread runtime).
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// How long requests already received may run after SIGINT/SIGTERM
+    /// (10s, 500ms, 2m); a second signal stops at once.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    grace: Duration,
+    /// Serve Prometheus metrics on http://ADDR/metrics.
+    #[arg(long, value_name = "HOST:PORT")]
+    metrics_addr: Option<SocketAddr>,
+}
+
+pub fn run(args: ServeArgs) -> Result<(), Failed> {
+    let addr = args.addr;
+    let grace = args.grace;
     let opts = ServerOptions {
         shutdown_grace: grace,
         ..ServerOptions::default()
     };
-    let service = Service::new(&name);
+    let service = Service::new(&args.name);
     // One thread: a current-thread runtime, with no cross-thread wakeups.
-    let rt = match threads {
+    let rt = match args.threads {
         0 | 1 => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build(),
@@ -40,43 +71,81 @@ pub fn run(mut args: Args) -> Result<(), Usage> {
             .enable_all()
             .build(),
     }
-    .map_err(|e| Usage(format!("runtime: {e}")))?;
-    let result = match driver.as_str() {
-        "tokio" => rt.block_on(async {
-            let mut signals = Signals::new()?;
-            let listener = weft_tokio::Listener::bind(&addr).await?;
-            announce(&listener.local_endpoint()?);
-            let shutdown = Shutdown::new();
-            let handlers = tokio_handlers(&service);
-            let serving =
-                weft_tokio::serve_with_shutdown(listener, handlers, opts, shutdown.clone());
-            until_stopped(serving, &mut signals, &shutdown, grace).await
-        }),
-        "mio" => rt.block_on(async {
-            let mut signals = Signals::new()?;
-            let server = weft_mio::Server::bind(&addr, mio_handlers(&service), opts)?;
-            announce(server.local_endpoint());
-            let shutdown = server.shutdown_handle();
-            // `Server::shutdown` blocks until the server has stopped, so it
-            // waits on a thread of its own while signals are still heard.
-            let serving = async {
-                shutdown.changed(0).await;
-                tokio::task::spawn_blocking(move || server.shutdown())
-                    .await
-                    .map_err(std::io::Error::other)
-            };
-            until_stopped(serving, &mut signals, &shutdown, grace).await
-        }),
-        other => {
-            return Err(Usage(format!(
-                "--driver must be tokio or mio, not {other:?}"
-            )));
+    .map_err(|e| Failed(format!("runtime: {e}")))?;
+    if let NetEndpoint::Unix(path) = &addr {
+        remove_stale_socket(path)?;
+    }
+    let bind_failed = |e: std::io::Error| Failed(format!("cannot listen on {addr}: {e}"));
+    let result = rt.block_on(async {
+        if let Some(m) = args.metrics_addr {
+            metrics_exporter_prometheus::PrometheusBuilder::new()
+                .with_http_listener(m)
+                .install()
+                .map_err(|e| Failed(format!("cannot serve metrics on {m}: {e}")))?;
+            eprintln!("weft serve: metrics on http://{m}/metrics");
         }
-    };
+        let mut signals = Signals::new().map_err(|e| Failed(format!("signals: {e}")))?;
+        let served = match args.driver {
+            Driver::Tokio => {
+                let listener = weft_tokio::Listener::bind(&addr)
+                    .await
+                    .map_err(bind_failed)?;
+                announce(&listener.local_endpoint().map_err(bind_failed)?);
+                let shutdown = Shutdown::new();
+                let handlers = tokio_handlers(&service);
+                let serving =
+                    weft_tokio::serve_with_shutdown(listener, handlers, opts, shutdown.clone());
+                until_stopped(serving, &mut signals, &shutdown, grace).await
+            }
+            Driver::Mio => {
+                let server = weft_mio::Server::bind(&addr, mio_handlers(&service), opts)
+                    .map_err(bind_failed)?;
+                announce(server.local_endpoint());
+                let shutdown = server.shutdown_handle();
+                // `Server::shutdown` blocks until the server has stopped, so it
+                // waits on a thread of its own while signals are still heard.
+                let serving = async {
+                    shutdown.changed(0).await;
+                    tokio::task::spawn_blocking(move || server.shutdown())
+                        .await
+                        .map_err(std::io::Error::other)
+                };
+                until_stopped(serving, &mut signals, &shutdown, grace).await
+            }
+        };
+        served.map_err(|e| Failed(format!("serving {addr}: {e}")))
+    });
     if let NetEndpoint::Unix(path) = &addr {
         let _ = std::fs::remove_file(path);
     }
-    result.map_err(|e: std::io::Error| Usage(format!("serve: {e}")))
+    result
+}
+
+/// A Unix socket file that nobody listens on (left by a crash) would make
+/// the bind fail: remove it. A live one is another server's: refuse.
+fn remove_stale_socket(path: &Path) -> Result<(), Failed> {
+    use std::os::unix::fs::FileTypeExt;
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return Ok(());
+    };
+    if !meta.file_type().is_socket() {
+        // Not ours to remove; the bind says what is wrong.
+        return Ok(());
+    }
+    match std::os::unix::net::UnixStream::connect(path) {
+        Ok(_) => Err(Failed(format!(
+            "cannot listen on unix://{}: a server is already listening there",
+            path.display()
+        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            std::fs::remove_file(path).map_err(|e| {
+                Failed(format!("removing the stale socket {}: {e}", path.display()))
+            })?;
+            eprintln!("weft serve: removed the stale socket {}", path.display());
+            Ok(())
+        }
+        Err(_) => Ok(()),
+    }
 }
 
 /// Runs `serving` (which returns once the server has stopped): the first
@@ -126,7 +195,7 @@ impl Signals {
 }
 
 /// `10s`, `500ms`, `2m`, or a bare number of seconds.
-fn parse_duration(s: &str) -> Result<Duration, String> {
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
     let n: u64 = digits
         .parse()

@@ -82,7 +82,13 @@ fn every_method(driver: &str, addr: &str) {
         stdout(&s.call(&["--method", "Metadata", "--meta", "b=2", "--meta", "a=1"])),
         "a=1\nb=2"
     );
-    assert_eq!(stdout(&s.call(&["--method", "Deadline"])), "none");
+    // A call has a 10 s timeout unless told otherwise.
+    assert_eq!(
+        stdout(&s.call(&["--method", "Deadline", "--timeout", "none"])),
+        "none"
+    );
+    let left: u64 = stdout(&s.call(&["--method", "Deadline"])).parse().unwrap();
+    assert!(left > 8_000_000 && left <= 10_000_000, "{left}");
     let left: u64 = stdout(&s.call(&["--method", "Deadline", "--timeout-ms", "5000"]))
         .parse()
         .unwrap();
@@ -235,7 +241,7 @@ fn exit_codes_name_the_error_kind() {
         let o = Command::new(WEFT).args(&bad).output().unwrap();
         assert_eq!(o.status.code(), Some(2), "{bad:?}");
         assert!(
-            String::from_utf8_lossy(&o.stderr).contains("usage:"),
+            String::from_utf8_lossy(&o.stderr).contains("error:"),
             "{bad:?}"
         );
     }

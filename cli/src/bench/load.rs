@@ -1,0 +1,299 @@
+//! Keeping calls in flight: a closed loop (each worker starts its next
+//! call when one ends) or an open loop (calls start at a fixed rate, and
+//! each one's latency runs from when it should have started, so a server
+//! that falls behind shows it instead of slowing the load down).
+
+use super::stats::Record;
+use crate::Failed;
+use bytes::Bytes;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+use weft_proto::{CallOptions, MethodKey, NetEndpoint};
+
+/// Shared by the workers and the phase loop.
+pub struct Control {
+    /// Past the warmup: calls are recorded.
+    pub measuring: AtomicBool,
+    /// Time to stop starting calls.
+    pub stop: AtomicBool,
+    /// Measured calls left to start, with `-n`.
+    remaining: Option<AtomicI64>,
+    /// Measured calls ended, for the progress bar.
+    pub ended: AtomicU64,
+}
+
+impl Control {
+    pub fn new(requests: Option<u64>) -> Arc<Control> {
+        Arc::new(Control {
+            measuring: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+            remaining: requests.map(|n| AtomicI64::new(n.min(i64::MAX as u64) as i64)),
+            ended: AtomicU64::new(0),
+        })
+    }
+
+    /// Whether to start another call: `Some(measured)`, or `None` to stop.
+    fn next(&self) -> Option<bool> {
+        if self.stop.load(Ordering::Relaxed) {
+            return None;
+        }
+        if !self.measuring.load(Ordering::Relaxed) {
+            return Some(false);
+        }
+        if let Some(r) = &self.remaining
+            && r.fetch_sub(1, Ordering::Relaxed) <= 0
+        {
+            return None;
+        }
+        Some(true)
+    }
+
+    fn ended(
+        &self,
+        measured: bool,
+        record: &mut Record,
+        t0: Instant,
+        result: Result<Bytes, weft_proto::CallError>,
+    ) {
+        if !measured {
+            return;
+        }
+        match result {
+            Ok(_) => record.ok(t0.elapsed().as_nanos() as u64),
+            Err(e) => record.error(&e),
+        }
+        self.ended.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// What every worker needs.
+#[derive(Clone)]
+pub struct Job {
+    pub addr: NetEndpoint,
+    pub key: MethodKey,
+    pub name: &'static str,
+    pub args: Bytes,
+    pub concurrency: usize,
+    pub connections: usize,
+    /// Open loop: calls per second.
+    pub rate: Option<f64>,
+}
+
+impl Job {
+    fn opts(&self) -> CallOptions {
+        CallOptions {
+            method_name: Some(self.name),
+            ..CallOptions::default()
+        }
+    }
+
+    /// When the `i`-th call of an open loop should start.
+    fn intended(&self, start: Instant, i: u64) -> Instant {
+        let rate = self.rate.expect("open loop");
+        start + Duration::from_secs_f64(i as f64 / rate)
+    }
+}
+
+/// Runs the load on weft-tokio until `control` says stop, with `phases`
+/// on the calling thread; the merged record.
+pub fn tokio_load(
+    job: &Job,
+    threads: Option<usize>,
+    control: &Arc<Control>,
+    phases: impl FnOnce(),
+) -> Result<Record, Failed> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = threads {
+        builder.worker_threads(n.max(1));
+    }
+    let rt = builder
+        .enable_all()
+        .build()
+        .map_err(|e| Failed(format!("runtime: {e}")))?;
+    let mut conns = Vec::new();
+    for _ in 0..job.connections {
+        let resolver = weft_tokio::ConstantResolver::new([job.addr.clone()]);
+        let conn = rt
+            .block_on(weft_tokio::connect(resolver, Default::default()))
+            .map_err(|e| Failed(format!("connecting to {}: {e}", job.addr)))?;
+        conns.push(conn);
+    }
+    let mut tasks = Vec::new();
+    match job.rate {
+        None => {
+            for conn in &conns {
+                for _ in 0..job.concurrency {
+                    let (conn, job, control) = (conn.clone(), job.clone(), control.clone());
+                    tasks.push(rt.spawn(async move {
+                        let mut record = Record::new();
+                        while let Some(measured) = control.next() {
+                            let t0 = Instant::now();
+                            let r = conn.call(job.key, job.args.clone(), job.opts()).await;
+                            control.ended(measured, &mut record, t0, r);
+                        }
+                        record
+                    }));
+                }
+            }
+        }
+        Some(_) => {
+            let (job, control, conns) = (job.clone(), control.clone(), conns.clone());
+            tasks.push(rt.spawn(async move {
+                let record = Arc::new(Mutex::new(Record::new()));
+                let limit = Arc::new(tokio::sync::Semaphore::new(job.concurrency));
+                let start = Instant::now();
+                let mut calls = Vec::new();
+                for i in 0u64.. {
+                    let at = job.intended(start, i);
+                    tokio::time::sleep_until(at.into()).await;
+                    let Some(measured) = control.next() else {
+                        break;
+                    };
+                    // Waiting for a free slot is part of the latency.
+                    let Ok(permit) = limit.clone().acquire_owned().await else {
+                        break;
+                    };
+                    let conn = conns[i as usize % conns.len()].clone();
+                    let (job, control, record) = (job.clone(), control.clone(), record.clone());
+                    calls.push(tokio::spawn(async move {
+                        let r = conn.call(job.key, job.args.clone(), job.opts()).await;
+                        drop(permit);
+                        control.ended(measured, &mut record.lock().expect("record"), at, r);
+                    }));
+                    calls.retain(|c| !c.is_finished());
+                }
+                for c in calls {
+                    let _ = c.await;
+                }
+                Arc::try_unwrap(record)
+                    .ok()
+                    .expect("every call ended")
+                    .into_inner()
+                    .expect("record")
+            }));
+        }
+    }
+    phases();
+    let mut total = Record::new();
+    for t in tasks {
+        total.merge(
+            rt.block_on(t)
+                .map_err(|e| Failed(format!("load task: {e}")))?,
+        );
+    }
+    for c in conns {
+        c.close();
+    }
+    Ok(total)
+}
+
+/// Runs the load on weft-mio from plain threads until `control` says
+/// stop, with `phases` on the calling thread; the merged record.
+pub fn mio_load(
+    job: &Job,
+    spin: Duration,
+    control: &Arc<Control>,
+    phases: impl FnOnce(),
+) -> Result<Record, Failed> {
+    let clients = (0..job.connections)
+        .map(|_| {
+            let resolver = weft_mio::ConstantResolver::new([job.addr.clone()]);
+            let client = weft_mio::Client::connect(resolver, Default::default())
+                .map_err(|e| Failed(format!("connecting to {}: {e}", job.addr)))?;
+            client.set_optimistic_spin(spin);
+            Ok(client)
+        })
+        .collect::<Result<Vec<_>, Failed>>()?;
+    std::thread::scope(|scope| {
+        let mut workers = Vec::new();
+        match job.rate {
+            // A blocking client keeps calls in flight with threads, or with
+            // `start` + `wait` from fewer threads. Up to 16 in flight, one
+            // thread per call; beyond, 16 threads each keep their share in
+            // flight and wait for the oldest.
+            None => {
+                let threads = job.concurrency.min(16);
+                for client in &clients {
+                    for t in 0..threads {
+                        let share =
+                            job.concurrency / threads + usize::from(t < job.concurrency % threads);
+                        workers.push(
+                            scope.spawn(move || closed_mio_worker(client, job, control, share)),
+                        );
+                    }
+                }
+            }
+            // A scheduler thread hands out start times; `concurrency`
+            // threads make the calls.
+            Some(_) => {
+                let (tx, rx) = mpsc::channel::<(Instant, bool)>();
+                let rx = Arc::new(Mutex::new(rx));
+                for w in 0..job.concurrency {
+                    let (client, rx) = (&clients[w % clients.len()], rx.clone());
+                    workers.push(scope.spawn(move || {
+                        let mut record = Record::new();
+                        loop {
+                            let next = rx.lock().expect("queue").recv();
+                            let Ok((at, measured)) = next else { break };
+                            let r = client.call(job.key, job.args.clone(), job.opts());
+                            control.ended(measured, &mut record, at, r);
+                        }
+                        record
+                    }));
+                }
+                scope.spawn(move || {
+                    let start = Instant::now();
+                    for i in 0u64.. {
+                        let at = job.intended(start, i);
+                        if let Some(wait) = at.checked_duration_since(Instant::now()) {
+                            std::thread::sleep(wait);
+                        }
+                        let Some(measured) = control.next() else {
+                            break;
+                        };
+                        if tx.send((at, measured)).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        }
+        phases();
+        let mut total = Record::new();
+        for w in workers {
+            total.merge(
+                w.join()
+                    .map_err(|_| Failed("a load thread panicked".into()))?,
+            );
+        }
+        for c in &clients {
+            c.close();
+        }
+        Ok(total)
+    })
+}
+
+fn closed_mio_worker(
+    client: &weft_mio::Client,
+    job: &Job,
+    control: &Control,
+    share: usize,
+) -> Record {
+    let mut record = Record::new();
+    let mut inflight = std::collections::VecDeque::with_capacity(share);
+    loop {
+        while inflight.len() < share {
+            let Some(measured) = control.next() else {
+                break;
+            };
+            let call = client.start(job.key, job.args.clone(), job.opts());
+            inflight.push_back((Instant::now(), measured, call));
+        }
+        // Calls on one connection end in order: wait for the oldest.
+        let Some((t0, measured, call)) = inflight.pop_front() else {
+            return record;
+        };
+        control.ended(measured, &mut record, t0, call.wait());
+    }
+}

@@ -1,0 +1,276 @@
+//! The command behaves as shell users expect: help and version, standard
+//! input, bind errors that name the address, stale sockets, `bench -n`,
+//! honest JSON, a closed pipe, no child left behind, a metrics scrape.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Command, Stdio};
+
+const WEFT: &str = env!("CARGO_BIN_EXE_weft");
+
+fn run(args: &[&str]) -> std::process::Output {
+    Command::new(WEFT).args(args).output().unwrap()
+}
+
+fn tmp(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("weft-behaviour-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// `weft serve` on `addr`; its child and announced address.
+fn serve(extra: &[&str], addr: &str) -> (std::process::Child, String) {
+    let mut child = Command::new(WEFT)
+        .args(["serve", "--addr", addr])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening ")
+        .expect(&line)
+        .to_owned();
+    (child, addr)
+}
+
+fn stop(mut child: std::process::Child) {
+    send_signal(child.id(), "-TERM");
+    child.wait().unwrap();
+}
+
+fn send_signal(pid: u32, sig: &str) {
+    Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap();
+}
+
+#[test]
+fn help_and_version_list_methods_and_exit_codes() {
+    let o = run(&["--version"]);
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("weft "));
+    let o = run(&["--help"]);
+    let help = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        help.contains("CancelWait") && help.contains("Exit codes"),
+        "{help}"
+    );
+    for cmd in ["serve", "call", "bench"] {
+        let o = run(&[cmd, "--help"]);
+        assert!(o.status.success(), "{cmd} --help");
+        assert!(
+            String::from_utf8_lossy(&o.stdout).contains("--addr"),
+            "{cmd}"
+        );
+    }
+}
+
+#[test]
+fn data_file_dash_reads_standard_input() {
+    let (server, addr) = serve(&[], "tcp://127.0.0.1:0");
+    let mut call = Command::new(WEFT)
+        .args([
+            "call",
+            "--addr",
+            &addr,
+            "--method",
+            "Echo",
+            "--data-file",
+            "-",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    call.stdin.take().unwrap().write_all(b"from stdin").unwrap();
+    let out = call.wait_with_output().unwrap();
+    assert_eq!(&out.stdout[..], b"from stdin");
+    stop(server);
+}
+
+#[test]
+fn a_bind_error_names_the_address() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = format!("tcp://{}", taken.local_addr().unwrap());
+    let o = run(&["serve", "--addr", &addr]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(&addr) && err.contains("in use"), "{err}");
+    assert!(!err.contains("Usage"), "{err}");
+}
+
+#[test]
+fn a_stale_unix_socket_is_replaced_but_a_live_one_is_not() {
+    let dir = tmp("stale");
+    let path = dir.join("s.sock");
+    // A socket file nobody listens on, as a crash leaves it.
+    drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+    let addr = format!("unix://{}", path.display());
+    let (server, _) = serve(&[], &addr);
+    // Now it is live: a second server must not take it.
+    let o = run(&["serve", "--addr", &addr]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("already listening"));
+    let o = run(&["call", "--addr", &addr, "--method", "Who"]);
+    assert_eq!(&o.stdout[..], b"weft", "the first server still serves");
+    stop(server);
+}
+
+fn bench_json(args: &[&str]) -> Vec<serde_json::Value> {
+    let o = run(&[&["bench", "--json", "--warmup", "0"][..], args].concat());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn bench_makes_exactly_n_calls_and_reports_its_transport() {
+    let p = &bench_json(&["-n", "500", "--concurrency", "4", "--transport", "unix"])[0];
+    assert_eq!(p["calls"], 500);
+    assert_eq!(p["errors"], 0);
+    assert_eq!(p["transport"], "unix");
+    assert_eq!(p["mode"], "closed");
+}
+
+#[test]
+fn bench_counts_errors_by_kind_instead_of_stopping() {
+    let p = &bench_json(&["-n", "20", "--method", "Error", "--data", "no"])[0];
+    assert_eq!(p["calls"], 0);
+    assert_eq!(p["errors"], 20);
+    assert_eq!(p["errors_by_kind"]["remote"], 20);
+}
+
+#[test]
+fn bench_open_loop_runs_at_its_rate() {
+    let p = &bench_json(&["--rate", "200", "-n", "100", "--concurrency", "8"])[0];
+    assert_eq!(p["mode"], "open");
+    assert_eq!(p["calls"], 100);
+    // 100 calls at 200/s take half a second, not less (open loop).
+    assert!(p["seconds"].as_f64().unwrap() >= 0.45, "{p}");
+}
+
+#[test]
+fn bench_into_a_closed_pipe_exits_quietly() {
+    let mut bench = Command::new(WEFT)
+        .args(["bench", "--matrix", "--duration", "0.2", "--warmup", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(bench.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    // The reader has gone (like `| head -1`).
+    let out = bench.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+/// Children of `pid`, from /proc.
+fn children(pid: u32) -> Vec<u32> {
+    let mut all = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(task.path().join("children")) {
+            let _ = f.read_to_string(&mut s);
+        }
+        all.extend(s.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+    }
+    all
+}
+
+fn gone(pid: u32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.is_empty() || stat.contains(") Z ")
+}
+
+#[test]
+fn sigterm_prints_a_partial_report_and_leaves_no_child() {
+    for signal in ["-TERM", "-KILL"] {
+        let bench = Command::new(WEFT)
+            .args(["bench", "--duration", "inf", "--json", "--warmup", "0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // The child server is up once the bench has one.
+        let mut kids = Vec::new();
+        for _ in 0..500 {
+            kids = children(bench.id());
+            if !kids.is_empty() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(kids.len(), 1, "one child server");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        send_signal(bench.id(), signal);
+        let out = bench.wait_with_output().unwrap();
+        if signal == "-TERM" {
+            assert_eq!(out.status.code(), Some(130));
+            let p: serde_json::Value =
+                serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
+            assert_eq!(p["interrupted"], true);
+            assert!(p["calls"].as_u64().unwrap() > 0);
+        }
+        let mut dead = false;
+        for _ in 0..300 {
+            if gone(kids[0]) {
+                dead = true;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(
+            dead,
+            "{signal}: the child server {} outlived the bench",
+            kids[0]
+        );
+    }
+}
+
+#[test]
+fn metrics_scrape_counts_the_calls_made() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let metrics = format!("127.0.0.1:{port}");
+    let (server, addr) = serve(&["--metrics-addr", &metrics], "tcp://127.0.0.1:0");
+    for _ in 0..3 {
+        let o = run(&[
+            "call", "--addr", &addr, "--method", "Echo", "--data", "abcd",
+        ]);
+        assert!(o.status.success());
+    }
+    let mut s = std::net::TcpStream::connect(&metrics).unwrap();
+    write!(s, "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    let line = body
+        .lines()
+        .find(|l| l.starts_with("weft_server_requests_total") && l.contains("method=\"Echo\""))
+        .unwrap_or_else(|| panic!("{body}"));
+    assert!(line.ends_with(" 3"), "{line}");
+    let bytes = body
+        .lines()
+        .find(|l| l.starts_with("weft_server_request_bytes_total") && l.contains("Echo"))
+        .unwrap();
+    assert!(bytes.ends_with(" 12"), "{bytes}");
+    stop(server);
+}
