@@ -20,6 +20,7 @@ mod transport;
 pub use transport::{READ_SPARE, Transport};
 
 pub mod client;
+pub mod component;
 pub mod observe;
 #[cfg(feature = "opentelemetry")]
 mod otel;

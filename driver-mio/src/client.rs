@@ -243,6 +243,17 @@ impl Client {
     }
 }
 
+impl weft_driver::component::BlockingCaller for Client {
+    fn call_blocking(
+        &self,
+        method: MethodKey,
+        args: Bytes,
+        opts: CallOptions,
+    ) -> Result<Bytes, CallError> {
+        self.call(method, args, opts)
+    }
+}
+
 /// A call in progress.
 pub struct PendingCall {
     client: Arc<Inner>,

@@ -41,6 +41,12 @@ pub use server::{
 pub use stream::Stream;
 
 pub use weft_proto as proto;
+pub use weft_proto::codec;
+// Typed components: the runtime module and, in the macro namespace, the
+// attribute of the same name.
+pub use weft_driver::component;
+pub use weft_driver::component::ComponentError;
+pub use weft_macros::{Decode, Encode, component};
 pub use weft_proto::Backoff;
 pub use weft_proto::EndpointsVersion;
 pub use weft_proto::ReadyReplica;

@@ -82,6 +82,15 @@ impl HandlerMap {
     }
 }
 
+impl weft_driver::component::BlockingHandlers for HandlerMap {
+    fn add<F>(&mut self, component: &str, method: &str, handler: F)
+    where
+        F: Fn(Request) -> HandlerResult + Send + Sync + 'static,
+    {
+        self.set(component, method, handler);
+    }
+}
+
 enum Listener {
     Tcp(TcpListener),
     Unix(UnixListener),

@@ -182,6 +182,17 @@ impl Connection {
     }
 }
 
+impl weft_driver::component::Caller for Connection {
+    fn call(
+        &self,
+        method: MethodKey,
+        args: Bytes,
+        opts: CallOptions,
+    ) -> impl Future<Output = Result<Bytes, CallError>> + Send {
+        Connection::call(self, method, args, opts)
+    }
+}
+
 struct CallFuture<'a> {
     client: &'a Arc<Client<Tokio>>,
     id: PoolCallId,

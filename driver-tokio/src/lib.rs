@@ -51,6 +51,12 @@ pub use server::{
     serve, serve_on, serve_until, serve_with_shutdown,
 };
 pub use weft_proto as proto;
+pub use weft_proto::codec;
+// Typed components: the runtime module and, in the macro namespace, the
+// attribute of the same name.
+pub use weft_driver::component;
+pub use weft_driver::component::ComponentError;
+pub use weft_macros::{Decode, Encode, component};
 pub use weft_proto::Backoff;
 pub use weft_proto::EndpointsVersion;
 pub use weft_proto::ReadyReplica;

@@ -60,6 +60,16 @@ impl HandlerMap {
     }
 }
 
+impl weft_driver::component::AsyncHandlers for HandlerMap {
+    fn add<F, Fut>(&mut self, component: &str, method: &str, handler: F)
+    where
+        F: Fn(Request) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = HandlerResult> + Send + 'static,
+    {
+        self.set(component, method, handler);
+    }
+}
+
 /// A socket to accept connections on.
 #[derive(Debug)]
 pub enum Listener {

@@ -44,10 +44,14 @@
 //! ```
 #![forbid(unsafe_code)]
 
+// The derive macros name this crate by its path, also from inside it.
+extern crate self as weft_proto;
+
 mod backoff;
 mod balance;
 mod call;
 mod client;
+pub mod codec;
 mod endpoint;
 mod error;
 mod error_payload;
