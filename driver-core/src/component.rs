@@ -264,13 +264,32 @@ pub fn decode_arg<T: Decode>(dec: &mut Decoder<'_>, method: &str) -> Result<T, H
         .map_err(|e| HandlerError::new(format!("decoding the arguments of {method}: {e}")))
 }
 
+/// Runs an implementation's future until it completes or the request is
+/// cancelled (by the caller, its deadline or a lost connection), whichever
+/// is first; on cancellation the future is dropped, as a caller dropping
+/// its own future would expect, and the caller gets Go's context error.
+pub async fn until_cancelled<F: Future>(req: &Request, fut: F) -> Result<F::Output, HandlerError> {
+    let mut fut = std::pin::pin!(fut);
+    let mut cancelled = std::pin::pin!(req.cancelled());
+    std::future::poll_fn(|cx| {
+        if let std::task::Poll::Ready(v) = fut.as_mut().poll(cx) {
+            return std::task::Poll::Ready(Ok(v));
+        }
+        cancelled
+            .as_mut()
+            .poll(cx)
+            .map(|_| Err(HandlerError::cancelled()))
+    })
+    .await
+}
+
 #[doc(hidden)]
 pub mod __rt {
     //! Names the generated code uses; not an API.
     pub use super::codec::{Decoder, Encode, Encoder, shard_key};
     pub use super::{
         AsyncHandlers, BlockingCaller, BlockingHandlers, Caller, ComponentError, Stub, StubOptions,
-        decode_arg, decode_results, encode_results,
+        decode_arg, decode_results, encode_results, until_cancelled,
     };
     pub use crate::server::Request;
     pub use std::future::Future;

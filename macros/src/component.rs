@@ -358,9 +358,15 @@ fn client_method(index: usize, m: &Method, rt: &TokenStream, is_async: bool) -> 
         None => quote!(0),
     };
     let doc = format!("Calls `{}`.", m.wire);
+    // Spanned on each argument's type, so a type without an encoding is
+    // reported where it is written.
+    let encodes = m
+        .args
+        .iter()
+        .map(|(n, t)| quote_spanned!(t.span()=> #rt::Encode::encode(&#n, &mut enc);));
     let encode = quote! {
         let mut enc = #rt::Encoder::new();
-        #( #rt::Encode::encode(&#names, &mut enc); )*
+        #( #encodes )*
         let shard_key: u64 = #shard;
     };
     if is_async {
@@ -405,7 +411,7 @@ fn handler(m: &Method, rt: &TokenStream, is_async: bool, component: &LitStr) -> 
                     let imp = imp.clone();
                     async move {
                         #decode
-                        let result = imp.#ident(#(#names),*).await;
+                        let result = #rt::until_cancelled(&req, imp.#ident(#(#names),*)).await?;
                         Ok(#rt::encode_results(&result))
                     }
                 });

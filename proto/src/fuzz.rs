@@ -423,3 +423,59 @@ pub fn pool(data: &[u8]) {
     let started: HashSet<PoolCallId> = started.into_iter().collect();
     assert_eq!(ended, started, "every call ends once the pool closes");
 }
+
+/// Decodes `data[1..]` as a value of the type `data[0]` picks; whatever
+/// decodes must re-encode to no more bytes than it came from (nothing is
+/// invented) and decode again to the same encoding.
+pub fn codec(data: &[u8]) {
+    use crate::codec::{
+        self, AppError, Complex, Decode, Encode, Encoder, ErrorList, GoTime, Nilable,
+    };
+    use std::collections::BTreeMap;
+
+    fn check<T: Decode + Encode>(input: &[u8]) {
+        let Ok(v) = codec::decode::<T>(input) else {
+            return;
+        };
+        let once = codec::encode(&v);
+        assert!(
+            once.len() <= input.len(),
+            "{} bytes from {}",
+            once.len(),
+            input.len()
+        );
+        let again = codec::decode::<T>(&once).expect("a re-encoded value decodes");
+        assert_eq!(codec::encode(&again), once);
+    }
+
+    let Some((&which, rest)) = data.split_first() else {
+        return;
+    };
+    match which % 12 {
+        0 => check::<(bool, i8, u16, i32, u64, isize, char)>(rest),
+        1 => check::<(f32, f64, Complex<f64>)>(rest),
+        2 => check::<String>(rest),
+        3 => check::<Vec<String>>(rest),
+        4 => check::<Nilable<Vec<u8>>>(rest),
+        5 => check::<BTreeMap<String, Vec<i64>>>(rest),
+        // A HashMap re-encodes in another order (random, as in Go).
+        6 => check::<BTreeMap<u8, Option<Box<(u8, String)>>>>(rest),
+        7 => check::<[Option<i16>; 3]>(rest),
+        8 => check::<(GoTime, std::time::Duration)>(rest),
+        9 => check::<Vec<Vec<Vec<u32>>>>(rest),
+        10 => check::<(Nilable<Vec<String>>, Nilable<BTreeMap<String, String>>)>(rest),
+        _ => {
+            let mut dec = codec::Decoder::new(rest);
+            type List = ErrorList<codec::NoRegisteredErrors>;
+            if let Ok(Some(list)) = List::decode_error(&mut dec) {
+                // Messages that are not UTF-8 are replaced (U+FFFD, up to
+                // 3 bytes for 1), so the bound is looser than for values.
+                let mut enc = Encoder::new();
+                list.encode_error(&mut enc);
+                assert!(enc.as_slice().len() <= 3 * dec.offset());
+                let again = List::decode_error(&mut codec::Decoder::new(enc.as_slice()));
+                assert_eq!(again, Ok(Some(list)));
+            }
+        }
+    }
+}

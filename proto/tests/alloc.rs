@@ -80,3 +80,40 @@ fn decoding_hands_out_the_payload_without_copying_it() {
     });
     assert_eq!(n, 0, "splitting a response payload out of the buffer");
 }
+
+/// A value-codec length of 2^31 - 1 on a 10-byte input is refused before
+/// anything is reserved.
+#[test]
+fn a_hostile_length_allocates_nothing() {
+    let input = b"\xff\xff\xff\x7f\x01\x02\x03\x04\x05\x06";
+    let (n, r) = allocations(|| weft_proto::codec::decode::<Vec<u64>>(input).is_err());
+    assert!(r);
+    assert_eq!(n, 0);
+    let (n, r) = allocations(|| {
+        weft_proto::codec::decode::<std::collections::HashMap<u32, String>>(input).is_err()
+    });
+    assert!(r);
+    assert_eq!(n, 0);
+}
+
+/// Elements far larger in memory than on the wire (an array of 1000 u64
+/// takes 8000 bytes either way, a `Vec` of them 24 bytes of struct each):
+/// what a length announces is reserved only up to a bound, not 1000x.
+#[test]
+fn large_elements_are_not_reserved_ahead() {
+    // 60 000 empty inner vectors: 4 bytes each on the wire, 24 in memory.
+    let mut input = 60_000u32.to_le_bytes().to_vec();
+    input.resize(4 + 4 * 60_000, 0);
+    let v = weft_proto::codec::decode::<Vec<Vec<u64>>>(&input).unwrap();
+    assert_eq!(v.len(), 60_000);
+    // Announce 60 000 but send 4 elements: the reservation stays small.
+    let mut short = 60_000u32.to_le_bytes().to_vec();
+    short.resize(4 + 4 * 4, 0);
+    short.resize(4 + 60_000, 0xfe); // bytes enough for the length check; an invalid 5th
+    let (largest, r) = counting::largest_allocation(|| {
+        weft_proto::codec::decode::<Vec<Vec<u64>>>(&short).is_err()
+    });
+    assert!(r);
+    // 60 000 x 24 bytes would be 1.4 MB; the bound is 64 KiB.
+    assert!(largest <= 64 * 1024, "{largest} bytes reserved");
+}

@@ -45,3 +45,8 @@ fn server_conn_corpus() {
 fn pool_corpus() {
     run("pool", weft_proto::fuzz::pool);
 }
+
+#[test]
+fn codec_corpus() {
+    run("codec", weft_proto::fuzz::codec);
+}

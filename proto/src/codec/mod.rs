@@ -169,12 +169,22 @@ pub trait Decode: Sized {
     /// `u8` to copy instead of looping.
     #[doc(hidden)]
     fn decode_elements(dec: &mut Decoder<'_>, n: usize) -> Result<Vec<Self>, CodecError> {
-        let mut v = Vec::with_capacity(n);
+        let mut v = Vec::with_capacity(cautious::<Self>(n));
         for _ in 0..n {
             v.push(Self::decode(dec)?);
         }
         Ok(v)
     }
+}
+
+/// At most this much is reserved ahead of decoding a container; past it
+/// the container grows as its elements actually arrive. An element may be
+/// far larger in memory than the byte it needs on the wire.
+const MAX_PREALLOC: usize = 64 * 1024;
+
+/// The capacity to reserve for `n` elements of `T` announced by a length.
+pub(crate) fn cautious<T>(n: usize) -> usize {
+    n.min(MAX_PREALLOC / size_of::<T>().max(1))
 }
 
 /// Encodes one value.

@@ -281,7 +281,7 @@ impl<K: Encode, V: Encode> Encode for BTreeMap<K, V> {
 impl<K: Decode + Eq + Hash, V: Decode, S: BuildHasher + Default> Decode for HashMap<K, V, S> {
     fn decode(dec: &mut Decoder<'_>) -> Result<Self, CodecError> {
         let n = dec.read_len(2)?.unwrap_or(0);
-        let mut m = HashMap::with_capacity_and_hasher(n, S::default());
+        let mut m = HashMap::with_capacity_and_hasher(super::cautious::<(K, V)>(n), S::default());
         for _ in 0..n {
             // A repeated key is not an error: the last one wins, as in Go.
             m.insert(K::decode(dec)?, V::decode(dec)?);

@@ -1,0 +1,6 @@
+use weft_tokio::codec::ErrorList;
+#[weft_tokio::component]
+trait Cart {
+    async fn total(&self, user: String) -> Result<u64, ErrorList>;
+}
+fn main() {}

@@ -1,0 +1,7 @@
+use weft_tokio::codec::ErrorList;
+#[weft_tokio::component(name = "acme/Cart")]
+trait Cart {
+    async fn total(&self, user: String) -> Result<u64, ErrorList>;
+    fn count(&self, user: String) -> Result<u64, ErrorList>;
+}
+fn main() {}
