@@ -14,10 +14,11 @@ run() {
   timeout "$LIMIT" "$@"
 }
 
-for ex in resolvers deadlines errors shutdown tls tower; do
+for ex in resolvers deadlines errors shutdown tls tower component; do
   run "$bin/$ex"
 done
 run "$bin/blocking"
+run "$bin/component_blocking"
 
 dir=$(mktemp -d)
 server_pids=()

@@ -27,6 +27,39 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! Typed components (Service Weaver's generated stubs, in Rust; see the
+//! [`component`](mod@component) module and the README):
+//!
+//! ```
+//! use weft_tokio::codec::ErrorList;
+//!
+//! #[weft_tokio::component(name = "github.com/acme/hello/Greeter")]
+//! trait Greeter {
+//!     async fn greet(&self, name: String) -> Result<String, ErrorList>;
+//! }
+//!
+//! struct English;
+//! impl Greeter for English {
+//!     async fn greet(&self, name: String) -> Result<String, ErrorList> {
+//!         Ok(format!("hello, {name}"))
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut handlers = weft_tokio::HandlerMap::new();
+//! GreeterServer::register(&mut handlers, English);
+//! let listener = weft_tokio::Listener::bind(&weft_tokio::tcp("127.0.0.1:0")).await?;
+//! let endpoint = listener.local_endpoint()?;
+//! tokio::spawn(weft_tokio::serve(listener, handlers, Default::default()));
+//!
+//! let conn = weft_tokio::connect(weft_tokio::ConstantResolver::new([endpoint]), Default::default()).await?;
+//! let greeter = GreeterClient::new(conn);
+//! assert_eq!(greeter.greet("ann".into()).await?, "hello, ann");
+//! # Ok(())
+//! # }
+//! ```
 
 mod client;
 mod endpoint;

@@ -7,13 +7,17 @@
 //! registration that speak the bytes Go's generated stubs speak. Use them
 //! through `weft-tokio` or `weft-mio`, which re-export them:
 //!
-//! ```ignore
+//! ```
 //! #[derive(weft_tokio::Encode, weft_tokio::Decode)]
 //! struct Item { sku: String, quantity: u32 }
 //!
 //! #[weft_tokio::component(name = "github.com/acme/shop/Cart")]
 //! trait Cart {
 //!     async fn add_item(&self, user: String, item: Item) -> Result<(), weft_tokio::codec::ErrorList>;
+//! }
+//! // Generated: CartClient, CartBlockingClient, CartServer.
+//! fn client(conn: weft_tokio::Connection) -> CartClient<weft_tokio::Connection> {
+//!     CartClient::new(conn)
 //! }
 //! ```
 //!
