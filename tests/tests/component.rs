@@ -430,3 +430,35 @@ fn the_client_sends_go_stub_bytes_and_reads_go_replies() {
     assert_eq!(client.reverse("hello, 世界".into()).unwrap(), "界世 ,olleh");
     assert_eq!(app_message(client.reverse("fail".into())), "cannot reverse");
 }
+
+#[test]
+fn a_routed_method_carries_its_shard_key_and_others_none() {
+    let shop = Arc::new(Shop::default());
+    let (_server, endpoint) = serve("mio", &shop);
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let opts = weft_mio::ClientOptions {
+        balancer: Box::new(weft_mio::BalancerFn::new(move |_, opts: &CallOptions| {
+            log.lock().unwrap().push((opts.shard_key, opts.retry));
+            Some(0)
+        })),
+        ..Default::default()
+    };
+    let conn =
+        weft_mio::Client::connect(weft_mio::ConstantResolver::new([endpoint]), opts).unwrap();
+    let client = CartBlockingClient::new(conn);
+    client.items("dee".into()).unwrap();
+    client.add_item("dee".into(), item("mug", 1)).unwrap();
+    let _ = client.checkout("dee".into());
+    let seen = seen.lock().unwrap().clone();
+    // Items is routed by the user (Go's router: the hash of the encoded
+    // key); AddItem is not routed; Checkout is not retriable.
+    assert_eq!(
+        seen,
+        [
+            (weft_tokio::codec::shard_key("dee"), true),
+            (0, true),
+            (0, false)
+        ]
+    );
+}
