@@ -91,6 +91,23 @@ pub trait BlockingHandlers {
 
 /// Why a typed call failed: the method's own error, or the call itself
 /// (Go wraps the latter in `weaver.RemoteCallError`).
+///
+/// ```
+/// use weft_driver::component::ComponentError;
+/// use weft_proto::{CallError, codec::ErrorList};
+///
+/// fn explain(e: &ComponentError<ErrorList>) -> String {
+///     match e {
+///         // The implementation said no: its message, as it wrote it.
+///         ComponentError::App(e) => format!("refused: {e}"),
+///         // The call may or may not have run.
+///         ComponentError::Call(e) if e.is_communication() => format!("lost: {e}"),
+///         ComponentError::Call(CallError::DeadlineExceeded) => "too slow".into(),
+///         other => format!("failed: {other}"),
+///     }
+/// }
+/// assert_eq!(explain(&ComponentError::App(ErrorList::new("out of stock"))), "refused: out of stock");
+/// ```
 #[derive(Debug, thiserror::Error)]
 pub enum ComponentError<E> {
     /// The implementation returned an error.
@@ -116,6 +133,20 @@ impl<E> ComponentError<E> {
 }
 
 /// Options for every call a typed client makes.
+///
+/// ```
+/// use std::time::Duration;
+/// use weft_driver::component::StubOptions;
+/// let opts = StubOptions {
+///     timeout: Some(Duration::from_millis(250)),
+///     // In tests: run every retriable call three times to flush out
+///     // methods that are not idempotent (Go's injectRetries).
+///     inject_retries: 2,
+///     ..StubOptions::default()
+/// };
+/// // CartClient::new(conn).with_options(opts)
+/// # let _ = opts;
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct StubOptions {
     /// Each call's deadline is this long after it starts; none by default,

@@ -111,6 +111,20 @@ fn config_err(e: rustls::Error) -> TlsError {
 /// A client's TLS settings: the CA roots it trusts, optionally its own
 /// certificate (mutual TLS) and the name the server's certificate must
 /// carry. Cheap to clone.
+///
+/// ```no_run
+/// use weft_driver::tls::{ClientTls, Identity, RootCerts};
+/// # fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// let roots = RootCerts::from_pem(std::fs::read("ca.pem")?)?;
+/// // Mutual TLS: present a certificate when the server asks for one.
+/// let me = Identity::from_pem(std::fs::read("client.pem")?, std::fs::read("client.key")?)?;
+/// let tls = ClientTls::new(&roots, Some(&me))?
+///     // The name the server's certificate must carry, when it is not
+///     // the host dialled (for example an IP address).
+///     .with_domain_name("cart.internal");
+/// # let _ = tls; Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct ClientTls {
     config: Arc<rustls::ClientConfig>,
@@ -176,6 +190,17 @@ impl ClientTls {
 /// A server's TLS settings: its certificate and key, and optionally the
 /// CA its clients' certificates must be signed by (mutual TLS: a client
 /// without such a certificate is refused). Cheap to clone.
+///
+/// ```no_run
+/// use weft_driver::tls::{Identity, RootCerts, ServerTls};
+/// # fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// let me = Identity::from_pem(std::fs::read("server.pem")?, std::fs::read("server.key")?)?;
+/// // Only clients with a certificate signed by this CA get in.
+/// let clients = RootCerts::from_pem(std::fs::read("clients-ca.pem")?)?;
+/// let tls = ServerTls::new(&me, Some(&clients))?;
+/// # let _ = tls; Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct ServerTls {
     config: Arc<rustls::ServerConfig>,

@@ -254,7 +254,24 @@ impl weft_driver::component::BlockingCaller for Client {
     }
 }
 
-/// A call in progress.
+/// A call in progress: [`Client::start`] it, [`wait`](Self::wait) for it,
+/// or cancel it from another thread.
+///
+/// ```no_run
+/// # fn demo(client: weft_mio::Client) {
+/// use bytes::Bytes;
+/// use std::time::Duration;
+/// use weft_mio::{CallError, CallOptions, MethodKey};
+/// let call = client.start(MethodKey::new("weft.Test", "Sleep"), Bytes::new(), CallOptions::default());
+/// let cancel = call.cancel_handle();
+/// // A watchdog thread gives up on it after 100 ms; the server is told.
+/// std::thread::spawn(move || {
+///     std::thread::sleep(Duration::from_millis(100));
+///     cancel.cancel();
+/// });
+/// assert!(matches!(call.wait(), Err(CallError::Cancelled)));
+/// # }
+/// ```
 pub struct PendingCall {
     client: Arc<Inner>,
     id: PoolCallId,

@@ -58,6 +58,45 @@ pub type Resolved = Result<(Vec<SharedEndpoint>, Option<EndpointsVersion>), Reso
 
 /// Finds replicas. `resolve(None)` answers at once; `resolve(Some(v))`
 /// blocks until the set differs from version `v`.
+///
+/// A resolver of your own; here one that re-reads a file of `tcp://` lines
+/// every second and answers when its contents change:
+///
+/// ```
+/// use std::sync::Arc;
+/// use weft_mio::{EndpointsVersion, NetEndpoint, ResolveError, Resolved, Resolver, SharedEndpoint};
+///
+/// struct FileResolver(std::path::PathBuf);
+///
+/// impl FileResolver {
+///     fn read(&self) -> Result<(String, EndpointsVersion), ResolveError> {
+///         let text = std::fs::read_to_string(&self.0)
+///             .map_err(|e| ResolveError(format!("{}: {e}", self.0.display())))?;
+///         let version = EndpointsVersion(text.bytes().map(u64::from).sum());
+///         Ok((text, version))
+///     }
+/// }
+///
+/// impl Resolver for FileResolver {
+///     fn resolve(&self, seen: Option<EndpointsVersion>) -> Resolved {
+///         let (text, version) = loop {
+///             let (text, version) = self.read()?;
+///             if Some(version) != seen {
+///                 break (text, version);
+///             }
+///             // Blocks its own thread, never a caller's.
+///             std::thread::sleep(std::time::Duration::from_secs(1));
+///         };
+///         let mut endpoints = Vec::new();
+///         for line in text.lines().filter(|l| !l.is_empty()) {
+///             let e: NetEndpoint = line.parse().map_err(|e| ResolveError(format!("{e}")))?;
+///             endpoints.push(Arc::new(e) as SharedEndpoint);
+///         }
+///         Ok((endpoints, Some(version)))
+///     }
+/// }
+/// # let _ = FileResolver("endpoints.txt".into());
+/// ```
 pub trait Resolver: Send + Sync + 'static {
     /// Whether the set never changes (default: no, it is followed).
     fn is_constant(&self) -> bool {

@@ -159,6 +159,29 @@ pub async fn connect(
 impl Connection {
     /// Calls `method` with `args`. Dropping the returned future cancels the
     /// call (the server is told if the request went out).
+    ///
+    /// ```no_run
+    /// # async fn demo(conn: weft_tokio::Connection) {
+    /// use bytes::Bytes;
+    /// use std::time::{Duration, Instant};
+    /// use weft_tokio::{CallError, CallOptions, MethodKey};
+    /// let key = MethodKey::new("acme.Search", "Query");
+    /// // A deadline travels to the server, which gives up at the same time.
+    /// let opts = CallOptions {
+    ///     deadline: Some(Instant::now() + Duration::from_millis(200)),
+    ///     ..CallOptions::default()
+    /// };
+    /// match conn.call(key, Bytes::from_static(b"rust"), opts).await {
+    ///     Ok(results) => println!("{} bytes", results.len()),
+    ///     Err(CallError::DeadlineExceeded) => println!("too slow"),
+    ///     Err(e) if e.is_communication() => println!("may or may not have run: {e}"),
+    ///     Err(e) => println!("failed: {e}"),
+    /// }
+    /// // Or race it: the loser's future is dropped and its call cancelled.
+    /// let slow = conn.call(key, Bytes::new(), CallOptions::default());
+    /// let _ = tokio::time::timeout(Duration::from_millis(50), slow).await;
+    /// # }
+    /// ```
     pub async fn call(
         &self,
         method: MethodKey,

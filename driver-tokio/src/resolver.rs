@@ -16,6 +16,36 @@ pub type Resolved = Result<(Vec<SharedEndpoint>, Option<EndpointsVersion>), Reso
 /// `resolve(None)` returns the current set at once. `resolve(Some(v))`
 /// waits until the set differs from version `v` (or returns `v` again to be
 /// asked later); a constant resolver is asked only once.
+///
+/// A resolver of your own, here one that reads a file of `tcp://` lines
+/// (a real one would wait for the file to change before answering a
+/// version it has already given):
+///
+/// ```
+/// use weft_tokio::{BoxFuture, EndpointsVersion, NetEndpoint, ResolveError, Resolved, Resolver};
+/// use std::sync::Arc;
+///
+/// struct FileResolver(std::path::PathBuf);
+///
+/// impl Resolver for FileResolver {
+///     fn resolve(&self, _seen: Option<EndpointsVersion>) -> BoxFuture<'_, Resolved> {
+///         Box::pin(async move {
+///             // A small local file; a resolver that talks to a service
+///             // awaits its client here instead.
+///             let text = std::fs::read_to_string(&self.0)
+///                 .map_err(|e| ResolveError(format!("{}: {e}", self.0.display())))?;
+///             let mut endpoints = Vec::new();
+///             for line in text.lines().filter(|l| !l.is_empty()) {
+///                 let e: NetEndpoint = line.parse().map_err(|e| ResolveError(format!("{e}")))?;
+///                 endpoints.push(Arc::new(e) as weft_tokio::SharedEndpoint);
+///             }
+///             // The version lets the pool tell a new set from an old one.
+///             Ok((endpoints, Some(EndpointsVersion(text.len() as u64))))
+///         })
+///     }
+/// }
+/// # let _ = FileResolver("endpoints.txt".into());
+/// ```
 pub trait Resolver: Send + Sync + 'static {
     /// Whether the set never changes (default: no, it is followed).
     fn is_constant(&self) -> bool {

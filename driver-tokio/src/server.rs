@@ -71,6 +71,20 @@ impl weft_driver::component::AsyncHandlers for HandlerMap {
 }
 
 /// A socket to accept connections on.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> std::io::Result<()> {
+/// let dir = std::env::temp_dir().join(format!("weft-doc-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir)?;
+/// for bind in [weft_tokio::tcp("127.0.0.1:0"), weft_tokio::unix(dir.join("s.sock"))] {
+///     let listener = weft_tokio::Listener::bind(&bind).await?;
+///     // Port 0 became a real port; clients dial this.
+///     println!("serving on {}", listener.local_endpoint()?);
+/// }
+/// # std::fs::remove_dir_all(&dir)
+/// # }
+/// ```
 #[derive(Debug)]
 pub enum Listener {
     /// TCP.
@@ -226,6 +240,26 @@ pub async fn serve_until(
 /// ([`Shutdown::graceful`], as [`serve_until`] describes) or at once
 /// ([`Shutdown::immediate`], also after a graceful start). Returns once
 /// every connection is closed.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> std::io::Result<()> {
+/// use std::time::Duration;
+/// let listener = weft_tokio::Listener::bind(&weft_tokio::tcp("127.0.0.1:0")).await?;
+/// let shutdown = weft_tokio::Shutdown::new();
+/// let server = tokio::spawn(weft_tokio::serve_with_shutdown(
+///     listener,
+///     weft_tokio::HandlerMap::new(),
+///     Default::default(),
+///     shutdown.clone(),
+/// ));
+/// // From anywhere (a signal handler, an admin endpoint): drain for up to
+/// // five seconds, then cancel what still runs.
+/// shutdown.graceful(Duration::from_secs(5));
+/// server.await.expect("server task")?;
+/// # Ok(())
+/// # }
+/// ```
 pub async fn serve_with_shutdown(
     listener: impl Into<Listener>,
     handlers: HandlerMap,
@@ -289,6 +323,20 @@ pub async fn serve_with_shutdown(
 
 /// Serves `handlers` on one established byte stream (an accepted socket,
 /// TLS, an in-memory pipe). The task ends when the stream does.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// // A server on one end of an in-memory pipe; anything AsyncRead +
+/// // AsyncWrite works the same way.
+/// let (server_end, client_end) = tokio::io::duplex(64 * 1024);
+/// let mut handlers = weft_tokio::HandlerMap::new();
+/// handlers.set("weft.Test", "Echo", |req: weft_tokio::Request| async move { Ok(req.args) });
+/// let task = weft_tokio::serve_on(server_end, handlers, Default::default());
+/// drop(client_end); // the peer goes away: the task ends
+/// task.await.expect("served");
+/// # }
+/// ```
 pub fn serve_on(
     stream: impl AsyncStream,
     handlers: HandlerMap,

@@ -35,6 +35,25 @@ use weft_proto::{CallError, CallOptions, HandlerError, MethodKey, PoolCallId, Re
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// One call as a tower request: the method, its arguments and options.
+///
+/// ```no_run
+/// # async fn demo(conn: weft_tokio::Connection) -> Result<(), weft_tokio::tower::BoxError> {
+/// use bytes::Bytes;
+/// use std::time::Duration;
+/// use tower::{ServiceBuilder, ServiceExt};
+/// use weft_tokio::MethodKey;
+/// use weft_tokio::tower::CallRequest;
+/// // tower's layers over the connection, as over any tower service.
+/// let svc = ServiceBuilder::new()
+///     .timeout(Duration::from_secs(1))
+///     .concurrency_limit(64)
+///     .service(conn);
+/// let req = CallRequest::new(MethodKey::new("weft.Test", "Echo"), Bytes::from_static(b"hi"));
+/// let out = svc.oneshot(req).await?;
+/// assert_eq!(&out[..], b"hi");
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct CallRequest {
     /// The method to call.

@@ -55,6 +55,25 @@ impl ReadyReplica {
 }
 
 /// Chooses a replica for a call.
+///
+/// A balancer of your own: prefer replicas whose address says they are in
+/// the caller's zone, least loaded first, and otherwise any.
+///
+/// ```
+/// use weft_proto::{Balancer, CallOptions, ReadyReplica, Rng};
+///
+/// struct SameZone(&'static str);
+///
+/// impl Balancer for SameZone {
+///     fn pick(&mut self, ready: &[ReadyReplica], _: &CallOptions, rng: &mut Rng) -> Option<usize> {
+///         let local = (0..ready.len())
+///             .filter(|&i| ready[i].addr().contains(self.0))
+///             .min_by_key(|&i| ready[i].in_flight());
+///         Some(local.unwrap_or_else(|| rng.below(ready.len())))
+///     }
+/// }
+/// # let _ = SameZone("zone-a");
+/// ```
 pub trait Balancer: Send {
     /// Index into `ready` (never empty) of the replica for this call, or
     /// `None` to make the call wait for a change in the ready set.

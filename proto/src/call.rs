@@ -49,6 +49,24 @@ pub struct CallOptions {
 }
 
 /// Why a call failed.
+///
+/// Matching on it says who failed and whether trying again is safe:
+///
+/// ```
+/// use weft_proto::CallError;
+/// fn retry_is_safe(e: &CallError, idempotent: bool) -> bool {
+///     match e {
+///         // The handler ran and answered: trying again changes nothing.
+///         CallError::Remote(_) => false,
+///         // Never reached a replica: nothing ran.
+///         e if e.is_unreachable() => true,
+///         // Lost in transit: it may have run.
+///         e if e.is_communication() => idempotent,
+///         _ => false,
+///     }
+/// }
+/// assert!(!retry_is_safe(&CallError::DeadlineExceeded, true));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CallError {
     /// The handler returned an error; its message is kept.

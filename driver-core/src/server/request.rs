@@ -13,6 +13,33 @@ use weft_proto::{CancelReason, Metadata, TraceContext};
 /// [`cancelled`](Self::cancelled), a blocking one calls
 /// [`wait_cancelled`](Self::wait_cancelled) or checks
 /// [`is_cancelled`](Self::is_cancelled) between steps.
+///
+/// A blocking handler (weft-mio) checks between steps; an async one
+/// (weft-tokio) races its work against the cancellation, which
+/// `component::until_cancelled` does:
+///
+/// ```
+/// use bytes::Bytes;
+/// use weft_driver::server::{HandlerError, HandlerResult, Request};
+///
+/// fn batch(req: Request) -> HandlerResult {
+///     for chunk in req.args.chunks(4096) {
+///         if req.is_cancelled() {
+///             return Err(HandlerError::cancelled()); // the caller gets Go's context error
+///         }
+///         let _ = chunk; // ... work on it
+///     }
+///     Ok(Bytes::new())
+/// }
+///
+/// async fn query(req: Request) -> HandlerResult {
+///     let work = async { Bytes::from_static(b"results") };
+///     // The work's future is dropped if the caller cancels or its
+///     // deadline passes first.
+///     weft_driver::component::until_cancelled(&req, work).await
+/// }
+/// # let _ = (batch, query);
+/// ```
 #[derive(Debug)]
 pub struct Request {
     /// The arguments: a view of the connection's read buffer.

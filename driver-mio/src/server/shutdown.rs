@@ -16,6 +16,23 @@ impl Server {
     /// once, or to hurry a shutdown in progress from another thread, use
     /// [`shutdown_handle`](Self::shutdown_handle); dropping the server
     /// stops at once.
+    ///
+    /// ```
+    /// # fn main() -> std::io::Result<()> {
+    /// use std::time::Duration;
+    /// let mut handlers = weft_mio::HandlerMap::new();
+    /// handlers.set("weft.Test", "Echo", |req: weft_mio::Request| Ok(req.args));
+    /// let opts = weft_mio::ServerOptions {
+    ///     shutdown_grace: Duration::from_secs(5),
+    ///     ..Default::default()
+    /// };
+    /// let bind: weft_mio::NetEndpoint = "tcp://127.0.0.1:0".parse().expect("endpoint");
+    /// let server = weft_mio::Server::bind(&bind, handlers, opts)?;
+    /// // ... serve until told to stop, then drain for up to five seconds:
+    /// server.shutdown();
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn shutdown(self) {
         self.shared
             .shutdown

@@ -29,7 +29,40 @@ pub trait AppError: Sized {
 /// A Go error type registered with Service Weaver's codec (a pointer to an
 /// AutoMarshal struct): the errors a caller can receive as typed values.
 ///
-/// Implement it on an enum of the error structs a component returns.
+/// Implement it on an enum of the error structs a component returns:
+///
+/// ```
+/// use std::fmt;
+/// use weft_proto::codec::{self, AppError, CodecError, Decode, Decoder, Encode, Encoder, ErrorList, RegisteredError};
+///
+/// /// Go: `type NotFound struct { weaver.AutoMarshal; Key string }`,
+/// /// returned as `*NotFound`.
+/// #[derive(Debug)]
+/// struct NotFound { key: String }
+///
+/// const NOT_FOUND: &str = "*store.NotFound(github.com/acme/store)";
+///
+/// impl fmt::Display for NotFound {
+///     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+///         write!(f, "not found: {}", self.key)
+///     }
+/// }
+///
+/// impl RegisteredError for NotFound {
+///     fn type_key(&self) -> &str { NOT_FOUND }
+///     fn encode_fields(&self, enc: &mut Encoder) { self.key.encode(enc) }
+///     fn decode_fields(key: &str, dec: &mut Decoder<'_>) -> Option<Result<Self, CodecError>> {
+///         (key == NOT_FOUND).then(|| String::decode(dec).map(|key| NotFound { key }))
+///     }
+/// }
+///
+/// let err = ErrorList::registered(NotFound { key: "k".into() });
+/// let mut enc = Encoder::new();
+/// err.encode_error(&mut enc);
+/// let back = ErrorList::<NotFound>::decode_error(&mut Decoder::new(enc.as_slice()))?.unwrap();
+/// assert_eq!(back.registered_errors().next().unwrap().key, "k");
+/// # Ok::<(), CodecError>(())
+/// ```
 pub trait RegisteredError: Sized + fmt::Display {
     /// Go's type key, `reflect.Type.String() + "(" + package path + ")"`
     /// of the pointer type, for example
@@ -91,7 +124,7 @@ pub enum ErrorListEntry<R> {
 /// let err: ErrorList = ErrorList::new("out of stock");
 /// let mut enc = Encoder::new();
 /// err.encode_error(&mut enc);
-/// let back = ErrorList::decode_error(&mut Decoder::new(&enc.finish()))?;
+/// let back = <ErrorList>::decode_error(&mut Decoder::new(&enc.finish()))?;
 /// assert_eq!(back.unwrap().to_string(), "out of stock");
 /// # Ok::<(), codec::CodecError>(())
 /// ```

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 ///
 /// ```
 /// // Service Weaver's simple.RoutedRecord routes by the string "file".
-/// assert_eq!(weft_proto::codec::shard_key(&"file"), 0xde80d2a5f01844ae);
+/// assert_eq!(weft_proto::codec::shard_key(&"file"), 0xae4418f0a5d280de);
 /// ```
 pub fn shard_key<T: Encode + ?Sized>(routing_key: &T) -> u64 {
     let mut h = Hasher::new();

@@ -139,6 +139,36 @@ pub enum CodecError {
 }
 
 /// A value in Service Weaver's encoding.
+///
+/// Derive it (`#[derive(Encode)]`, re-exported by the drivers) for a
+/// struct whose fields are in the Go struct's order; implement it by hand
+/// for a type whose Go form differs from its Rust one:
+///
+/// ```
+/// use weft_proto::codec::{self, CodecError, Decode, Decoder, Encode, Encoder};
+///
+/// /// Travels as Go's `int64` cents.
+/// #[derive(Debug, PartialEq)]
+/// struct Euros(f64);
+///
+/// impl Encode for Euros {
+///     fn encode(&self, enc: &mut Encoder) {
+///         ((self.0 * 100.0).round() as i64).encode(enc);
+///     }
+///     fn encode_zero(enc: &mut Encoder) {
+///         i64::encode_zero(enc);
+///     }
+/// }
+///
+/// impl Decode for Euros {
+///     fn decode(dec: &mut Decoder<'_>) -> Result<Self, CodecError> {
+///         Ok(Euros(i64::decode(dec)? as f64 / 100.0))
+///     }
+/// }
+///
+/// assert_eq!(codec::decode::<Euros>(&codec::encode(&Euros(2.5)))?, Euros(2.5));
+/// # Ok::<(), CodecError>(())
+/// ```
 pub trait Encode {
     /// Appends the value.
     fn encode(&self, enc: &mut Encoder);
@@ -160,7 +190,8 @@ pub trait Encode {
     }
 }
 
-/// A value read back from Service Weaver's encoding.
+/// A value read back from Service Weaver's encoding (see [`Encode`] for
+/// an implementation by hand).
 pub trait Decode: Sized {
     /// Reads one value.
     fn decode(dec: &mut Decoder<'_>) -> Result<Self, CodecError>;
