@@ -27,6 +27,8 @@ mod otel;
 pub mod resolver;
 #[cfg(feature = "tls")]
 pub mod tls;
+#[cfg(unix)]
+pub mod unixdir;
 
 /// A fresh 64-bit seed from the OS's randomness (via `RandomState`): for a
 /// pool's RNG and for keying each server connection's request table.

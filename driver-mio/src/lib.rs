@@ -33,7 +33,7 @@ pub mod tls;
 pub use client::{CancelHandle, Client, ClientOptions, PendingCall};
 pub use resolver::{
     ConstantResolver, DynamicResolver, Endpoint, MioEndpoints, ResolveError, Resolved, Resolver,
-    SharedEndpoint,
+    SharedEndpoint, UnixDirResolver,
 };
 pub use server::{
     HandlerError, HandlerMap, HandlerResult, PeerAddr, Request, Server, ServerOptions, Shutdown,

@@ -136,6 +136,47 @@ impl Resolver for ConstantResolver {
     }
 }
 
+/// The Unix sockets in a directory, followed as they come and go
+/// (`unixdir:///path`): noticed within [`UNIXDIR_POLL`](weft_driver::unixdir::UNIXDIR_POLL).
+///
+/// ```
+/// use weft_mio::{Resolver, UnixDirResolver};
+/// let dir = std::env::temp_dir().join(format!("weft-doc-unixdir-mio-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir)?;
+/// let _replica = std::os::unix::net::UnixListener::bind(dir.join("replica-1.sock"))?;
+/// let (endpoints, _version) = UnixDirResolver::new(&dir).resolve(None).unwrap();
+/// assert_eq!(endpoints.len(), 1);
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct UnixDirResolver(weft_driver::unixdir::UnixDir);
+
+impl UnixDirResolver {
+    /// Follows the sockets in `dir`.
+    pub fn new(dir: impl Into<std::path::PathBuf>) -> Self {
+        UnixDirResolver(weft_driver::unixdir::UnixDir::new(dir))
+    }
+}
+
+impl Resolver for UnixDirResolver {
+    fn resolve(&self, seen: Option<EndpointsVersion>) -> Resolved {
+        use weft_driver::unixdir::{UNIXDIR_MAX_WAIT, UNIXDIR_POLL};
+        let give_up = std::time::Instant::now() + UNIXDIR_MAX_WAIT;
+        loop {
+            let (paths, version) = self.0.scan()?;
+            if Some(version) != seen || std::time::Instant::now() >= give_up {
+                let eps = paths
+                    .into_iter()
+                    .map(|p| Arc::new(NetEndpoint::Unix(p)) as SharedEndpoint)
+                    .collect();
+                return Ok((eps, Some(version)));
+            }
+            std::thread::sleep(UNIXDIR_POLL);
+        }
+    }
+}
+
 weft_driver::endpoint_flavor! {
     /// The mio driver's endpoints, as a [`DynamicResolver`] stores them.
     pub MioEndpoints for dyn Endpoint

@@ -75,6 +75,8 @@ pub use client::{ClientOptions, Connection, connect};
 pub use endpoint::{
     AsyncStream, BoxFuture, BoxStream, Endpoint, NetEndpoint, ParseNetEndpoint, tcp, unix,
 };
+#[cfg(unix)]
+pub use resolver::UnixDirResolver;
 pub use resolver::{
     ConstantResolver, DynamicResolver, ResolveError, Resolved, Resolver, SharedEndpoint,
     TokioEndpoints,

@@ -3,7 +3,7 @@
 use crate::endpoint::{BoxFuture, Endpoint};
 use std::sync::Arc;
 pub use weft_driver::resolver::ResolveError;
-use weft_proto::EndpointsVersion;
+use weft_proto::{EndpointsVersion, NetEndpoint};
 
 /// An endpoint shared between the resolver and the client.
 pub type SharedEndpoint = Arc<dyn Endpoint>;
@@ -90,6 +90,52 @@ impl Resolver for ConstantResolver {
     fn resolve(&self, _: Option<EndpointsVersion>) -> BoxFuture<'_, Resolved> {
         let eps = self.endpoints.clone();
         Box::pin(async move { Ok((eps, None)) })
+    }
+}
+
+/// The Unix sockets in a directory, followed as they come and go
+/// (`unixdir:///path`): noticed within [`UNIXDIR_POLL`](weft_driver::unixdir::UNIXDIR_POLL).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use weft_tokio::{Resolver, UnixDirResolver};
+/// let dir = std::env::temp_dir().join(format!("weft-doc-unixdir-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir)?;
+/// let _replica = tokio::net::UnixListener::bind(dir.join("replica-1.sock"))?;
+/// let (endpoints, _version) = UnixDirResolver::new(&dir).resolve(None).await?;
+/// assert_eq!(endpoints.len(), 1);
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok(())
+/// # }
+/// ```
+#[cfg(unix)]
+#[derive(Debug)]
+pub struct UnixDirResolver(weft_driver::unixdir::UnixDir);
+
+#[cfg(unix)]
+impl UnixDirResolver {
+    /// Follows the sockets in `dir`.
+    pub fn new(dir: impl Into<std::path::PathBuf>) -> Self {
+        UnixDirResolver(weft_driver::unixdir::UnixDir::new(dir))
+    }
+}
+
+#[cfg(unix)]
+impl Resolver for UnixDirResolver {
+    fn resolve(&self, seen: Option<EndpointsVersion>) -> BoxFuture<'_, Resolved> {
+        use weft_driver::unixdir::{UNIXDIR_MAX_WAIT, UNIXDIR_POLL};
+        Box::pin(async move {
+            let give_up = tokio::time::Instant::now() + UNIXDIR_MAX_WAIT;
+            loop {
+                let (paths, version) = self.0.scan()?;
+                if Some(version) != seen || tokio::time::Instant::now() >= give_up {
+                    let eps = shared(paths.into_iter().map(NetEndpoint::Unix));
+                    return Ok((eps, Some(version)));
+                }
+                tokio::time::sleep(UNIXDIR_POLL).await;
+            }
+        })
     }
 }
 

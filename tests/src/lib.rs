@@ -325,6 +325,24 @@ impl TestClient {
         Ok(TestClient { inner })
     }
 
+    /// A client following `tokio` (on the tokio driver) or `mio` (on the
+    /// mio driver): the same resolver in each driver's flavour.
+    pub fn connect_resolver(
+        driver: Driver,
+        tokio: impl weft_tokio::Resolver,
+        mio: impl weft_mio::Resolver,
+    ) -> Result<TestClient, CallError> {
+        let inner = match driver {
+            Driver::Tokio => {
+                let rt = runtime();
+                let conn = rt.block_on(weft_tokio::connect(tokio, Default::default()))?;
+                ClientImpl::Tokio { rt, conn }
+            }
+            Driver::Mio => ClientImpl::Mio(weft_mio::Client::connect(mio, Default::default())?),
+        };
+        Ok(TestClient { inner })
+    }
+
     /// Calls `weft.Test.<method>`.
     pub fn call(
         &self,
