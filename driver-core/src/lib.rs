@@ -21,6 +21,8 @@ pub use transport::{READ_SPARE, Transport};
 
 pub mod client;
 pub mod component;
+#[cfg(feature = "dns")]
+pub mod dns;
 pub mod observe;
 #[cfg(feature = "opentelemetry")]
 mod otel;

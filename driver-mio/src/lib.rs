@@ -31,6 +31,8 @@ mod stream;
 pub mod tls;
 
 pub use client::{CancelHandle, Client, ClientOptions, PendingCall};
+#[cfg(feature = "dns")]
+pub use resolver::DnsResolver;
 pub use resolver::{
     ConstantResolver, DynamicResolver, Endpoint, MioEndpoints, ResolveError, Resolved, Resolver,
     SharedEndpoint, UnixDirResolver,
@@ -39,6 +41,8 @@ pub use server::{
     HandlerError, HandlerMap, HandlerResult, PeerAddr, Request, Server, ServerOptions, Shutdown,
 };
 pub use stream::Stream;
+#[cfg(feature = "dns")]
+pub use weft_driver::dns;
 
 pub use weft_proto as proto;
 pub use weft_proto::codec;

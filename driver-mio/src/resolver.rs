@@ -177,6 +177,67 @@ impl Resolver for UnixDirResolver {
     }
 }
 
+/// Replicas from DNS (feature `dns`), blocking: `host:port`'s A/AAAA
+/// records, or an SRV name's records, looked up again as their TTL runs
+/// out (bounded by [`DnsOptions`](weft_driver::dns::DnsOptions)); a change
+/// is a new version.
+///
+/// ```no_run
+/// # fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// let resolver = weft_mio::DnsResolver::parse("dns+srv://_weft._tcp.cart.shop.svc.cluster.local")?;
+/// let client = weft_mio::Client::connect(resolver, Default::default())?;
+/// # let _ = client; Ok(())
+/// # }
+/// ```
+#[cfg(feature = "dns")]
+#[derive(Debug)]
+pub struct DnsResolver(weft_driver::dns::Dns);
+
+#[cfg(feature = "dns")]
+impl DnsResolver {
+    /// Follows `target` with `opts`.
+    pub fn new(
+        target: weft_driver::dns::DnsTarget,
+        opts: weft_driver::dns::DnsOptions,
+    ) -> Result<Self, ResolveError> {
+        weft_driver::dns::Dns::new(target, opts).map(DnsResolver)
+    }
+
+    /// Follows `dns://name:port` or `dns+srv://name` with the system's
+    /// DNS configuration.
+    pub fn parse(addr: &str) -> Result<Self, ResolveError> {
+        Self::new(
+            weft_driver::dns::DnsTarget::parse(addr)?,
+            Default::default(),
+        )
+    }
+}
+
+#[cfg(feature = "dns")]
+impl Resolver for DnsResolver {
+    fn resolve(&self, seen: Option<EndpointsVersion>) -> Resolved {
+        let give_up = std::time::Instant::now() + weft_driver::dns::DNS_MAX_WAIT;
+        loop {
+            let answer = self.0.lookup_blocking()?;
+            let now = std::time::Instant::now();
+            if Some(answer.version) != seen || now >= give_up {
+                let eps = answer
+                    .endpoints
+                    .into_iter()
+                    .map(|e| Arc::new(e) as SharedEndpoint)
+                    .collect();
+                return Ok((eps, Some(answer.version)));
+            }
+            std::thread::sleep(
+                answer
+                    .next_lookup
+                    .min(give_up)
+                    .saturating_duration_since(now),
+            );
+        }
+    }
+}
+
 weft_driver::endpoint_flavor! {
     /// The mio driver's endpoints, as a [`DynamicResolver`] stores them.
     pub MioEndpoints for dyn Endpoint

@@ -75,6 +75,8 @@ pub use client::{ClientOptions, Connection, connect};
 pub use endpoint::{
     AsyncStream, BoxFuture, BoxStream, Endpoint, NetEndpoint, ParseNetEndpoint, tcp, unix,
 };
+#[cfg(feature = "dns")]
+pub use resolver::DnsResolver;
 #[cfg(unix)]
 pub use resolver::UnixDirResolver;
 pub use resolver::{
@@ -85,6 +87,8 @@ pub use server::{
     HandlerError, HandlerMap, HandlerResult, Listener, PeerAddr, Request, ServerOptions, Shutdown,
     serve, serve_on, serve_until, serve_with_shutdown,
 };
+#[cfg(feature = "dns")]
+pub use weft_driver::dns;
 pub use weft_proto as proto;
 pub use weft_proto::codec;
 // Typed components: the runtime module and, in the macro namespace, the

@@ -139,6 +139,61 @@ impl Resolver for UnixDirResolver {
     }
 }
 
+/// Replicas from DNS (feature `dns`): `host:port`'s A/AAAA records, or an
+/// SRV name's records, looked up again as their TTL runs out (bounded by
+/// [`DnsOptions`](weft_driver::dns::DnsOptions)); a change is a new version.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use weft_tokio::DnsResolver;
+/// // A Kubernetes headless Service: one A record per ready pod.
+/// let resolver = DnsResolver::parse("dns://cart.shop.svc.cluster.local:7000")?;
+/// let conn = weft_tokio::connect(resolver, Default::default()).await?;
+/// # let _ = conn; Ok(())
+/// # }
+/// ```
+#[cfg(feature = "dns")]
+#[derive(Debug)]
+pub struct DnsResolver(weft_driver::dns::Dns);
+
+#[cfg(feature = "dns")]
+impl DnsResolver {
+    /// Follows `target` with `opts`.
+    pub fn new(
+        target: weft_driver::dns::DnsTarget,
+        opts: weft_driver::dns::DnsOptions,
+    ) -> Result<Self, ResolveError> {
+        weft_driver::dns::Dns::new(target, opts).map(DnsResolver)
+    }
+
+    /// Follows `dns://name:port` or `dns+srv://name` with the system's
+    /// DNS configuration.
+    pub fn parse(addr: &str) -> Result<Self, ResolveError> {
+        Self::new(
+            weft_driver::dns::DnsTarget::parse(addr)?,
+            Default::default(),
+        )
+    }
+}
+
+#[cfg(feature = "dns")]
+impl Resolver for DnsResolver {
+    fn resolve(&self, seen: Option<EndpointsVersion>) -> BoxFuture<'_, Resolved> {
+        Box::pin(async move {
+            let give_up = std::time::Instant::now() + weft_driver::dns::DNS_MAX_WAIT;
+            loop {
+                let answer = self.0.lookup().await?;
+                let now = std::time::Instant::now();
+                if Some(answer.version) != seen || now >= give_up {
+                    return Ok((shared(answer.endpoints), Some(answer.version)));
+                }
+                let wake = answer.next_lookup.min(give_up);
+                tokio::time::sleep(wake.saturating_duration_since(now)).await;
+            }
+        })
+    }
+}
+
 weft_driver::endpoint_flavor! {
     /// The tokio driver's endpoints, as a [`DynamicResolver`] stores them.
     pub TokioEndpoints for dyn Endpoint

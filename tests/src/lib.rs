@@ -11,6 +11,7 @@
 //! server.stop();
 //! ```
 
+pub mod dns;
 mod load;
 
 pub use load::{Load, LoadReport};

@@ -75,3 +75,119 @@ fn unixdir_tokio_client() {
 fn unixdir_mio_client() {
     follows_a_directory(Driver::Mio, Driver::Tokio);
 }
+
+fn dns_opts(dns: &weft_tests::dns::TestDns) -> weft_tokio::dns::DnsOptions {
+    weft_tokio::dns::DnsOptions {
+        // The test server's TTL is 0: look again every 100 ms.
+        min_ttl: Duration::from_millis(100),
+        max_ttl: Duration::from_secs(1),
+        nameservers: Some(vec![dns.addr()]),
+        ..Default::default()
+    }
+}
+
+fn dns_client(c: Driver, target: &str, dns: &weft_tests::dns::TestDns) -> TestClient {
+    let target = weft_tokio::dns::DnsTarget::parse(target).unwrap();
+    TestClient::connect_resolver(
+        c,
+        weft_tokio::DnsResolver::new(target.clone(), dns_opts(dns)).unwrap(),
+        weft_mio::DnsResolver::new(target, dns_opts(dns)).unwrap(),
+    )
+    .unwrap()
+}
+
+/// Replicas as A records: one port, two loopback addresses.
+fn follows_a_records(c: Driver, s: Driver) {
+    let dns = weft_tests::dns::TestDns::start();
+    let a = TestServer::start_on(
+        s,
+        &weft_tokio::tcp("127.0.0.1:0"),
+        "a",
+        ServerOptions::default(),
+    );
+    let NetEndpoint::Tcp(addr) = &a.endpoint else {
+        unreachable!()
+    };
+    let port: u16 = addr.rsplit_once(':').unwrap().1.parse().unwrap();
+    let b_addr = weft_tokio::tcp(format!("127.0.0.2:{port}"));
+    dns.set_a("cart.weft.test.", &["127.0.0.1".parse().unwrap()]);
+    let client = dns_client(c, &format!("dns://cart.weft.test.:{port}"), &dns);
+    only(&client, "a", 5);
+    let load = client.keep_calling(16, "Sleep", "1");
+
+    // A record added: the new replica is found and called.
+    let b = TestServer::start_on(s, &b_addr, "b", ServerOptions::default());
+    dns.set_a(
+        "cart.weft.test.",
+        &["127.0.0.1".parse().unwrap(), "127.0.0.2".parse().unwrap()],
+    );
+    assert!(b.service.wait_started(100, SOON), "b found and called");
+
+    // A record removed: the replica is dropped; stopping it fails nothing.
+    dns.set_a("cart.weft.test.", &["127.0.0.2".parse().unwrap()]);
+    only(&client, "b", 20);
+    let _stopped = a.stop();
+    let served = b.service.started();
+    assert!(b.service.wait_started(served + 100, SOON), "b carries on");
+    let report = load.finish();
+    assert_eq!(report.failures, 0, "{:?}", report.errors);
+}
+
+/// Replicas as SRV records: one host, a port each.
+fn follows_srv_records(c: Driver, s: Driver) {
+    let dns = weft_tests::dns::TestDns::start();
+    let port = |t: &TestServer| -> u16 {
+        let NetEndpoint::Tcp(addr) = &t.endpoint else {
+            unreachable!()
+        };
+        addr.rsplit_once(':').unwrap().1.parse().unwrap()
+    };
+    let a = TestServer::start(s, weft_tests::Transport::Tcp, "a");
+    let b = TestServer::start(s, weft_tests::Transport::Tcp, "b");
+    dns.set_a("replicas.weft.test.", &["127.0.0.1".parse().unwrap()]);
+    dns.set_srv(
+        "_weft._tcp.cart.weft.test.",
+        &[(port(&a), "replicas.weft.test.")],
+    );
+    let client = dns_client(c, "dns+srv://_weft._tcp.cart.weft.test.", &dns);
+    only(&client, "a", 5);
+    let load = client.keep_calling(16, "Sleep", "1");
+    dns.set_srv(
+        "_weft._tcp.cart.weft.test.",
+        &[
+            (port(&a), "replicas.weft.test."),
+            (port(&b), "replicas.weft.test."),
+        ],
+    );
+    assert!(b.service.wait_started(100, SOON), "b found and called");
+    dns.set_srv(
+        "_weft._tcp.cart.weft.test.",
+        &[(port(&b), "replicas.weft.test.")],
+    );
+    only(&client, "b", 20);
+    let _stopped = a.stop();
+    let served = b.service.started();
+    assert!(b.service.wait_started(served + 100, SOON), "b carries on");
+    let report = load.finish();
+    assert_eq!(report.failures, 0, "{:?}", report.errors);
+}
+
+#[test]
+fn dns_a_tokio_client() {
+    follows_a_records(Driver::Tokio, Driver::Mio);
+}
+
+#[test]
+fn dns_a_mio_client() {
+    follows_a_records(Driver::Mio, Driver::Tokio);
+}
+
+#[test]
+fn dns_srv_tokio_client() {
+    follows_srv_records(Driver::Tokio, Driver::Tokio);
+}
+
+#[test]
+fn dns_srv_mio_client() {
+    follows_srv_records(Driver::Mio, Driver::Mio);
+}
