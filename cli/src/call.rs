@@ -1,19 +1,24 @@
 //! `weft call`: one call, result on stdout, error and its kind on stderr.
 
 use crate::Failed;
+use crate::target::{Target, TlsArgs};
 use bytes::Bytes;
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
-use weft_proto::{CallError, CallOptions, Metadata, MethodKey, NetEndpoint};
+use weft_proto::{CallError, CallOptions, Metadata, MethodKey};
 
 /// `weft call`'s arguments.
 #[derive(Debug, clap::Args)]
 pub struct CallArgs {
-    /// The server: tcp://HOST:PORT or unix:///PATH.
+    /// The server: tcp://HOST:PORT, unix:///PATH, tls://HOST:PORT,
+    /// tls+unix:///PATH, or replicas: unixdir:///DIR, dns://NAME:PORT,
+    /// dns+srv://_SVC._tcp.NAME.
     #[arg(long)]
-    addr: NetEndpoint,
+    addr: Target,
+    #[command(flatten)]
+    tls: TlsArgs,
     /// The component: its full name, e.g. a Go interface's package path
     /// and name (github.com/acme/shop/Cart).
     #[arg(long, default_value = "weft.Test")]
@@ -119,6 +124,7 @@ pub fn run(args: CallArgs) -> Result<ExitCode, Failed> {
         .build()
         .map_err(|e| Failed(format!("runtime: {e}")))?;
     let key = MethodKey::new(&args.component, &args.method);
+    let tls = args.tls.client(&args.addr)?;
     let result = rt.block_on(async {
         let opts = CallOptions {
             deadline: timeout.map(|t| Instant::now() + t),
@@ -126,11 +132,8 @@ pub fn run(args: CallArgs) -> Result<ExitCode, Failed> {
             retry: args.retry,
             ..CallOptions::default()
         };
-        let conn = weft_tokio::connect(
-            weft_tokio::ConstantResolver::new([args.addr]),
-            Default::default(),
-        )
-        .await?;
+        let conn =
+            crate::target::connect_tokio(&args.addr, tls.as_ref(), Default::default()).await?;
         let r = conn.call(key, data, opts).await;
         conn.close();
         r

@@ -5,6 +5,7 @@ mod bench;
 mod call;
 mod raw;
 mod serve;
+mod target;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

@@ -2,6 +2,7 @@
 //! gracefully on SIGINT or SIGTERM (a second one stops at once).
 
 use crate::Failed;
+use crate::target::TlsArgs;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -32,9 +33,12 @@ impl Driver {
 /// `weft serve`'s arguments.
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
-    /// Where to listen: tcp://HOST:PORT (port 0: any) or unix:///PATH.
-    #[arg(long)]
-    addr: NetEndpoint,
+    /// Where to listen: tcp://HOST:PORT (port 0: any) or unix:///PATH;
+    /// tls://HOST:PORT or tls+unix:///PATH with --tls-cert and --tls-key.
+    #[arg(long, value_parser = parse_listen)]
+    addr: Listen,
+    #[command(flatten)]
+    tls: TlsArgs,
     /// Which driver serves.
     #[arg(long, value_enum, default_value = "tokio")]
     driver: Driver,
@@ -53,8 +57,48 @@ pub struct ServeArgs {
     metrics_addr: Option<SocketAddr>,
 }
 
+/// A listening address, and whether its scheme said TLS.
+#[derive(Debug, Clone)]
+struct Listen {
+    endpoint: NetEndpoint,
+    tls: bool,
+}
+
+fn parse_listen(s: &str) -> Result<Listen, String> {
+    if s.starts_with("tls://") || s.starts_with("tls+unix://") {
+        return NetEndpoint::parse_tls(s)
+            .map(|endpoint| Listen {
+                endpoint,
+                tls: true,
+            })
+            .map_err(|e| e.to_string());
+    }
+    s.parse()
+        .map(|endpoint| Listen {
+            endpoint,
+            tls: false,
+        })
+        .map_err(|e: weft_proto::ParseNetEndpoint| e.to_string())
+}
+
 pub fn run(args: ServeArgs) -> Result<(), Failed> {
-    let addr = args.addr;
+    let tls = args.tls.server()?;
+    if args.tls.tls_ca.is_some() {
+        return Err(Failed(
+            "--tls-ca is a client's; a server's is --tls-client-ca".into(),
+        ));
+    }
+    let tls = match (tls, args.addr.tls) {
+        (Some(t), _) => Some(t),
+        (None, true) => {
+            return Err(Failed(format!(
+                "{} needs --tls-cert and --tls-key",
+                args.addr.endpoint.tls_address()
+            )));
+        }
+        (None, false) => None,
+    };
+    let addr = args.addr.endpoint;
     let grace = args.grace;
     let opts = ServerOptions {
         shutdown_grace: grace,
@@ -87,10 +131,16 @@ pub fn run(args: ServeArgs) -> Result<(), Failed> {
         let mut signals = Signals::new().map_err(|e| Failed(format!("signals: {e}")))?;
         let served = match args.driver {
             Driver::Tokio => {
-                let listener = weft_tokio::Listener::bind(&addr)
+                let mut listener = weft_tokio::Listener::bind(&addr)
                     .await
                     .map_err(bind_failed)?;
-                announce(&listener.local_endpoint().map_err(bind_failed)?);
+                announce(
+                    &listener.local_endpoint().map_err(bind_failed)?,
+                    tls.is_some(),
+                );
+                if let Some(tls) = &tls {
+                    listener = listener.tls(tls);
+                }
                 let shutdown = Shutdown::new();
                 let handlers = tokio_handlers(&service);
                 let serving =
@@ -98,9 +148,14 @@ pub fn run(args: ServeArgs) -> Result<(), Failed> {
                 until_stopped(serving, &mut signals, &shutdown, grace).await
             }
             Driver::Mio => {
-                let server = weft_mio::Server::bind(&addr, mio_handlers(&service), opts)
-                    .map_err(bind_failed)?;
-                announce(server.local_endpoint());
+                let server = match &tls {
+                    Some(tls) => {
+                        weft_mio::Server::bind_tls(&addr, tls.clone(), mio_handlers(&service), opts)
+                    }
+                    None => weft_mio::Server::bind(&addr, mio_handlers(&service), opts),
+                }
+                .map_err(bind_failed)?;
+                announce(server.local_endpoint(), tls.is_some());
                 let shutdown = server.shutdown_handle();
                 // `Server::shutdown` blocks until the server has stopped, so it
                 // waits on a thread of its own while signals are still heard.
@@ -208,7 +263,12 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     }
 }
 
-fn announce(endpoint: &NetEndpoint) {
-    println!("listening {endpoint}");
+/// The first line on standard output: where clients dial (the bench's
+/// child-server protocol reads it).
+fn announce(endpoint: &NetEndpoint, tls: bool) {
+    match tls {
+        true => println!("listening {}", endpoint.tls_address()),
+        false => println!("listening {endpoint}"),
+    }
     let _ = std::io::stdout().flush();
 }

@@ -4,6 +4,7 @@
 //! signal). Its Unix socket goes with it.
 
 use crate::Failed;
+use crate::target::Target;
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -15,7 +16,7 @@ use weft_proto::NetEndpoint;
 pub struct ChildServer {
     child: Child,
     /// Where it listens.
-    pub addr: NetEndpoint,
+    pub addr: Target,
     socket: Option<PathBuf>,
 }
 
@@ -66,7 +67,7 @@ impl ChildServer {
         // From here the guard owns the child: any early return kills it.
         let mut guard = ChildServer {
             child,
-            addr: NetEndpoint::Tcp(String::new()),
+            addr: Target::Net(NetEndpoint::Tcp(String::new())),
             socket,
         };
         let mut line = String::new();

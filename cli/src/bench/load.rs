@@ -5,11 +5,12 @@
 
 use super::stats::Record;
 use crate::Failed;
+use crate::target::Target;
 use bytes::Bytes;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
-use weft_proto::{CallOptions, MethodKey, NetEndpoint};
+use weft_proto::{CallOptions, MethodKey};
 
 /// Shared by the workers and the phase loop.
 pub struct Control {
@@ -70,7 +71,9 @@ impl Control {
 /// What every worker needs.
 #[derive(Clone)]
 pub struct Job {
-    pub addr: NetEndpoint,
+    pub addr: Target,
+    /// Client TLS settings for a TLS address.
+    pub tls: Option<weft_tokio::tls::ClientTls>,
     pub key: MethodKey,
     pub name: &'static str,
     pub args: Bytes,
@@ -113,9 +116,12 @@ pub fn tokio_load(
         .map_err(|e| Failed(format!("runtime: {e}")))?;
     let mut conns = Vec::new();
     for _ in 0..job.connections {
-        let resolver = weft_tokio::ConstantResolver::new([job.addr.clone()]);
         let conn = rt
-            .block_on(weft_tokio::connect(resolver, Default::default()))
+            .block_on(crate::target::connect_tokio(
+                &job.addr,
+                job.tls.as_ref(),
+                Default::default(),
+            ))
             .map_err(|e| Failed(format!("connecting to {}: {e}", job.addr)))?;
         conns.push(conn);
     }
@@ -198,9 +204,9 @@ pub fn mio_load(
 ) -> Result<Record, Failed> {
     let clients = (0..job.connections)
         .map(|_| {
-            let resolver = weft_mio::ConstantResolver::new([job.addr.clone()]);
-            let client = weft_mio::Client::connect(resolver, Default::default())
-                .map_err(|e| Failed(format!("connecting to {}: {e}", job.addr)))?;
+            let client =
+                crate::target::connect_mio(&job.addr, job.tls.as_ref(), Default::default())
+                    .map_err(|e| Failed(format!("connecting to {}: {e}", job.addr)))?;
             client.set_optimistic_spin(spin);
             Ok(client)
         })

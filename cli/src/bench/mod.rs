@@ -11,9 +11,11 @@
 mod child;
 mod load;
 mod stats;
+mod tls;
 
 use crate::call::Payload;
 use crate::serve::Driver;
+use crate::target::{Target, TlsArgs};
 use crate::{Failed, exit, raw};
 use bytes::Bytes;
 use child::ChildServer;
@@ -49,9 +51,16 @@ pub enum Pin {
 /// `weft bench`'s arguments.
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
-    /// A server to load; without it, `weft serve` runs as a child process.
+    /// A server to load (any `weft call --addr` form); without it,
+    /// `weft serve` runs as a child process.
     #[arg(long)]
-    addr: Option<NetEndpoint>,
+    addr: Option<Target>,
+    #[command(flatten)]
+    tls_args: TlsArgs,
+    /// Also measure each point over TLS (a child server with a throwaway
+    /// certificate), and report TLS against plaintext.
+    #[arg(long, conflicts_with = "addr")]
+    tls: bool,
     /// Which client (and child server) driver.
     #[arg(long, value_enum, default_value = "tokio")]
     driver: Driver,
@@ -171,6 +180,28 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, Failed> {
         (None, Some(s)) => s.addr.clone(),
         (None, None) => unreachable!("a child server without --addr"),
     };
+    let client_tls = args.tls_args.client(&addr)?;
+    // --tls: a second child server, behind TLS with a throwaway certificate.
+    let tls_server = match args.tls {
+        true => {
+            let certs = tls::Throwaway::new()?;
+            let threads = if server_core.is_some() { "1" } else { "2" };
+            let serve = [
+                "serve",
+                "--driver",
+                args.driver.name(),
+                "--threads",
+                threads,
+                "--tls-cert",
+                certs.cert_path(),
+                "--tls-key",
+                certs.key_path(),
+            ];
+            let child = ChildServer::spawn(&serve, unix, "tls", server_core)?;
+            Some((child, certs))
+        }
+        false => None,
+    };
     let raw_server = match args.baseline {
         true => Some(ChildServer::spawn(&["raw-echo"], unix, "raw", server_core)?),
         false => None,
@@ -199,6 +230,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, Failed> {
                 .unwrap_or_else(|| Bytes::from(vec![0x5a; size]));
             let job = Job {
                 addr: addr.clone(),
+                tls: client_tls.clone(),
                 key,
                 name,
                 args: args_bytes.clone(),
@@ -207,14 +239,31 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, Failed> {
                 rate: args.rate,
             };
             let weft = measure_weft(&args, &job)?;
-            let interrupted = weft.interrupted;
+            let mut interrupted = weft.interrupted;
             if !out.point(&weft, None) {
                 return Ok(ExitCode::SUCCESS);
+            }
+            if let Some((child, certs)) = &tls_server
+                && !interrupted
+            {
+                let tls_job = Job {
+                    addr: child.addr.clone(),
+                    tls: Some(certs.client()?),
+                    ..job.clone()
+                };
+                let over_tls = measure_weft(&args, &tls_job)?;
+                interrupted = over_tls.interrupted;
+                if !out.compare(&over_tls, &weft, "tls / plaintext") {
+                    return Ok(ExitCode::SUCCESS);
+                }
             }
             if let Some(raw) = &raw_server
                 && !interrupted
             {
-                let p = measure_raw(&args, &raw.addr, key, &args_bytes, concurrency)?;
+                let Target::Net(raw_addr) = &raw.addr else {
+                    return Err(Failed(format!("the raw server said {}", raw.addr)));
+                };
+                let p = measure_raw(&args, raw_addr, key, &args_bytes, concurrency)?;
                 if !out.point(&p, Some(&weft)) {
                     return Ok(ExitCode::SUCCESS);
                 }
@@ -224,7 +273,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, Failed> {
             }
         }
     }
-    drop((server, raw_server));
+    drop((server, raw_server, tls_server));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -244,6 +293,20 @@ impl Output {
     }
 
     /// Whether anyone still reads.
+    /// Prints `p` and, for people, its ratios to `base`.
+    fn compare(&mut self, p: &Point, base: &Point, what: &str) -> bool {
+        let mut text = if self.json { p.json() } else { p.human() };
+        if !self.json {
+            text.push_str(&format!(
+                "\n  {what}: throughput {:.2}x   p50 latency {:.2}x",
+                p.calls_per_sec() / base.calls_per_sec(),
+                p.quantile_us(0.5) / base.quantile_us(0.5)
+            ));
+        }
+        let mut lock = self.stdout.lock();
+        writeln!(lock, "{text}").and_then(|()| lock.flush()).is_ok()
+    }
+
     fn point(&mut self, p: &Point, weft: Option<&Point>) -> bool {
         let mut text = if self.json { p.json() } else { p.human() };
         if let (false, Some(w)) = (self.json, weft) {
@@ -259,10 +322,7 @@ impl Output {
 }
 
 fn transport_of(addr: &NetEndpoint) -> &'static str {
-    match addr {
-        NetEndpoint::Tcp(_) => "tcp",
-        NetEndpoint::Unix(_) => "unix",
-    }
+    Target::Net(addr.clone()).transport()
 }
 
 fn measure_weft(args: &BenchArgs, job: &Job) -> Result<Point, Failed> {
@@ -285,7 +345,7 @@ fn measure_weft(args: &BenchArgs, job: &Job) -> Result<Point, Failed> {
     };
     Ok(Point {
         system: format!("weft-{}", args.driver.name()),
-        transport: transport_of(&job.addr),
+        transport: job.addr.transport(),
         method: job.name.to_owned(),
         size: job.args.len(),
         concurrency: job.concurrency,
