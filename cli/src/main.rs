@@ -7,6 +7,22 @@ mod raw;
 mod serve;
 mod target;
 
+/// `--observe` of serve and bench: a `tracing` subscriber that records
+/// weft's spans and events at INFO (and writes them nowhere) and a metrics
+/// recorder, so that a benchmark shows what observability costs.
+pub fn install_observers() -> Result<(), Failed> {
+    use tracing_subscriber::layer::SubscriberExt;
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::sink))
+        .with(tracing_subscriber::filter::LevelFilter::INFO);
+    tracing::subscriber::set_global_default(subscriber)
+        .map_err(|e| Failed(format!("--observe: {e}")))?;
+    metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .map(drop)
+        .map_err(|e| Failed(format!("--observe: {e}")))
+}
+
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 

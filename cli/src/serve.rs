@@ -53,8 +53,11 @@ pub struct ServeArgs {
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     grace: Duration,
     /// Serve Prometheus metrics on http://ADDR/metrics.
-    #[arg(long, value_name = "HOST:PORT")]
+    #[arg(long, value_name = "HOST:PORT", conflicts_with = "observe")]
     metrics_addr: Option<SocketAddr>,
+    /// Record spans (discarded) and metrics, to measure their cost.
+    #[arg(long)]
+    observe: bool,
 }
 
 /// A listening address, and whether its scheme said TLS.
@@ -82,6 +85,9 @@ fn parse_listen(s: &str) -> Result<Listen, String> {
 }
 
 pub fn run(args: ServeArgs) -> Result<(), Failed> {
+    if args.observe {
+        crate::install_observers()?;
+    }
     let tls = args.tls.server()?;
     if args.tls.tls_ca.is_some() {
         return Err(Failed(

@@ -112,6 +112,11 @@ pub struct BenchArgs {
     /// Pin the client and the child server to cores (a tuned shape).
     #[arg(long, value_enum, default_value = "none")]
     pin: Pin,
+    /// Record spans and metrics in the client and the child server (a
+    /// subscriber at INFO writing nowhere, a Prometheus recorder): what
+    /// observability costs.
+    #[arg(long)]
+    observe: bool,
     /// Tokio client worker threads (a tuned shape); default: Tokio's
     /// default, one per core.
     #[arg(long)]
@@ -136,6 +141,9 @@ fn parse_seconds(s: &str) -> Result<Seconds, String> {
 }
 
 pub fn run(args: BenchArgs) -> Result<ExitCode, Failed> {
+    if args.observe {
+        crate::install_observers()?;
+    }
     if let Some(r) = args.rate
         && !(r.is_finite() && r > 0.0)
     {
@@ -165,13 +173,16 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, Failed> {
         None => {
             // A server pinned to one core runs one thread.
             let threads = if server_core.is_some() { "1" } else { "2" };
-            let serve = [
+            let mut serve = vec![
                 "serve",
                 "--driver",
                 args.driver.name(),
                 "--threads",
                 threads,
             ];
+            if args.observe {
+                serve.push("--observe");
+            }
             Some(ChildServer::spawn(&serve, unix, "weft", server_core)?)
         }
     };
