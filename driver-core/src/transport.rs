@@ -17,6 +17,51 @@ pub const READ_SPARE: usize = 4 * 1024;
 /// `Pending` means the stream will signal readiness later: Tokio through
 /// the waker in `cx`, mio through its registration (edge-triggered, so a
 /// `Pending` must only be returned after the socket said `WouldBlock`).
+///
+/// A transport of one's own (here an in-memory echo, as a test might use;
+/// the drivers' are `driver-tokio/src/io.rs` and `driver-mio/src/stream.rs`):
+///
+/// ```
+/// use bytes::{BufMut, BytesMut};
+/// use std::io;
+/// use std::task::{Context, Poll};
+/// use weft_driver::Transport;
+/// use weft_proto::Transmit;
+///
+/// /// Whatever is written comes back to be read.
+/// struct Echo(Vec<u8>);
+///
+/// impl Transport for Echo {
+///     fn poll_read(&mut self, _: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
+///         if self.0.is_empty() {
+///             // A real stream arranges to be polled again (a waker or a
+///             // registration) before saying so.
+///             return Poll::Pending;
+///         }
+///         let n = self.0.len().min(buf.capacity() - buf.len());
+///         buf.put_slice(&self.0[..n]);
+///         self.0.drain(..n);
+///         Poll::Ready(Ok(n))
+///     }
+///
+///     fn poll_write(&mut self, _: &mut Context<'_>, tx: &Transmit) -> Poll<io::Result<usize>> {
+///         // One chunk per write, as a stream without vectored writes does.
+///         let chunk = tx.first_chunk();
+///         self.0.extend_from_slice(chunk);
+///         Poll::Ready(Ok(chunk.len()))
+///     }
+/// }
+///
+/// let mut t = Echo(Vec::new());
+/// let mut tx = Transmit::new(weft_proto::DEFAULT_FLATTEN_LIMIT);
+/// tx.push_cancel(7);
+/// let waker = std::task::Waker::noop();
+/// let mut cx = Context::from_waker(&waker);
+/// let Poll::Ready(Ok(n)) = t.poll_write(&mut cx, &tx) else { unreachable!() };
+/// tx.advance(n);
+/// let mut buf = BytesMut::with_capacity(64);
+/// assert!(matches!(t.poll_read(&mut cx, &mut buf), Poll::Ready(Ok(16))));
+/// ```
 pub trait Transport: Send + 'static {
     /// Reads once into the spare room of `buf`; `Ok(0)` is end of stream.
     fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>>;

@@ -43,6 +43,12 @@ use weft_proto::{
 /// Every method is called without any lock held, and must not block: it
 /// starts work (a task, a thread, a registration) that reports back through
 /// the client.
+///
+/// Implementing it is writing a driver; the two there are serve as its
+/// examples: weft-tokio's (`driver-tokio/src/client.rs`: a task per dial,
+/// resolve and connection, a timer task) and weft-mio's
+/// (`driver-mio/src/client.rs`: helper threads for dials and resolves, one
+/// event loop for every connection).
 pub trait Runtime: Send + Sync + Sized + 'static {
     /// What a dial needs: the resolver's endpoint.
     type Endpoint: Clone + Send + Sync + 'static;
@@ -156,8 +162,13 @@ impl<R: Runtime> Client<R> {
         let mut work = WorkList::new();
         let id = {
             let mut state = self.lock();
-            let (index, metrics) = state.method(&method, opts.method_name);
-            metrics.started(request_bytes);
+            let index = if state.metrics_live {
+                let (index, metrics) = state.method(&method, opts.method_name);
+                metrics.started(request_bytes);
+                index
+            } else {
+                state::NO_METRICS
+            };
             let id = state.router.start_call(now, method, args, opts);
             let traced = (!span.is_disabled()).then(|| Box::new(Traced { span, attempts: 0 }));
             state.traced += usize::from(traced.is_some());

@@ -29,7 +29,8 @@ pub(super) struct Slot {
     pub(super) result: Option<Result<Bytes, CallError>>,
     pub(super) waker: Option<Waker>,
     pub(super) started: Instant,
-    /// Index of the method's handles in [`State::method_list`].
+    /// Index of the method's handles in [`State::method_list`]
+    /// ([`NO_METRICS`] when nothing records them).
     pub(super) method: u32,
     /// Only when a subscriber records the call's span.
     pub(super) traced: Option<Box<Traced>>,
@@ -49,12 +50,15 @@ fn end_call(
     now: Instant,
     result: &Result<Bytes, CallError>,
 ) {
-    let outcome = match result {
-        Ok(b) => Ok(b.len()),
-        Err(e) => Err(e.kind()),
-    };
-    let elapsed = now.saturating_duration_since(slot.started);
-    methods[slot.method as usize].ended(elapsed, outcome);
+    if let Some(metrics) = methods.get(slot.method as usize)
+        && metrics.is_live()
+    {
+        let outcome = match result {
+            Ok(b) => Ok(b.len()),
+            Err(e) => Err(e.kind()),
+        };
+        metrics.ended(now.saturating_duration_since(slot.started), outcome);
+    }
     if let Some(t) = &slot.traced {
         call_ended(&t.span, result);
     }
@@ -71,6 +75,9 @@ pub(super) enum Work<R: Runtime> {
     Wake(Waker),
     WakeTimer,
 }
+
+/// A slot's method index when the client records no metrics.
+pub(super) const NO_METRICS: u32 = u32::MAX;
 
 pub(super) struct State<R: Runtime> {
     pub(super) router: Router,
@@ -92,6 +99,9 @@ pub(super) struct State<R: Runtime> {
     pub(super) method_list: Vec<MethodMetrics>,
     /// The last method looked up: most clients call one method in a row.
     last_method: Option<(MethodKey, u32)>,
+    /// A metrics recorder was installed when the client was made; without
+    /// one, calls skip the per-method bookkeeping.
+    pub(super) metrics_live: bool,
     pub(super) replica_gauges: ReplicaGauges,
     /// An input may have changed some replica's state.
     pub(super) replicas_moved: bool,
@@ -111,6 +121,7 @@ impl<R: Runtime> State<R> {
             methods: ClientMethods::default(),
             method_list: Vec::new(),
             last_method: None,
+            metrics_live: crate::observe::recorder_installed(),
             replica_gauges: ReplicaGauges::new(),
             replicas_moved: true,
         }

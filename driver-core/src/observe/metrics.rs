@@ -11,6 +11,9 @@ use weft_proto::{MethodKey, ReplicaState};
 /// on a method's first error of each kind.
 pub(crate) struct MethodMetrics {
     side: Side,
+    /// A recorder was installed when the handles were made: without one
+    /// they are no-ops, and the per-call bookkeeping is skipped.
+    live: bool,
     labels: [Label; 2],
     calls: Counter,
     latency: Histogram,
@@ -62,6 +65,15 @@ impl ServerError {
     }
 }
 
+/// Whether a recorder other than the metrics facade's no-op fallback is
+/// installed (globally, or locally for this thread). The facade has no
+/// query for it; its fallback, `NoopRecorder`, is the one recorder with no
+/// state, so zero-sized. (A zero-sized recorder of one's own that forwards
+/// to a static is taken for no recorder: weft's metrics skip it.)
+pub(crate) fn recorder_installed() -> bool {
+    metrics::with_recorder(|r| std::mem::size_of_val(r) != 0)
+}
+
 impl MethodMetrics {
     fn new(side: Side, name: &str) -> Self {
         // Go component names contain dots (`github.com/acme/shop/Cart`):
@@ -89,6 +101,7 @@ impl MethodMetrics {
         };
         MethodMetrics {
             side,
+            live: recorder_installed(),
             calls: metrics::counter!(names[0], labels.to_vec()),
             latency: metrics::histogram!(names[1], labels.to_vec()),
             request_bytes: metrics::counter!(names[2], labels.to_vec()),
@@ -99,8 +112,16 @@ impl MethodMetrics {
         }
     }
 
+    /// Whether anything records these metrics.
+    pub(crate) fn is_live(&self) -> bool {
+        self.live
+    }
+
     /// A call started with `request_bytes` of arguments.
     pub(crate) fn started(&self, request_bytes: usize) {
+        if !self.live {
+            return;
+        }
         self.in_flight.increment(1.0);
         self.request_bytes.increment(request_bytes as u64);
     }
@@ -108,6 +129,9 @@ impl MethodMetrics {
     /// A call ended after `elapsed`: with `response_bytes`, or failed with
     /// an error of `kind`.
     pub(crate) fn ended(&self, elapsed: Duration, outcome: Result<usize, &'static str>) {
+        if !self.live {
+            return;
+        }
         self.in_flight.decrement(1.0);
         self.calls.increment(1);
         self.latency.record(elapsed.as_secs_f64());

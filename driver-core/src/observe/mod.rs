@@ -30,14 +30,17 @@
 //! and on the client `weft_client_replicas` (gauge, labelled by `state`:
 //! `connecting`, `ready`, `draining`), summed over the process's clients.
 //!
-//! Handles are registered the first time a method is used, so install the
-//! recorder before the first call. With no subscriber and no recorder
-//! each costs a few branches per call and allocates nothing.
+//! Install the recorder before making clients and servers: a client looks
+//! once, when it is made, and without a recorder skips the per-method
+//! bookkeeping altogether; handles are registered the first time a method
+//! is used. With no subscriber and no recorder each costs a few branches
+//! per call and allocates nothing.
 
 mod metrics;
 mod spans;
 
 pub(crate) use metrics::{
-    ClientMethods, MethodMetrics, ReplicaGauges, ServerError, client_method, server_method,
+    ClientMethods, MethodMetrics, ReplicaGauges, ServerError, client_method, recorder_installed,
+    server_method,
 };
 pub(crate) use spans::{KeyHex, call_ended, call_span, handle_ended, handle_span};

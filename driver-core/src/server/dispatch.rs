@@ -40,15 +40,21 @@ struct InFlight {
     cancel: Arc<CancelToken>,
     span: Span,
     started: Instant,
-    metrics: Arc<MethodMetrics>,
+    /// Only when a recorder records them (no reference count to move
+    /// otherwise).
+    metrics: Option<Arc<MethodMetrics>>,
 }
 
 impl InFlight {
     fn end(&self, now: Instant, outcome: Result<usize, ServerError>) {
-        let elapsed = now.saturating_duration_since(self.started);
-        self.metrics
-            .ended(elapsed, outcome.map_err(ServerError::kind));
-        handle_ended(&self.span, outcome.map(drop));
+        // Nothing records them: skip even the clock arithmetic.
+        if let Some(metrics) = &self.metrics {
+            let elapsed = now.saturating_duration_since(self.started);
+            metrics.ended(elapsed, outcome.map_err(ServerError::kind));
+        }
+        if !self.span.is_disabled() {
+            handle_ended(&self.span, outcome.map(drop));
+        }
     }
 }
 
@@ -197,8 +203,10 @@ impl<H: ?Sized> Dispatcher<H> {
                 };
                 let cancel = self.spare_tokens.pop().unwrap_or_default();
                 let span = handle_span(&entry.name, self.peer.as_deref(), req.trace.as_ref());
-                let metrics = entry.metrics().clone();
-                metrics.started(req.args.len());
+                let metrics = entry.metrics().is_live().then(|| entry.metrics().clone());
+                if let Some(m) = &metrics {
+                    m.started(req.args.len());
+                }
                 let in_flight = InFlight {
                     cancel: cancel.clone(),
                     span: span.clone(),
