@@ -34,6 +34,7 @@ The built-in service (component weft.Test, served by `weft serve`):
   Sleep        sleeps for the milliseconds in its arguments, then returns
   Deadline     the nanoseconds left before the call's deadline, or `none`
   Metadata     the call's metadata as sorted k=v lines
+  Trace        the call's trace context as trace_id-span_id-flags, or `none`
   Error        fails with its arguments as the message
   Panic        panics with its arguments
   CancelWait   waits until the call is cancelled

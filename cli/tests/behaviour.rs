@@ -58,7 +58,7 @@ fn help_and_version_list_methods_and_exit_codes() {
     let o = run(&["--help"]);
     let help = String::from_utf8_lossy(&o.stdout);
     assert!(
-        help.contains("CancelWait") && help.contains("Exit codes"),
+        help.contains("CancelWait") && help.contains("Trace") && help.contains("Exit codes"),
         "{help}"
     );
     for cmd in ["serve", "call", "bench"] {
