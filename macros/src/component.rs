@@ -372,6 +372,9 @@ fn client_method(index: usize, m: &Method, rt: &TokenStream, is_async: bool) -> 
     if is_async {
         quote! {
             #[doc = #doc]
+            // Go methods may take many arguments; the caller cannot annotate
+            // generated code.
+            #[allow(clippy::too_many_arguments)]
             pub async fn #ident(&self, #( #names: #types ),*)
                 -> ::core::result::Result<#ok, #rt::ComponentError<#err>>
             {
@@ -383,6 +386,7 @@ fn client_method(index: usize, m: &Method, rt: &TokenStream, is_async: bool) -> 
     } else {
         quote! {
             #[doc = #doc]
+            #[allow(clippy::too_many_arguments)]
             pub fn #ident(&self, #( #names: #types ),*)
                 -> ::core::result::Result<#ok, #rt::ComponentError<#err>>
             {
