@@ -22,10 +22,6 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use weft_proto::{EndpointsVersion, NetEndpoint};
 
-/// How long one `resolve` waits for a change before answering with the
-/// same version (so a resolver whose client is gone stops soon after).
-pub const DNS_MAX_WAIT: Duration = Duration::from_secs(5);
-
 /// What to look up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DnsTarget {

@@ -4,6 +4,7 @@
 use std::future::poll_fn;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
 use weft_proto::EndpointsVersion;
 
 /// Why a resolver could not answer.
@@ -108,6 +109,41 @@ impl<E: Clone> EndpointSet<E> {
             Poll::Ready((s.endpoints.clone(), s.version))
         })
         .await
+    }
+}
+
+/// How long a resolver that looks again and again (Unix directory, DNS)
+/// waits for a change before answering with the version it was given, so
+/// that a resolver whose client is gone stops soon after.
+pub const FOLLOW_MAX_WAIT: Duration = Duration::from_secs(5);
+
+/// What a following resolver does after a look that found `found`: answer
+/// now (`None`: the set changed, or it has waited [`FOLLOW_MAX_WAIT`]
+/// since `started`), or look again at the instant returned. Both drivers'
+/// `UnixDirResolver` and `DnsResolver` only sleep until it.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use weft_driver::resolver::after_look;
+/// use weft_proto::EndpointsVersion as V;
+/// let t0 = Instant::now();
+/// let soon = t0 + Duration::from_millis(200);
+/// assert_eq!(after_look(Some(V(3)), V(4), t0, t0, soon), None); // changed
+/// assert_eq!(after_look(Some(V(4)), V(4), t0, t0, soon), Some(soon)); // wait
+/// assert_eq!(after_look(None, V(4), t0, t0, soon), None); // first answer
+/// ```
+pub fn after_look(
+    seen: Option<EndpointsVersion>,
+    found: EndpointsVersion,
+    started: Instant,
+    now: Instant,
+    next_look: Instant,
+) -> Option<Instant> {
+    let give_up = started + FOLLOW_MAX_WAIT;
+    if seen != Some(found) || now >= give_up {
+        None
+    } else {
+        Some(next_look.min(give_up))
     }
 }
 

@@ -19,10 +19,6 @@ use weft_proto::EndpointsVersion;
 /// How often the directory is read while a client waits for a change.
 pub const UNIXDIR_POLL: Duration = Duration::from_millis(200);
 
-/// How long one `resolve` waits for a change before answering with the
-/// same version (so a resolver whose client is gone stops soon after).
-pub const UNIXDIR_MAX_WAIT: Duration = Duration::from_secs(5);
-
 /// The sockets in a directory, versioned: each scan that finds a different
 /// set is a new version.
 #[derive(Debug)]

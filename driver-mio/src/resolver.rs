@@ -4,6 +4,7 @@ use crate::stream::Stream;
 use std::io;
 use std::sync::Arc;
 pub use weft_driver::resolver::ResolveError;
+use weft_driver::resolver::after_look;
 #[cfg(feature = "tls")]
 pub use weft_driver::tls::TlsEndpoint;
 use weft_proto::EndpointsVersion;
@@ -106,6 +107,13 @@ pub trait Resolver: Send + Sync + 'static {
     fn resolve(&self, version: Option<EndpointsVersion>) -> Resolved;
 }
 
+fn shared<E: Endpoint>(endpoints: impl IntoIterator<Item = E>) -> Vec<SharedEndpoint> {
+    endpoints
+        .into_iter()
+        .map(|e| Arc::new(e) as SharedEndpoint)
+        .collect()
+}
+
 /// A fixed set of endpoints.
 ///
 /// ```
@@ -161,18 +169,18 @@ impl UnixDirResolver {
 
 impl Resolver for UnixDirResolver {
     fn resolve(&self, seen: Option<EndpointsVersion>) -> Resolved {
-        use weft_driver::unixdir::{UNIXDIR_MAX_WAIT, UNIXDIR_POLL};
-        let give_up = std::time::Instant::now() + UNIXDIR_MAX_WAIT;
+        let started = std::time::Instant::now();
         loop {
             let (paths, version) = self.0.scan()?;
-            if Some(version) != seen || std::time::Instant::now() >= give_up {
-                let eps = paths
-                    .into_iter()
-                    .map(|p| Arc::new(NetEndpoint::Unix(p)) as SharedEndpoint)
-                    .collect();
-                return Ok((eps, Some(version)));
+            let now = std::time::Instant::now();
+            let next = now + weft_driver::unixdir::UNIXDIR_POLL;
+            match after_look(seen, version, started, now, next) {
+                None => {
+                    let eps = paths.into_iter().map(NetEndpoint::Unix);
+                    return Ok((shared(eps), Some(version)));
+                }
+                Some(at) => std::thread::sleep(at.saturating_duration_since(now)),
             }
-            std::thread::sleep(UNIXDIR_POLL);
         }
     }
 }
@@ -216,24 +224,14 @@ impl DnsResolver {
 #[cfg(feature = "dns")]
 impl Resolver for DnsResolver {
     fn resolve(&self, seen: Option<EndpointsVersion>) -> Resolved {
-        let give_up = std::time::Instant::now() + weft_driver::dns::DNS_MAX_WAIT;
+        let started = std::time::Instant::now();
         loop {
-            let answer = self.0.lookup_blocking()?;
+            let a = self.0.lookup_blocking()?;
             let now = std::time::Instant::now();
-            if Some(answer.version) != seen || now >= give_up {
-                let eps = answer
-                    .endpoints
-                    .into_iter()
-                    .map(|e| Arc::new(e) as SharedEndpoint)
-                    .collect();
-                return Ok((eps, Some(answer.version)));
+            match after_look(seen, a.version, started, now, a.next_lookup) {
+                None => return Ok((shared(a.endpoints), Some(a.version))),
+                Some(at) => std::thread::sleep(at.saturating_duration_since(now)),
             }
-            std::thread::sleep(
-                answer
-                    .next_lookup
-                    .min(give_up)
-                    .saturating_duration_since(now),
-            );
         }
     }
 }

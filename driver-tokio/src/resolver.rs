@@ -124,16 +124,20 @@ impl UnixDirResolver {
 #[cfg(unix)]
 impl Resolver for UnixDirResolver {
     fn resolve(&self, seen: Option<EndpointsVersion>) -> BoxFuture<'_, Resolved> {
-        use weft_driver::unixdir::{UNIXDIR_MAX_WAIT, UNIXDIR_POLL};
+        use weft_driver::resolver::after_look;
         Box::pin(async move {
-            let give_up = tokio::time::Instant::now() + UNIXDIR_MAX_WAIT;
+            let started = std::time::Instant::now();
             loop {
                 let (paths, version) = self.0.scan()?;
-                if Some(version) != seen || tokio::time::Instant::now() >= give_up {
-                    let eps = shared(paths.into_iter().map(NetEndpoint::Unix));
-                    return Ok((eps, Some(version)));
+                let now = std::time::Instant::now();
+                let next = now + weft_driver::unixdir::UNIXDIR_POLL;
+                match after_look(seen, version, started, now, next) {
+                    None => {
+                        let eps = shared(paths.into_iter().map(NetEndpoint::Unix));
+                        return Ok((eps, Some(version)));
+                    }
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
                 }
-                tokio::time::sleep(UNIXDIR_POLL).await;
             }
         })
     }
@@ -179,16 +183,16 @@ impl DnsResolver {
 #[cfg(feature = "dns")]
 impl Resolver for DnsResolver {
     fn resolve(&self, seen: Option<EndpointsVersion>) -> BoxFuture<'_, Resolved> {
+        use weft_driver::resolver::after_look;
         Box::pin(async move {
-            let give_up = std::time::Instant::now() + weft_driver::dns::DNS_MAX_WAIT;
+            let started = std::time::Instant::now();
             loop {
-                let answer = self.0.lookup().await?;
+                let a = self.0.lookup().await?;
                 let now = std::time::Instant::now();
-                if Some(answer.version) != seen || now >= give_up {
-                    return Ok((shared(answer.endpoints), Some(answer.version)));
+                match after_look(seen, a.version, started, now, a.next_lookup) {
+                    None => return Ok((shared(a.endpoints), Some(a.version))),
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
                 }
-                let wake = answer.next_lookup.min(give_up);
-                tokio::time::sleep(wake.saturating_duration_since(now)).await;
             }
         })
     }
