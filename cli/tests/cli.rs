@@ -52,6 +52,17 @@ impl Server {
     }
 }
 
+/// A test that fails before `stop` must not leave its server running (it
+/// holds the test's piped output, so `cargo test | grep` would hang).
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 fn stdout(o: &Output) -> String {
     assert!(
         o.status.success(),
