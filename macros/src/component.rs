@@ -9,6 +9,9 @@ use syn::{FnArg, ItemTrait, LitStr, Pat, ReturnType, TraitItem, Type};
 
 struct Method {
     ident: syn::Ident,
+    /// The implementation takes the call's `&Request` first (deadline,
+    /// metadata, trace, peer, cancellation); it never goes on the wire.
+    context: bool,
     wire: String,
     args: Vec<(syn::Ident, Type)>,
     ok: Type,
@@ -230,7 +233,8 @@ fn method(f: &mut syn::TraitItemFn) -> syn::Result<Method> {
         }
     }
     let mut args = Vec::new();
-    for arg in inputs {
+    let mut context = false;
+    for (i, arg) in inputs.enumerate() {
         let FnArg::Typed(pt) = arg else {
             unreachable!("receiver only first")
         };
@@ -240,11 +244,22 @@ fn method(f: &mut syn::TraitItemFn) -> syn::Result<Method> {
                 "weft: component arguments are plain names (`user: String`), not patterns",
             ));
         };
+        if is_request_ref(&pt.ty) {
+            if i != 0 {
+                return Err(syn::Error::new_spanned(
+                    &pt.ty,
+                    "weft: the call's `&Request` comes first, right after `&self`",
+                ));
+            }
+            context = true;
+            continue;
+        }
         if matches!(&*pt.ty, Type::Reference(_) | Type::ImplTrait(_)) {
             return Err(syn::Error::new_spanned(
                 &pt.ty,
                 "weft: component arguments are owned values with an encoding \
-                 (no references or `impl Trait`)",
+                 (no references or `impl Trait`; only the call's `&Request` may \
+                 come first)",
             ));
         }
         args.push((id.ident.clone(), (*pt.ty).clone()));
@@ -289,6 +304,7 @@ fn method(f: &mut syn::TraitItemFn) -> syn::Result<Method> {
     }
     Ok(Method {
         ident: sig.ident.clone(),
+        context,
         wire,
         args,
         ok,
@@ -297,6 +313,14 @@ fn method(f: &mut syn::TraitItemFn) -> syn::Result<Method> {
         route,
         is_async: sig.asyncness.is_some(),
     })
+}
+
+/// `&Request` (any path ending in `Request`): the call's context.
+fn is_request_ref(ty: &Type) -> bool {
+    let Type::Reference(r) = ty else { return false };
+    r.mutability.is_none()
+        && matches!(&*r.elem, Type::Path(p) if p.qself.is_none()
+            && p.path.segments.last().is_some_and(|s| s.ident == "Request" && s.arguments.is_empty()))
 }
 
 fn result_types(output: &ReturnType) -> syn::Result<(Type, Type)> {
@@ -407,6 +431,7 @@ fn handler(m: &Method, rt: &TokenStream, is_async: bool, component: &LitStr) -> 
         let mut dec = #rt::Decoder::new(&req.args);
         #( let #names: #types = #rt::decode_arg(&mut dec, #wire)?; )*
     };
+    let ctx = m.context.then(|| quote!(&req,));
     if is_async {
         quote! {
             {
@@ -415,7 +440,8 @@ fn handler(m: &Method, rt: &TokenStream, is_async: bool, component: &LitStr) -> 
                     let imp = imp.clone();
                     async move {
                         #decode
-                        let result = #rt::until_cancelled(&req, imp.#ident(#(#names),*)).await?;
+                        let result =
+                            #rt::until_cancelled(&req, imp.#ident(#ctx #(#names),*)).await?;
                         Ok(#rt::encode_results(&result))
                     }
                 });
@@ -427,7 +453,7 @@ fn handler(m: &Method, rt: &TokenStream, is_async: bool, component: &LitStr) -> 
                 let imp = imp.clone();
                 #rt::BlockingHandlers::add(handlers, #component, #wire, move |req: #rt::Request| {
                     #decode
-                    let result = imp.#ident(#(#names),*);
+                    let result = imp.#ident(#ctx #(#names),*);
                     Ok(#rt::encode_results(&result))
                 });
             }

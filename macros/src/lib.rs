@@ -60,7 +60,10 @@ pub fn derive_decode(input: TokenStream) -> TokenStream {
 /// - `CartServer::register(&mut handlers, implementation)`: Go's
 ///   `AddHandlers`, plus the `ready` method Go callers ask first.
 ///
-/// Every method takes `&self` and named arguments and returns
+/// Every method takes `&self`, optionally the call's `&Request` (its
+/// deadline, metadata, trace context, peer and cancellation, as a Go
+/// method's `ctx`; it never goes on the wire and client methods do not take
+/// it), and named arguments, and returns
 /// `Result<T, E>` where `E` is an application error
 /// (`codec::AppError`, e.g. `codec::ErrorList`). All methods are `async fn`
 /// (served on weft-tokio) or all are plain `fn` (served on weft-mio).

@@ -37,6 +37,25 @@ pub trait Cart {
     #[weft(not_retriable)]
     async fn checkout(&self, user: String) -> Result<u64, ErrorList>;
     async fn sleep(&self, millis: u64) -> Result<(), ErrorList>;
+    /// Takes the call's context: the caller's metadata `user` and whether
+    /// it set a deadline.
+    async fn whoami(
+        &self,
+        req: &weft_tokio::Request,
+        greeting: String,
+    ) -> Result<String, ErrorList>;
+}
+
+fn whoami(req: &weft_tokio::Request, greeting: String) -> Result<String, ErrorList> {
+    let user = req
+        .metadata
+        .as_ref()
+        .and_then(|m| m.get("user"))
+        .unwrap_or("nobody");
+    Ok(format!(
+        "{greeting} {user}, deadline: {}",
+        req.deadline.is_some()
+    ))
 }
 
 /// The same component for the blocking driver.
@@ -51,6 +70,7 @@ mod blocking {
         #[weft(not_retriable)]
         fn checkout(&self, user: String) -> Result<u64, ErrorList>;
         fn sleep(&self, millis: u64) -> Result<(), ErrorList>;
+        fn whoami(&self, req: &weft_mio::Request, greeting: String) -> Result<String, ErrorList>;
     }
 }
 
@@ -116,6 +136,13 @@ impl Cart for AsyncShop {
         tokio::time::sleep(Duration::from_millis(millis)).await;
         Ok(())
     }
+    async fn whoami(
+        &self,
+        req: &weft_tokio::Request,
+        greeting: String,
+    ) -> Result<String, ErrorList> {
+        whoami(req, greeting)
+    }
 }
 
 struct BlockingShop(Arc<Shop>);
@@ -133,6 +160,9 @@ impl blocking::Cart for BlockingShop {
     fn sleep(&self, millis: u64) -> Result<(), ErrorList> {
         std::thread::sleep(Duration::from_millis(millis));
         Ok(())
+    }
+    fn whoami(&self, req: &weft_mio::Request, greeting: String) -> Result<String, ErrorList> {
+        whoami(req, greeting)
     }
 }
 
@@ -461,4 +491,33 @@ fn a_routed_method_carries_its_shard_key_and_others_none() {
             (0, false)
         ]
     );
+}
+
+#[test]
+fn implementations_see_the_calls_context() {
+    let shop = Arc::new(Shop::default());
+    let mut metadata = weft_tokio::Metadata::new();
+    metadata.insert("user", "ann");
+    let opts = StubOptions {
+        metadata: Some(metadata),
+        timeout: Some(Duration::from_secs(30)),
+        ..StubOptions::default()
+    };
+    for on in ["tokio", "mio"] {
+        let (_server, endpoint) = serve(on, &shop);
+        let client = CartBlockingClient::new(mio_client(&endpoint));
+        // The context never goes on the wire: the client method has only
+        // the encoded argument.
+        assert_eq!(
+            client.whoami("hi".into()).unwrap(),
+            "hi nobody, deadline: false",
+            "{on}"
+        );
+        let client = client.with_options(opts.clone());
+        assert_eq!(
+            client.whoami("hi".into()).unwrap(),
+            "hi ann, deadline: true",
+            "{on}"
+        );
+    }
 }
