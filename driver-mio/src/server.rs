@@ -91,31 +91,6 @@ impl weft_driver::component::BlockingHandlers for HandlerMap {
     }
 }
 
-enum Listener {
-    Tcp(TcpListener),
-    Unix(UnixListener),
-}
-
-impl Listener {
-    fn accept(&self) -> io::Result<(Stream, PeerAddr)> {
-        match self {
-            Listener::Tcp(l) => {
-                let (s, addr) = l.accept()?;
-                // Only latency depends on it: a socket that refuses (its
-                // peer already gone) is still served, and fails on read.
-                if let Err(e) = s.set_nodelay(true) {
-                    tracing::debug!(error = %e, "TCP_NODELAY");
-                }
-                Ok((Stream::Tcp(s), PeerAddr::Tcp(addr)))
-            }
-            Listener::Unix(l) => {
-                let (s, addr) = l.accept()?;
-                Ok((Stream::Unix(s), PeerAddr::unix(addr.as_pathname())))
-            }
-        }
-    }
-}
-
 /// The poller. The thread that leads owns it while it takes a turn; between
 /// turns it rests in [`Sched`], so leadership handed to another thread
 /// (even while the old leader is running a handler) brings it along.
@@ -707,6 +682,8 @@ impl Shared {
 }
 
 mod conn;
+mod listener;
+use listener::Listener;
 mod shutdown;
 #[cfg(test)]
 mod tests;
