@@ -43,8 +43,22 @@ pub(super) struct Traced {
     pub(super) attempts: u32,
 }
 
-/// Ends a call's metrics and span with `result`.
+/// Ends a call's metrics and span with `result`: nothing to do, in line,
+/// when nothing observes the call.
+#[inline]
 fn end_call(
+    methods: &[MethodMetrics],
+    slot: &Slot,
+    now: Instant,
+    result: &Result<Bytes, CallError>,
+) {
+    if slot.method != NO_METRICS || slot.traced.is_some() {
+        end_observed_call(methods, slot, now, result);
+    }
+}
+
+#[inline(never)]
+fn end_observed_call(
     methods: &[MethodMetrics],
     slot: &Slot,
     now: Instant,
