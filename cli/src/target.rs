@@ -133,17 +133,20 @@ impl TlsArgs {
 
     /// The client's settings for `target`: required for a TLS address,
     /// refused for a plaintext one (a flag that would be ignored is a
-    /// mistake).
+    /// mistake); for a followed set (unixdir, dns), `--tls-ca` dials every
+    /// replica with TLS.
     pub fn client(&self, target: &Target) -> Result<Option<mtls::ClientTls>, Failed> {
         let given = self.tls_ca.is_some() || self.tls_cert.is_some();
-        let Target::Tls(_) = target else {
-            if given {
+        match target {
+            Target::Tls(_) => {}
+            Target::Net(_) if given => {
                 return Err(Failed(format!(
                     "{target} is not a TLS address; use tls://HOST:PORT with the --tls-* flags"
                 )));
             }
-            return Ok(None);
-        };
+            Target::UnixDir(_) | Target::Dns(_) if given => {}
+            _ => return Ok(None),
+        }
         let Some(ca) = &self.tls_ca else {
             return Err(Failed(format!("{target} needs --tls-ca, the CA to trust")));
         };
@@ -172,11 +175,19 @@ pub async fn connect_tokio(
             weft_tokio::connect(Constant::new([e]), opts).await
         }
         (Target::Tls(_), None) => unreachable!("TlsArgs::client refuses this"),
-        (Target::UnixDir(d), _) => {
-            weft_tokio::connect(weft_tokio::UnixDirResolver::new(d), opts).await
+        (Target::UnixDir(d), tls) => {
+            let mut r = weft_tokio::UnixDirResolver::new(d);
+            if let Some(tls) = tls {
+                r = r.tls(tls.clone());
+            }
+            weft_tokio::connect(r, opts).await
         }
-        (Target::Dns(s), _) => {
-            let r = weft_tokio::DnsResolver::parse(s).map_err(|e| CallError::Unreachable(e.0))?;
+        (Target::Dns(s), tls) => {
+            let mut r =
+                weft_tokio::DnsResolver::parse(s).map_err(|e| CallError::Unreachable(e.0))?;
+            if let Some(tls) = tls {
+                r = r.tls(tls.clone());
+            }
             weft_tokio::connect(r, opts).await
         }
     }
@@ -196,11 +207,18 @@ pub fn connect_mio(
             weft_mio::Client::connect(Constant::new([e]), opts)
         }
         (Target::Tls(_), None) => unreachable!("TlsArgs::client refuses this"),
-        (Target::UnixDir(d), _) => {
-            weft_mio::Client::connect(weft_mio::UnixDirResolver::new(d), opts)
+        (Target::UnixDir(d), tls) => {
+            let mut r = weft_mio::UnixDirResolver::new(d);
+            if let Some(tls) = tls {
+                r = r.tls(tls.clone());
+            }
+            weft_mio::Client::connect(r, opts)
         }
-        (Target::Dns(s), _) => {
-            let r = weft_mio::DnsResolver::parse(s).map_err(|e| CallError::Unreachable(e.0))?;
+        (Target::Dns(s), tls) => {
+            let mut r = weft_mio::DnsResolver::parse(s).map_err(|e| CallError::Unreachable(e.0))?;
+            if let Some(tls) = tls {
+                r = r.tls(tls.clone());
+            }
             weft_mio::Client::connect(r, opts)
         }
     }

@@ -197,3 +197,46 @@ fn bench_tls_reports_plaintext_and_tls() {
         "{points:?}"
     );
 }
+
+#[test]
+fn a_unixdir_address_over_mutual_tls() {
+    let dir = tmp("unixdir-tls");
+    let pkis = tmp("unixdir-tls-pki");
+    let (server_pki, client_pki) = (pki(&pkis, "server"), pki(&pkis, "client"));
+    let sock = format!("tls+unix://{}", dir.join("one.sock").display());
+    let (_server, _) = serve(&[
+        "--addr",
+        &sock,
+        "--name",
+        "one",
+        "--tls-cert",
+        s(&server_pki.cert),
+        "--tls-key",
+        s(&server_pki.key),
+        "--tls-client-ca",
+        s(&client_pki.ca),
+    ]);
+    let addr = format!("unixdir://{}", dir.display());
+    let o = weft(&[
+        "call",
+        "--addr",
+        &addr,
+        "--method",
+        "Who",
+        "--tls-ca",
+        s(&server_pki.ca),
+        "--tls-cert",
+        s(&client_pki.cert),
+        "--tls-key",
+        s(&client_pki.key),
+        "--tls-server-name",
+        "127.0.0.1",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(o.stdout, b"one");
+    // Without the flags the same directory is plaintext, which the server
+    // refuses; the error says TLS.
+    let o = weft(&["call", "--addr", &addr, "--method", "Who"]);
+    assert_eq!(o.status.code(), Some(6));
+    assert!(stderr(&o).contains("TLS"), "{}", stderr(&o));
+}

@@ -107,13 +107,6 @@ pub trait Resolver: Send + Sync + 'static {
     fn resolve(&self, version: Option<EndpointsVersion>) -> Resolved;
 }
 
-fn shared<E: Endpoint>(endpoints: impl IntoIterator<Item = E>) -> Vec<SharedEndpoint> {
-    endpoints
-        .into_iter()
-        .map(|e| Arc::new(e) as SharedEndpoint)
-        .collect()
-}
-
 /// A fixed set of endpoints.
 ///
 /// ```
@@ -144,6 +137,30 @@ impl Resolver for ConstantResolver {
     }
 }
 
+/// How a following resolver hands out what it found: as plain endpoints,
+/// or behind TLS when given client settings.
+#[derive(Debug, Clone, Default)]
+struct Wrap {
+    #[cfg(feature = "tls")]
+    tls: Option<weft_driver::tls::ClientTls>,
+}
+
+impl Wrap {
+    fn shared(&self, found: impl IntoIterator<Item = NetEndpoint>) -> Vec<SharedEndpoint> {
+        found
+            .into_iter()
+            .map(|e| {
+                #[cfg(feature = "tls")]
+                if let Some(tls) = &self.tls {
+                    let e = weft_driver::tls::TlsEndpoint::new(e, tls.clone());
+                    return Arc::new(e) as SharedEndpoint;
+                }
+                Arc::new(e) as SharedEndpoint
+            })
+            .collect()
+    }
+}
+
 /// The Unix sockets in a directory, followed as they come and go
 /// (`unixdir:///path`): noticed within [`UNIXDIR_POLL`](weft_driver::unixdir::UNIXDIR_POLL).
 ///
@@ -158,12 +175,21 @@ impl Resolver for ConstantResolver {
 /// # Ok::<(), std::io::Error>(())
 /// ```
 #[derive(Debug)]
-pub struct UnixDirResolver(weft_driver::unixdir::UnixDir);
+pub struct UnixDirResolver(weft_driver::unixdir::UnixDir, Wrap);
 
 impl UnixDirResolver {
     /// Follows the sockets in `dir`.
     pub fn new(dir: impl Into<std::path::PathBuf>) -> Self {
-        UnixDirResolver(weft_driver::unixdir::UnixDir::new(dir))
+        UnixDirResolver(weft_driver::unixdir::UnixDir::new(dir), Wrap::default())
+    }
+
+    /// Dials every replica it finds with TLS (`tls` as for a
+    /// [`TlsEndpoint`](weft_driver::tls::TlsEndpoint)): mutual TLS across a
+    /// followed set.
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, tls: weft_driver::tls::ClientTls) -> Self {
+        self.1.tls = Some(tls);
+        self
     }
 }
 
@@ -177,7 +203,7 @@ impl Resolver for UnixDirResolver {
             match after_look(seen, version, started, now, next) {
                 None => {
                     let eps = paths.into_iter().map(NetEndpoint::Unix);
-                    return Ok((shared(eps), Some(version)));
+                    return Ok((self.1.shared(eps), Some(version)));
                 }
                 Some(at) => std::thread::sleep(at.saturating_duration_since(now)),
             }
@@ -199,7 +225,7 @@ impl Resolver for UnixDirResolver {
 /// ```
 #[cfg(feature = "dns")]
 #[derive(Debug)]
-pub struct DnsResolver(weft_driver::dns::Dns);
+pub struct DnsResolver(weft_driver::dns::Dns, Wrap);
 
 #[cfg(feature = "dns")]
 impl DnsResolver {
@@ -208,7 +234,7 @@ impl DnsResolver {
         target: weft_driver::dns::DnsTarget,
         opts: weft_driver::dns::DnsOptions,
     ) -> Result<Self, ResolveError> {
-        weft_driver::dns::Dns::new(target, opts).map(DnsResolver)
+        weft_driver::dns::Dns::new(target, opts).map(|d| DnsResolver(d, Wrap::default()))
     }
 
     /// Follows `dns://name:port` or `dns+srv://name` with the system's
@@ -218,6 +244,15 @@ impl DnsResolver {
             weft_driver::dns::DnsTarget::parse(addr)?,
             Default::default(),
         )
+    }
+
+    /// Dials every replica it finds with TLS (`tls` as for a
+    /// [`TlsEndpoint`](weft_driver::tls::TlsEndpoint)): mutual TLS across a
+    /// followed set.
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, tls: weft_driver::tls::ClientTls) -> Self {
+        self.1.tls = Some(tls);
+        self
     }
 }
 
@@ -229,7 +264,7 @@ impl Resolver for DnsResolver {
             let a = self.0.lookup_blocking()?;
             let now = std::time::Instant::now();
             match after_look(seen, a.version, started, now, a.next_lookup) {
-                None => return Ok((shared(a.endpoints), Some(a.version))),
+                None => return Ok((self.1.shared(a.endpoints), Some(a.version))),
                 Some(at) => std::thread::sleep(at.saturating_duration_since(now)),
             }
         }

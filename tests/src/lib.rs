@@ -137,6 +137,16 @@ impl TestServer {
         Self::start_on_impl(driver, bind, name, opts, None)
     }
 
+    /// Starts a server named `name` on `bind` exactly, serving TLS.
+    pub fn start_tls_on(
+        driver: Driver,
+        bind: &NetEndpoint,
+        name: &str,
+        tls: weft_tokio::tls::ServerTls,
+    ) -> TestServer {
+        Self::start_on_impl(driver, bind, name, ServerOptions::default(), Some(tls))
+    }
+
     fn start_on_impl(
         driver: Driver,
         bind: &NetEndpoint,

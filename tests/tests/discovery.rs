@@ -191,3 +191,78 @@ fn dns_srv_tokio_client() {
 fn dns_srv_mio_client() {
     follows_srv_records(Driver::Mio, Driver::Mio);
 }
+
+/// A CA; a server certificate for `localhost` it signed; a client
+/// identity it signed; and client settings trusting it.
+fn mtls() -> (weft_tokio::tls::ServerTls, weft_tokio::tls::ClientTls) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    use weft_tokio::tls::{ClientTls, Identity, RootCerts, ServerTls};
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "discovery CA");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().unwrap();
+    let ca = params.self_signed(&ca_key).unwrap();
+    let issue = |name: &str| {
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec![name.to_owned()])
+            .unwrap()
+            .signed_by(&key, &ca, &ca_key)
+            .unwrap();
+        Identity::from_pem(cert.pem(), key.serialize_pem()).unwrap()
+    };
+    let roots = RootCerts::from_pem(ca.pem()).unwrap();
+    let server = ServerTls::new(&issue("localhost"), Some(&roots)).unwrap();
+    let client = ClientTls::new(&roots, Some(&issue("client")))
+        .unwrap()
+        .with_domain_name("localhost");
+    (server, client)
+}
+
+/// A followed set behind mutual TLS: every replica the resolver finds is
+/// dialled with the client's certificate; without TLS the same set fails.
+fn follows_a_directory_over_mtls(c: Driver, s: Driver) {
+    let dir = temp_dir(&format!("unixdir-tls-{c:?}-{s:?}"));
+    let (server_tls, client_tls) = mtls();
+    let bind = |name: &str| NetEndpoint::Unix(dir.join(format!("{name}.sock")));
+    let _a = TestServer::start_tls_on(s, &bind("a"), "a", server_tls.clone());
+    let client = TestClient::connect_resolver(
+        c,
+        weft_tokio::UnixDirResolver::new(&dir).tls(client_tls.clone()),
+        weft_mio::UnixDirResolver::new(&dir).tls(client_tls),
+    )
+    .unwrap();
+    only(&client, "a", 3);
+    let b = TestServer::start_tls_on(s, &bind("b"), "b", server_tls);
+    let load = client.keep_calling(4, "Sleep", "1");
+    assert!(
+        b.service.wait_started(20, SOON),
+        "b found and called over TLS"
+    );
+    let report = load.finish();
+    assert_eq!(report.failures, 0, "{:?}", report.errors);
+
+    // The same directory without TLS: the servers refuse plaintext.
+    let plain = TestClient::connect_resolver(
+        c,
+        weft_tokio::UnixDirResolver::new(&dir),
+        weft_mio::UnixDirResolver::new(&dir),
+    );
+    let failed = match plain {
+        Err(e) => e,
+        Ok(plain) => plain.call("Who", "", CallOptions::default()).unwrap_err(),
+    };
+    assert!(failed.to_string().contains("TLS"), "{failed}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn unixdir_over_mtls_tokio_client() {
+    follows_a_directory_over_mtls(Driver::Tokio, Driver::Mio);
+}
+
+#[test]
+fn unixdir_over_mtls_mio_client() {
+    follows_a_directory_over_mtls(Driver::Mio, Driver::Tokio);
+}
