@@ -235,11 +235,12 @@ impl<C: Caller> Stub<C> {
         shard_key: u64,
     ) -> Result<Bytes, CallError> {
         let (m, opts, times) = self.prepare(index, shard_key);
-        let mut result = self.conn.call(m.key, args.clone(), opts.clone()).await;
+        // Injected runs first, their results dropped as Go drops them; the
+        // last run takes the arguments without a copy.
         for _ in 1..times {
-            result = self.conn.call(m.key, args.clone(), opts.clone()).await;
+            let _ = self.conn.call(m.key, args.clone(), opts.clone()).await;
         }
-        result
+        self.conn.call(m.key, args, opts).await
     }
 }
 
@@ -252,11 +253,10 @@ impl<C: BlockingCaller> Stub<C> {
         shard_key: u64,
     ) -> Result<Bytes, CallError> {
         let (m, opts, times) = self.prepare(index, shard_key);
-        let mut result = self.conn.call_blocking(m.key, args.clone(), opts.clone());
         for _ in 1..times {
-            result = self.conn.call_blocking(m.key, args.clone(), opts.clone());
+            let _ = self.conn.call_blocking(m.key, args.clone(), opts.clone());
         }
-        result
+        self.conn.call_blocking(m.key, args, opts)
     }
 }
 

@@ -224,7 +224,7 @@ impl Dns {
                 (eps, valid_until)
             }
         };
-        endpoints.sort_by_key(|e| e.to_string());
+        endpoints.sort_by_cached_key(|e| e.to_string());
         endpoints.dedup();
         let now = Instant::now();
         let mut last = self.last.lock().expect("dns state poisoned");

@@ -260,7 +260,8 @@ impl<R: RegisteredError> AppError for ErrorList<R> {
 /// Ordinary errors only (tag 3); a registered type fails to decode.
 impl AppError for RemoteError {
     fn encode_error(&self, enc: &mut Encoder) {
-        ErrorList::<NoRegisteredErrors>::from(self.clone()).encode_error(enc);
+        // The same bytes as an error response's payload.
+        self.encode(&mut enc.buf);
     }
 
     fn decode_error(dec: &mut Decoder<'_>) -> Result<Option<Self>, CodecError> {

@@ -234,7 +234,7 @@ pub fn decode<T: Decode>(input: &[u8]) -> Result<T, CodecError> {
 /// Writes values back to back into a growing buffer.
 #[derive(Debug, Default)]
 pub struct Encoder {
-    buf: BytesMut,
+    pub(crate) buf: BytesMut,
 }
 
 impl Encoder {
