@@ -52,10 +52,11 @@ fn follows_a_directory(c: Driver, s: Driver) {
     assert!(b.service.wait_started(100, SOON), "b found and called");
 
     // A replica's socket goes away (as a server unregisters before it
-    // stops): the client drops it, and stopping it at once fails nothing.
+    // stops): the client drops it (only b answers), and the calls still
+    // running on it finish as it shuts down: none fails.
     std::fs::remove_file(dir.join("a.sock")).unwrap();
     only(&client, "b", 20);
-    let _stopped = a.stop();
+    let _stopped = a.shutdown(SOON);
     let served = b.service.started();
     assert!(b.service.wait_started(served + 100, SOON), "b carries on");
 
@@ -123,10 +124,11 @@ fn follows_a_records(c: Driver, s: Driver) {
     );
     assert!(b.service.wait_started(100, SOON), "b found and called");
 
-    // A record removed: the replica is dropped; stopping it fails nothing.
+    // A record removed: the replica is dropped (only b answers) and its
+    // last calls finish as it shuts down: none fails.
     dns.set_a("cart.weft.test.", &["127.0.0.2".parse().unwrap()]);
     only(&client, "b", 20);
-    let _stopped = a.stop();
+    let _stopped = a.shutdown(SOON);
     let served = b.service.started();
     assert!(b.service.wait_started(served + 100, SOON), "b carries on");
     let report = load.finish();
@@ -165,7 +167,7 @@ fn follows_srv_records(c: Driver, s: Driver) {
         &[(port(&b), "replicas.weft.test.")],
     );
     only(&client, "b", 20);
-    let _stopped = a.stop();
+    let _stopped = a.shutdown(SOON);
     let served = b.service.started();
     assert!(b.service.wait_started(served + 100, SOON), "b carries on");
     let report = load.finish();
