@@ -15,9 +15,6 @@ use weft_proto::TraceContext;
 /// The context a call made inside `span` carries on the wire; `None`
 /// when no OpenTelemetry layer gave the span ids.
 pub(crate) fn context_of(span: &Span) -> Option<TraceContext> {
-    if span.is_disabled() {
-        return None;
-    }
     let cx = span.context();
     let sc = cx.span().span_context().clone();
     sc.is_valid().then(|| TraceContext {

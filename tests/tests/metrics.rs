@@ -214,3 +214,71 @@ fn replica_states_are_counted() {
     );
     (srv.stop)();
 }
+
+/// A call its caller lets go of while it runs (a dropped tokio future, a
+/// dropped mio `PendingCall`) ends as cancelled in the metrics: counted
+/// once, and no longer in flight.
+#[test]
+fn an_abandoned_call_counts_as_cancelled() {
+    use std::sync::{Arc, Mutex, mpsc};
+    let _turn = turn();
+    let comp = "github.com/acme/Abandon/Cart";
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (started_tx, started_rx) = mpsc::channel::<()>();
+    let started_tx = Mutex::new(started_tx);
+    let started = Arc::new(Mutex::new(started_rx));
+    let mut h = weft_tokio::HandlerMap::new();
+    h.set(comp, "Hang", move |_req: weft_tokio::Request| {
+        let _ = started_tx.lock().unwrap().send(());
+        std::future::pending::<weft_tokio::HandlerResult>()
+    });
+    let bind: NetEndpoint = "tcp://127.0.0.1:0".parse().unwrap();
+    let listener = rt.block_on(weft_tokio::Listener::bind(&bind)).unwrap();
+    let endpoint = listener.local_endpoint().unwrap();
+    let server = rt.spawn(weft_tokio::serve(listener, h, Default::default()));
+    let key = MethodKey::new(comp, "Hang");
+    let opts = CallOptions {
+        method_name: Some("github.com/acme/Abandon/Cart.Hang"),
+        ..CallOptions::default()
+    };
+    let labels = [("component", comp), ("method", "Hang")];
+    let cancelled = [labels[0], labels[1], ("kind", "cancelled")];
+    let check = |driver: &str| {
+        let mut m = changes();
+        assert_eq!(m.counter("weft_client_calls_total", &labels), 1, "{driver}");
+        assert_eq!(
+            m.counter("weft_client_errors_total", &cancelled),
+            1,
+            "{driver}"
+        );
+        assert_eq!(m.gauge("weft_client_in_flight", &labels), 0.0, "{driver}");
+    };
+    changes();
+
+    // tokio: the call's future is dropped once its handler runs.
+    let resolver = weft_tokio::ConstantResolver::new([endpoint.clone()]);
+    let conn = rt
+        .block_on(weft_tokio::connect(resolver, Default::default()))
+        .unwrap();
+    let rx = started.clone();
+    rt.block_on(async {
+        let call = conn.call(key, Bytes::new(), opts.clone());
+        let handler_runs = tokio::task::spawn_blocking(move || rx.lock().unwrap().recv());
+        tokio::select! {
+            r = call => panic!("the call ended: {r:?}"),
+            r = handler_runs => r.unwrap().unwrap(),
+        }
+    });
+    check("tokio");
+    conn.close();
+
+    // mio: the pending call is dropped once its handler runs.
+    let resolver = weft_mio::ConstantResolver::new([endpoint]);
+    let client = weft_mio::Client::connect(resolver, Default::default()).unwrap();
+    let pending = client.start(key, Bytes::new(), opts);
+    started.lock().unwrap().recv().unwrap();
+    drop(pending);
+    check("mio");
+    client.close();
+    server.abort();
+}

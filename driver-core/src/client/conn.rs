@@ -299,7 +299,7 @@ impl<R: Runtime> Client<R> {
         let mut event = Some(first);
         while let Some(e) = event {
             // Only the end of a call leaves every replica's state as it was.
-            state.replicas_moved |= !matches!(e, ConnEvent::Done { .. });
+            state.replicas_moved |= state.metrics_live && !matches!(e, ConnEvent::Done { .. });
             state.router.handle_conn_event(now, conn, e);
             event = inner.link.poll_event();
         }

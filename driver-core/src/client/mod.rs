@@ -23,7 +23,7 @@ mod state;
 
 pub use conn::ConnCell;
 pub use options::ClientOptions;
-use state::{Slot, State, Traced, Work, WorkList};
+use state::{Slot, State, Work, WorkList};
 
 use crate::Transport;
 use crate::observe;
@@ -155,8 +155,10 @@ impl<R: Runtime> Client<R> {
         // Made before the lock: a subscriber's work is not done under it.
         let span = observe::call_span(&method, opts.method_name);
         #[cfg(feature = "opentelemetry")]
-        if opts.trace.is_none() {
-            opts.trace = crate::otel::context_of(&span);
+        if opts.trace.is_none()
+            && let Some(span) = &span
+        {
+            opts.trace = crate::otel::context_of(span);
         }
         let request_bytes = args.len();
         let mut work = WorkList::new();
@@ -170,16 +172,8 @@ impl<R: Runtime> Client<R> {
                 state::NO_METRICS
             };
             let id = state.router.start_call(now, method, args, opts);
-            let traced = (!span.is_disabled()).then(|| Box::new(Traced { span, attempts: 0 }));
-            state.traced += usize::from(traced.is_some());
-            let slot = Slot {
-                result: None,
-                waker: None,
-                started: now,
-                method: index,
-                traced,
-            };
-            state.slots.insert(id, slot);
+            state.slots.insert(id, Slot::default());
+            state.observe(id, now, index, span);
             state.drain(now, &mut work);
             id
         };
@@ -199,7 +193,7 @@ impl<R: Runtime> Client<R> {
             return Poll::Ready(Err(CallError::Cancelled));
         };
         if let Some(result) = slot.result.take() {
-            state.remove_slot(&id);
+            state.slots.remove(&id);
             return Poll::Ready(result);
         }
         if !slot.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
@@ -250,10 +244,11 @@ impl<R: Runtime> Client<R> {
         let mut work = WorkList::new();
         {
             let mut state = self.lock();
-            let Some(slot) = state.remove_slot(&id) else {
+            if state.slots.remove(&id).is_none() {
                 return;
-            };
-            state.abandoned(&slot, now);
+            }
+            // A call still running ends (cancelled) in the drain, which
+            // also ends its metrics and span.
             state.router.cancel(now, id);
             state.drain(now, &mut work);
         }

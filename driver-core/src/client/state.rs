@@ -22,59 +22,43 @@ use weft_proto::{
     Router,
 };
 
-/// A call's result, waiting for its caller, and what its metrics and span
-/// need when it ends. Kept small: slots move in and out of a hash map on
-/// every call.
+/// A call's result, waiting for its caller. Kept to these two fields:
+/// slots move in and out of a hash map on every call.
+#[derive(Default)]
 pub(super) struct Slot {
     pub(super) result: Option<Result<Bytes, CallError>>,
     pub(super) waker: Option<Waker>,
-    pub(super) started: Instant,
+}
+
+/// What a call's metrics and span need when it ends. Kept apart from the
+/// slots, and only for calls a recorder or subscriber observes, so that a
+/// client nothing observes moves no more bytes per call than before it
+/// had metrics.
+pub(super) struct Observed {
+    started: Instant,
     /// Index of the method's handles in [`State::method_list`]
     /// ([`NO_METRICS`] when nothing records them).
-    pub(super) method: u32,
-    /// Only when a subscriber records the call's span.
-    pub(super) traced: Option<Box<Traced>>,
+    method: u32,
+    /// The recorded `weft.call` span and the requests sent for the call so
+    /// far (more than one with retries or goaway).
+    span: Option<Span>,
+    attempts: u32,
 }
 
-/// A recorded call span and the requests sent for the call so far (more
-/// than one with retries or goaway).
-pub(super) struct Traced {
-    pub(super) span: Span,
-    pub(super) attempts: u32,
-}
-
-/// Ends a call's metrics and span with `result`: nothing to do, in line,
-/// when nothing observes the call.
-#[inline]
-fn end_call(
-    methods: &[MethodMetrics],
-    slot: &Slot,
-    now: Instant,
-    result: &Result<Bytes, CallError>,
-) {
-    if slot.method != NO_METRICS || slot.traced.is_some() {
-        end_observed_call(methods, slot, now, result);
-    }
-}
-
-#[inline(never)]
-fn end_observed_call(
-    methods: &[MethodMetrics],
-    slot: &Slot,
-    now: Instant,
-    result: &Result<Bytes, CallError>,
-) {
-    if let Some(metrics) = methods.get(slot.method as usize)
-        && metrics.is_live()
-    {
-        let outcome = match result {
-            Ok(b) => Ok(b.len()),
-            Err(e) => Err(e.kind()),
-        };
-        metrics.ended(now.saturating_duration_since(slot.started), outcome);
-    }
-    if let Some(t) = &slot.traced {
-        call_ended(&t.span, result);
+impl Observed {
+    fn end(&self, methods: &[MethodMetrics], now: Instant, result: &Result<Bytes, CallError>) {
+        if let Some(metrics) = methods.get(self.method as usize)
+            && metrics.is_live()
+        {
+            let outcome = match result {
+                Ok(b) => Ok(b.len()),
+                Err(e) => Err(e.kind()),
+            };
+            metrics.ended(now.saturating_duration_since(self.started), outcome);
+        }
+        if let Some(span) = &self.span {
+            call_ended(span, result);
+        }
     }
 }
 
@@ -97,6 +81,8 @@ pub(super) struct State<R: Runtime> {
     pub(super) router: Router,
     /// Calls whose results the application has not collected.
     pub(super) slots: ById<PoolCallId, Slot>,
+    /// Calls still running that a recorder or subscriber observes.
+    observed: ById<PoolCallId, Observed>,
     pub(super) conns: ById<ConnId, Arc<ConnCell<R::Stream>>>,
     /// The resolver's latest endpoints, by address.
     pub(super) endpoints: HashMap<Arc<str>, R::Endpoint>,
@@ -106,7 +92,7 @@ pub(super) struct State<R: Runtime> {
     pub(super) ready_wakers: Vec<Waker>,
     /// Each connection's replica address, for call spans.
     pub(super) conn_addrs: ById<ConnId, Arc<str>>,
-    /// Slots whose span a subscriber records: only then are sends traced.
+    /// Calls whose span a subscriber records: only then are sends traced.
     pub(super) traced: usize,
     /// Where each method's handles are in `method_list`.
     pub(super) methods: ClientMethods,
@@ -117,7 +103,8 @@ pub(super) struct State<R: Runtime> {
     /// one, calls skip the per-method bookkeeping.
     pub(super) metrics_live: bool,
     pub(super) replica_gauges: ReplicaGauges,
-    /// An input may have changed some replica's state.
+    /// An input may have changed some replica's state (kept only while
+    /// metrics are live).
     pub(super) replicas_moved: bool,
 }
 
@@ -126,6 +113,7 @@ impl<R: Runtime> State<R> {
         State {
             router,
             slots: ById::default(),
+            observed: ById::default(),
             conns: ById::default(),
             endpoints,
             timer_armed: None,
@@ -159,20 +147,53 @@ impl<R: Runtime> State<R> {
         (i, &self.method_list[i as usize])
     }
 
-    /// Frees a slot, keeping the count of traced ones.
-    pub(super) fn remove_slot(&mut self, id: &PoolCallId) -> Option<Slot> {
-        let slot = self.slots.remove(id)?;
-        if slot.traced.is_some() {
-            self.traced -= 1;
+    /// Starts observing call `id` if a recorder or subscriber wants it:
+    /// `method` is its metric handles' index ([`NO_METRICS`] for none),
+    /// `span` its recorded span.
+    #[inline]
+    pub(super) fn observe(
+        &mut self,
+        id: PoolCallId,
+        now: Instant,
+        method: u32,
+        span: Option<Span>,
+    ) {
+        if method != NO_METRICS || span.is_some() {
+            self.start_observing(id, now, method, span);
         }
-        Some(slot)
     }
 
-    /// The caller let go of a call before collecting it: unless it had
-    /// ended, it counts as cancelled.
-    pub(super) fn abandoned(&self, slot: &Slot, now: Instant) {
-        if slot.result.is_none() {
-            end_call(&self.method_list, slot, now, &Err(CallError::Cancelled));
+    #[inline(never)]
+    fn start_observing(&mut self, id: PoolCallId, now: Instant, method: u32, span: Option<Span>) {
+        self.traced += usize::from(span.is_some());
+        let observed = Observed {
+            started: now,
+            method,
+            span,
+            attempts: 0,
+        };
+        self.observed.insert(id, observed);
+    }
+
+    /// Ends call `id`'s metrics and span with `result`, if anything
+    /// observes it: a test of an empty map otherwise.
+    #[inline]
+    fn end_call(&mut self, id: PoolCallId, now: Instant, result: &Result<Bytes, CallError>) {
+        if !self.observed.is_empty() {
+            self.end_observed_call(id, now, result);
+        }
+    }
+
+    #[inline(never)]
+    fn end_observed_call(
+        &mut self,
+        id: PoolCallId,
+        now: Instant,
+        result: &Result<Bytes, CallError>,
+    ) {
+        if let Some(o) = self.observed.remove(&id) {
+            self.traced -= usize::from(o.span.is_some());
+            o.end(&self.method_list, now, result);
         }
     }
 
@@ -220,8 +241,9 @@ impl<R: Runtime> State<R> {
         while let Some(event) = self.router.poll_event() {
             match event {
                 PoolEvent::Done { id, result } => {
+                    // Also for a call whose caller let go of it.
+                    self.end_call(id, now, &result);
                     if let Some(slot) = self.slots.get_mut(&id) {
-                        end_call(&self.method_list, slot, now, &result);
                         slot.result = Some(result);
                         if let Some(w) = slot.waker.take() {
                             work.push(Work::Wake(w));
@@ -231,7 +253,7 @@ impl<R: Runtime> State<R> {
                 other => tracing::error!(?other, "an event this driver does not know"),
             }
         }
-        if self.replicas_moved {
+        if self.replicas_moved && self.metrics_live {
             self.replicas_moved = false;
             let states = self.router.replicas().map(|(_, state, _)| state);
             self.replica_gauges.update(states);
@@ -255,11 +277,13 @@ impl<R: Runtime> State<R> {
         let Command::Start { call, .. } = command else {
             return;
         };
-        if let Some(t) = self.slots.get_mut(call).and_then(|s| s.traced.as_mut()) {
-            t.attempts += 1;
-            t.span.record("attempts", t.attempts);
+        if let Some(o) = self.observed.get_mut(call)
+            && let Some(span) = &o.span
+        {
+            o.attempts += 1;
+            span.record("attempts", o.attempts);
             if let Some(addr) = self.conn_addrs.get(&conn) {
-                t.span.record("replica", &**addr);
+                span.record("replica", &**addr);
             }
         }
     }

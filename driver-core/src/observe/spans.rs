@@ -27,8 +27,21 @@ impl fmt::Display for KeyHex<'_> {
 }
 
 /// The span of one call on the client, a child of the caller's current
-/// span. Its fields are filled in as the call goes.
-pub(crate) fn call_span(key: &MethodKey, name: Option<&str>) -> Span {
+/// span, if a subscriber records it. Its fields are filled in as the call
+/// goes.
+#[inline]
+pub(crate) fn call_span(key: &MethodKey, name: Option<&str>) -> Option<Span> {
+    // One load when nothing listens at DEBUG: no span value is made,
+    // moved or dropped.
+    if !tracing::level_enabled!(tracing::Level::DEBUG) {
+        return None;
+    }
+    let span = make_call_span(key, name);
+    (!span.is_disabled()).then_some(span)
+}
+
+#[inline(never)]
+fn make_call_span(key: &MethodKey, name: Option<&str>) -> Span {
     macro_rules! span {
         ($method:expr) => {
             tracing::debug_span!(

@@ -79,6 +79,7 @@ impl Link {
     }
 
     /// Carries out a command from the router.
+    #[inline]
     pub fn apply(&mut self, now: Instant, command: Command) {
         match command {
             Command::Start {
