@@ -57,11 +57,16 @@ use std::time::Duration;
 /// writing each request as its call starts. With few calls outstanding,
 /// latency is what matters and writing at once wins; with many, one write
 /// per batch is where throughput comes from. Bytes on the wire are the same
-/// either way. (Measured with `weft bench`: at 16 in flight writing through
-/// is faster, at 128 batching is three times faster.) Drivers count calls
-/// whose results the application has not taken yet: the pool forgets a
-/// call as soon as its response is read, which is too early a signal.
-pub const BATCH_WRITES_FROM: usize = 32;
+/// either way. Drivers count calls whose results the application has not
+/// taken yet: the pool forgets a call as soon as its response is read,
+/// which is too early a signal.
+///
+/// Chosen by a sweep (`weft bench --size 64 --pin split`, thresholds 2 to
+/// 32 against 1 to 16 calls in flight, both drivers): writing through wins
+/// up to 8 in flight on tokio (by up to 25 %) and up to 6 on mio; batching
+/// wins from 12 on both, by 40 % on each at 16. The first version's 32
+/// dated from before each connection had its own lock and loop.
+pub const BATCH_WRITES_FROM: usize = 12;
 
 /// A transport the pool asked the driver to open; never reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
