@@ -95,6 +95,35 @@ impl<E: Clone> EndpointSet<E> {
         (s.endpoints.clone(), s.version)
     }
 
+    /// Like [`wait_changed`](Self::wait_changed), but answers with the
+    /// current (unchanged) set after `max`: how a resolver thread whose
+    /// client has closed finds out, on its next answer, that nobody asks.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use weft_driver::resolver::EndpointSet;
+    /// use weft_proto::EndpointsVersion;
+    /// let set = EndpointSet::<&str>::new();
+    /// let v = set.set(vec!["a"]);
+    /// // Nothing changes: after the bound, the same version again.
+    /// assert_eq!(set.wait_changed_for(Some(v), Duration::from_millis(10)), (vec!["a"], v));
+    /// ```
+    pub fn wait_changed_for(
+        &self,
+        since: Option<EndpointsVersion>,
+        max: Duration,
+    ) -> (Vec<E>, EndpointsVersion) {
+        let mut s = self.lock();
+        if let Some(v) = since {
+            s = self
+                .changed
+                .wait_timeout_while(s, max, |s| s.version == v)
+                .expect("endpoint set poisoned")
+                .0;
+        }
+        (s.endpoints.clone(), s.version)
+    }
+
     /// Completes when the version differs from `since` (at once for
     /// `None`).
     pub async fn changed(&self, since: Option<EndpointsVersion>) -> (Vec<E>, EndpointsVersion) {
@@ -112,9 +141,11 @@ impl<E: Clone> EndpointSet<E> {
     }
 }
 
-/// How long a resolver that looks again and again (Unix directory, DNS)
-/// waits for a change before answering with the version it was given, so
-/// that a resolver whose client is gone stops soon after.
+/// How long a resolver waits for a change before answering with the
+/// version it was given, so that a resolver whose client is gone stops
+/// soon after: those that look again and again (Unix directory, DNS) and
+/// weft-mio's blocking `DynamicResolver`. (weft-tokio's resolve task ends
+/// when its client closes.)
 pub const FOLLOW_MAX_WAIT: Duration = Duration::from_secs(5);
 
 /// What a following resolver does after a look that found `found`: answer

@@ -289,9 +289,12 @@ weft_driver::endpoint_flavor! {
 pub type DynamicResolver = weft_driver::resolver::DynamicResolver<MioEndpoints>;
 
 impl Resolver for DynamicResolver {
-    /// Blocks until the set differs from `version`.
+    /// Blocks until the set differs from `version`, or for at most
+    /// [`FOLLOW_MAX_WAIT`](weft_driver::resolver::FOLLOW_MAX_WAIT), then
+    /// answers with the same version: the thread of a closed client ends.
     fn resolve(&self, version: Option<EndpointsVersion>) -> Resolved {
-        let (eps, v) = self.endpoints().wait_changed(version);
+        let max = weft_driver::resolver::FOLLOW_MAX_WAIT;
+        let (eps, v) = self.endpoints().wait_changed_for(version, max);
         Ok((eps, Some(v)))
     }
 }
