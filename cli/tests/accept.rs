@@ -5,12 +5,14 @@
 //! on the waiting connections: once descriptors free up they are served,
 //! with no new connection to wake the listener.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-const WEFT: &str = env!("CARGO_BIN_EXE_weft");
+mod common;
+use common::{Serve, WEFT};
+
 /// The server's descriptor limit.
 const NOFILE: usize = 64;
 /// Connections left waiting in the listen queue once the limit is hit.
@@ -24,69 +26,30 @@ const STUCK: Duration = Duration::from_secs(10);
 /// the version. The server answers with 20 bytes of its own.
 const VERSION: [u8; 20] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
 
-struct Server {
-    child: Child,
-    addr: String,
+/// `weft serve` under a lowered descriptor limit.
+fn start(driver: &str) -> Serve {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!(
+            "ulimit -n {NOFILE} && exec \"$0\" serve --addr tcp://127.0.0.1:0 --driver {driver}"
+        ))
+        .arg(WEFT);
+    Serve::spawn(cmd)
 }
 
-impl Server {
-    fn start(driver: &str) -> Server {
-        let mut child = Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "ulimit -n {NOFILE} && exec \"$0\" serve --addr tcp://127.0.0.1:0 --driver {driver}"
-            ))
-            .arg(WEFT)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("listening tcp://")
-            .expect(&line)
-            .to_owned();
-        Server { child, addr }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn open_descriptors(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
-            .unwrap()
-            .count()
-    }
-
-    /// User plus system CPU time so far, in clock ticks.
-    fn cpu_ticks(&self) -> u64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap();
-        // Fields after the command name, which may hold spaces: state is
-        // field 3, utime 14 and stime 15.
-        let rest: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
-        rest[11].parse::<u64>().unwrap() + rest[12].parse::<u64>().unwrap()
-    }
-
-    fn stop(mut self) {
-        Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status()
-            .unwrap();
-        let status = self.child.wait().unwrap();
-        assert!(status.success(), "serve exited with {status}");
-    }
+fn open_descriptors(server: &Serve) -> usize {
+    std::fs::read_dir(format!("/proc/{}/fd", server.child.id()))
+        .unwrap()
+        .count()
 }
 
-impl Drop for Server {
-    /// A test that failed midway leaves no server running.
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// User plus system CPU time so far, in clock ticks.
+fn cpu_ticks(server: &Serve) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", server.child.id())).unwrap();
+    // Fields after the command name, which may hold spaces: state is
+    // field 3, utime 14 and stime 15.
+    let rest: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    rest[11].parse::<u64>().unwrap() + rest[12].parse::<u64>().unwrap()
 }
 
 fn clock_ticks_per_second() -> u64 {
@@ -115,23 +78,23 @@ fn served(s: &mut TcpStream) {
 }
 
 fn accepts_again_once_descriptors_free_up(driver: &str) {
-    let server = Server::start(driver);
+    let server = start(driver);
     // Fill every descriptor the server may open.
     let mut accepted = Vec::new();
-    while server.open_descriptors() < NOFILE {
+    while open_descriptors(&server) < NOFILE {
         assert!(accepted.len() < NOFILE, "the limit is never reached");
-        let mut s = connect(&server.addr);
+        let mut s = connect(server.host_port());
         served(&mut s);
         accepted.push(s);
     }
     // These complete in the kernel but wait in the listen queue.
-    let mut waiting: Vec<_> = (0..WAITING).map(|_| connect(&server.addr)).collect();
+    let mut waiting: Vec<_> = (0..WAITING).map(|_| connect(server.host_port())).collect();
 
     // At the limit, accepting fails; the server must not spin on it.
-    let before = server.cpu_ticks();
+    let before = cpu_ticks(&server);
     let t0 = Instant::now();
     std::thread::sleep(WATCH);
-    let used = server.cpu_ticks() - before;
+    let used = cpu_ticks(&server) - before;
     let watched = t0.elapsed().as_secs_f64() * clock_ticks_per_second() as f64;
     assert!(
         (used as f64) < watched * 0.2,
@@ -146,7 +109,7 @@ fn accepts_again_once_descriptors_free_up(driver: &str) {
     }
     // And a new client's call succeeds.
     let o = Command::new(WEFT)
-        .args(["call", "--addr", &format!("tcp://{}", server.addr)])
+        .args(["call", "--addr", &server.addr])
         .args([
             "--method",
             "Echo",
@@ -164,7 +127,8 @@ fn accepts_again_once_descriptors_free_up(driver: &str) {
     );
     assert_eq!(o.stdout, b"back");
     drop((accepted, waiting));
-    server.stop();
+    let status = server.stop();
+    assert!(status.success(), "serve exited with {status}");
 }
 
 #[test]

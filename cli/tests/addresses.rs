@@ -2,11 +2,11 @@
 //! built binary.
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 
-const WEFT: &str = env!("CARGO_BIN_EXE_weft");
+mod common;
+use common::{Serve, WEFT};
 
 fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("weft-addresses-{}-{name}", std::process::id()));
@@ -15,36 +15,9 @@ fn tmp(name: &str) -> PathBuf {
     d
 }
 
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        let _ = self.0.wait();
-    }
-}
-
-/// `weft serve` with `args`; the server and its announced address.
-fn serve(args: &[&str]) -> (Server, String) {
-    let mut child = Command::new(WEFT)
-        .arg("serve")
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening ")
-        .expect(&line)
-        .to_owned();
-    (Server(child), addr)
+/// `weft serve` with `args`; stopped when dropped.
+fn serve(args: &[&str]) -> Serve {
+    Serve::start(args)
 }
 
 fn weft(args: &[&str]) -> Output {
@@ -94,7 +67,7 @@ fn mutual_tls_with_the_flags_on_both_drivers() {
     let (server_pki, client_pki, other) =
         (pki(&dir, "server"), pki(&dir, "client"), pki(&dir, "other"));
     for driver in ["tokio", "mio"] {
-        let (_server, addr) = serve(&[
+        let server = serve(&[
             "--driver",
             driver,
             "--addr",
@@ -106,6 +79,7 @@ fn mutual_tls_with_the_flags_on_both_drivers() {
             "--tls-client-ca",
             s(&client_pki.ca),
         ]);
+        let addr = server.addr.clone();
         assert!(addr.starts_with("tls://"), "{addr}");
         let call = |cert: &Pki| {
             weft(&[
@@ -167,7 +141,7 @@ fn tls_flags_that_cannot_apply_are_refused() {
 fn a_unixdir_address_finds_the_servers_in_a_directory() {
     let dir = tmp("unixdir");
     let sock = format!("unix://{}", dir.join("one.sock").display());
-    let (_server, _) = serve(&["--addr", &sock, "--name", "one"]);
+    let _server = serve(&["--addr", &sock, "--name", "one"]);
     let addr = format!("unixdir://{}", dir.display());
     let o = weft(&["call", "--addr", &addr, "--method", "Who"]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -204,7 +178,7 @@ fn a_unixdir_address_over_mutual_tls() {
     let pkis = tmp("unixdir-tls-pki");
     let (server_pki, client_pki) = (pki(&pkis, "server"), pki(&pkis, "client"));
     let sock = format!("tls+unix://{}", dir.join("one.sock").display());
-    let (_server, _) = serve(&[
+    let _server = serve(&[
         "--addr",
         &sock,
         "--name",

@@ -5,7 +5,8 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, Stdio};
 
-const WEFT: &str = env!("CARGO_BIN_EXE_weft");
+mod common;
+use common::{Serve, WEFT, send_signal};
 
 fn run(args: &[&str]) -> std::process::Output {
     Command::new(WEFT).args(args).output().unwrap()
@@ -17,37 +18,11 @@ fn tmp(name: &str) -> std::path::PathBuf {
     d
 }
 
-/// `weft serve` on `addr`; its child and announced address.
-fn serve(extra: &[&str], addr: &str) -> (std::process::Child, String) {
-    let mut child = Command::new(WEFT)
-        .args(["serve", "--addr", addr])
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening ")
-        .expect(&line)
-        .to_owned();
-    (child, addr)
-}
-
-fn stop(mut child: std::process::Child) {
-    send_signal(child.id(), "-TERM");
-    child.wait().unwrap();
-}
-
-fn send_signal(pid: u32, sig: &str) {
-    Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .status()
-        .unwrap();
+/// `weft serve` on `addr` with `extra` flags.
+fn serve(extra: &[&str], addr: &str) -> Serve {
+    let mut args = vec!["--addr", addr];
+    args.extend_from_slice(extra);
+    Serve::start(&args)
 }
 
 #[test]
@@ -73,7 +48,8 @@ fn help_and_version_list_methods_and_exit_codes() {
 
 #[test]
 fn data_file_dash_reads_standard_input() {
-    let (server, addr) = serve(&[], "tcp://127.0.0.1:0");
+    let server = serve(&[], "tcp://127.0.0.1:0");
+    let addr = server.addr.clone();
     let mut call = Command::new(WEFT)
         .args([
             "call",
@@ -91,7 +67,7 @@ fn data_file_dash_reads_standard_input() {
     call.stdin.take().unwrap().write_all(b"from stdin").unwrap();
     let out = call.wait_with_output().unwrap();
     assert_eq!(&out.stdout[..], b"from stdin");
-    stop(server);
+    server.stop();
 }
 
 #[test]
@@ -112,14 +88,14 @@ fn a_stale_unix_socket_is_replaced_but_a_live_one_is_not() {
     // A socket file nobody listens on, as a crash leaves it.
     drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
     let addr = format!("unix://{}", path.display());
-    let (server, _) = serve(&[], &addr);
+    let server = serve(&[], &addr);
     // Now it is live: a second server must not take it.
     let o = run(&["serve", "--addr", &addr]);
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("already listening"));
     let o = run(&["call", "--addr", &addr, "--method", "Who"]);
     assert_eq!(&o.stdout[..], b"weft", "the first server still serves");
-    stop(server);
+    server.stop();
 }
 
 fn bench_json(args: &[&str]) -> Vec<serde_json::Value> {
@@ -251,7 +227,8 @@ fn metrics_scrape_counts_the_calls_made() {
         .unwrap()
         .port();
     let metrics = format!("127.0.0.1:{port}");
-    let (server, addr) = serve(&["--metrics-addr", &metrics], "tcp://127.0.0.1:0");
+    let server = serve(&["--metrics-addr", &metrics], "tcp://127.0.0.1:0");
+    let addr = server.addr.clone();
     for _ in 0..3 {
         let o = run(&[
             "call", "--addr", &addr, "--method", "Echo", "--data", "abcd",
@@ -272,5 +249,5 @@ fn metrics_scrape_counts_the_calls_made() {
         .find(|l| l.starts_with("weft_server_request_bytes_total") && l.contains("Echo"))
         .unwrap();
     assert!(bytes.ends_with(" 12"), "{bytes}");
-    stop(server);
+    server.stop();
 }

@@ -1,38 +1,28 @@
 //! The `weft` binary end to end: serve + call for every built-in method on
 //! both drivers, exit codes per error kind, and the benchmark's output.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 
-const WEFT: &str = env!("CARGO_BIN_EXE_weft");
+mod common;
+use common::{Serve, WEFT};
 
-struct Server {
-    child: Child,
-    addr: String,
+/// `weft serve` on `addr` with `driver`; stderr shows in the test's.
+fn start(driver: &str, addr: &str) -> Serve {
+    let mut cmd = Command::new(WEFT);
+    cmd.args([
+        "serve", "--addr", addr, "--driver", driver, "--name", "cli-test",
+    ]);
+    Serve::spawn(cmd)
 }
 
-impl Server {
-    fn start(driver: &str, addr: &str) -> Server {
-        let mut child = Command::new(WEFT)
-            .args([
-                "serve", "--addr", addr, "--driver", driver, "--name", "cli-test",
-            ])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("listening ")
-            .expect(&line)
-            .to_owned();
-        Server { child, addr }
-    }
+/// `weft call` against a server.
+trait Call {
+    fn call(&self, args: &[&str]) -> Output;
+}
 
+impl Call for Serve {
     fn call(&self, args: &[&str]) -> Output {
         Command::new(WEFT)
             .args(["call", "--addr", &self.addr])
@@ -40,27 +30,12 @@ impl Server {
             .output()
             .unwrap()
     }
-
-    /// Stops with SIGTERM and checks the server exits cleanly.
-    fn stop(mut self) {
-        Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        let status = self.child.wait().unwrap();
-        assert!(status.success(), "serve exited with {status}");
-    }
 }
 
-/// A test that fails before `stop` must not leave its server running (it
-/// holds the test's piped output, so `cargo test | grep` would hang).
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+/// Stops with SIGTERM and checks the server exits cleanly.
+fn stop(s: Serve) {
+    let status = s.stop();
+    assert!(status.success(), "serve exited with {status}");
 }
 
 fn stdout(o: &Output) -> String {
@@ -74,7 +49,7 @@ fn stdout(o: &Output) -> String {
 }
 
 fn every_method(driver: &str, addr: &str) {
-    let s = Server::start(driver, addr);
+    let s = start(driver, addr);
     assert_eq!(
         stdout(&s.call(&["--method", "Echo", "--data", "hello"])),
         "hello"
@@ -158,7 +133,7 @@ fn every_method(driver: &str, addr: &str) {
         ])),
         "r"
     );
-    s.stop();
+    stop(s);
     let _ = std::fs::remove_dir_all(dir);
 }
 

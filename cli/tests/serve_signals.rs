@@ -7,57 +7,39 @@
 use bytes::Bytes;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, ChildStderr, Command, Stdio};
+use std::process::{ChildStderr, Command, Stdio};
 use std::time::Duration;
 use weft_proto::{FrameDecoder, Message, MethodKey, RemoteError, RequestHeader, Transmit, Version};
 
-const WEFT: &str = env!("CARGO_BIN_EXE_weft");
+mod common;
+use common::{Serve, WEFT};
 
-struct Serve {
-    child: Child,
+/// `weft serve` with its standard error read line by line.
+struct Serving {
+    serve: Serve,
     stderr: BufReader<ChildStderr>,
-    addr: String,
 }
 
-impl Serve {
-    fn start(driver: &str, grace: &str) -> Serve {
-        let mut child = Command::new(WEFT)
-            .args([
-                "serve",
-                "--addr",
-                "tcp://127.0.0.1:0",
-                "--driver",
-                driver,
-                "--grace",
-                grace,
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("listening tcp://")
-            .expect(&line)
-            .to_owned();
-        let stderr = BufReader::new(child.stderr.take().unwrap());
-        Serve {
-            child,
-            stderr,
-            addr,
-        }
+impl Serving {
+    fn start(driver: &str, grace: &str) -> Serving {
+        let mut cmd = Command::new(WEFT);
+        cmd.args([
+            "serve",
+            "--addr",
+            "tcp://127.0.0.1:0",
+            "--driver",
+            driver,
+            "--grace",
+            grace,
+        ])
+        .stderr(Stdio::piped());
+        let mut serve = Serve::spawn(cmd);
+        let stderr = BufReader::new(serve.child.stderr.take().expect("piped"));
+        Serving { serve, stderr }
     }
 
     fn interrupt(&self) {
-        let status = Command::new("kill")
-            .args(["-INT", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        self.serve.signal("-INT");
     }
 
     /// Waits for the server to say something on stderr containing `what`.
@@ -126,8 +108,8 @@ fn response(id: u64, payload: &'static [u8]) -> Message {
 }
 
 fn sigint_lets_the_call_in_flight_finish(driver: &str) {
-    let mut serve = Serve::start(driver, "60s");
-    let mut f = frames(go_client(&serve.addr, "Sleep", b"300"));
+    let mut serve = Serving::start(driver, "60s");
+    let mut f = frames(go_client(serve.serve.host_port(), "Sleep", b"300"));
     assert_eq!(f.next(), Some(Message::Version(Version::CURRENT)));
     assert_eq!(f.next(), Some(response(2, b"here")));
     serve.interrupt();
@@ -135,13 +117,13 @@ fn sigint_lets_the_call_in_flight_finish(driver: &str) {
     // The Sleep's answer, then the close: no goaway for a Go client.
     assert_eq!(f.next(), Some(response(1, b"")));
     assert_eq!(f.next(), None);
-    let status = serve.child.wait().unwrap();
+    let status = serve.serve.child.wait().unwrap();
     assert!(status.success(), "{status}");
 }
 
 fn a_second_sigint_stops_at_once(driver: &str) {
-    let mut serve = Serve::start(driver, "60s");
-    let mut f = frames(go_client(&serve.addr, "CancelWait", b""));
+    let mut serve = Serving::start(driver, "60s");
+    let mut f = frames(go_client(serve.serve.host_port(), "CancelWait", b""));
     assert_eq!(f.next(), Some(Message::Version(Version::CURRENT)));
     assert_eq!(f.next(), Some(response(2, b"here")));
     serve.interrupt();
@@ -154,7 +136,7 @@ fn a_second_sigint_stops_at_once(driver: &str) {
     };
     assert!(RemoteError::decode(&payload).unwrap().is_canceled());
     assert_eq!(f.next(), None);
-    let status = serve.child.wait().unwrap();
+    let status = serve.serve.child.wait().unwrap();
     assert!(status.success(), "{status}");
 }
 
