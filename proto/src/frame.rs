@@ -7,6 +7,7 @@
 //! ```
 
 use crate::error::DecodeError;
+use crate::large_frames::{LARGE_FRAME, Pool};
 use bytes::{Buf, Bytes, BytesMut};
 
 /// Length of a frame header.
@@ -145,6 +146,11 @@ pub struct FrameDecoder {
     skip_oversize_requests: bool,
     /// Bytes of an oversize request's payload still to discard.
     skipping: u64,
+    /// While a large frame is read into a buffer of its own (`buf`), the
+    /// read buffer it set aside.
+    set_aside: Option<BytesMut>,
+    /// Large frames' buffers, back from the application for the next one.
+    large: Pool,
 }
 
 impl FrameDecoder {
@@ -156,6 +162,8 @@ impl FrameDecoder {
             pending: None,
             skip_oversize_requests: false,
             skipping: 0,
+            set_aside: None,
+            large: Pool::default(),
         }
     }
 
@@ -225,6 +233,34 @@ impl FrameDecoder {
         self.buf.extend_from_slice(data);
     }
 
+    /// Reads the rest of a `len`-byte frame into a buffer of its own (one
+    /// back from the application if there is one), setting the read buffer
+    /// aside. Everything buffered belongs to this frame: it is not complete.
+    fn read_large_frame(&mut self, len: usize) {
+        let received = self.buf.len();
+        let mut own = match self.large.take() {
+            Some(buf) => buf,
+            // Room for what arrived and the usual reserve ahead: a header is
+            // only a claim, and the buffer grows as the bytes come.
+            None => BytesMut::with_capacity(len.min(received + EAGER_RESERVE)),
+        };
+        own.extend_from_slice(&self.buf);
+        self.buf.clear();
+        self.set_aside = Some(std::mem::replace(&mut self.buf, own));
+    }
+
+    /// The large frame now complete in `buf` (the first `len` bytes), as
+    /// a view that returns its buffer when dropped; `read_buf` becomes the
+    /// read buffer again, with any bytes read past the frame.
+    fn lend_large_frame(&mut self, len: usize, read_buf: BytesMut) -> Bytes {
+        let mut own = std::mem::replace(&mut self.buf, read_buf);
+        if own.len() > len {
+            self.buf.extend_from_slice(&own[len..]);
+            own.truncate(len);
+        }
+        Bytes::from_owner(self.large.lend(own))
+    }
+
     /// Bytes still missing from the frame whose header has been read.
     fn remaining_for_pending(&self) -> usize {
         match self.pending {
@@ -268,12 +304,18 @@ impl FrameDecoder {
         };
         let len = header.len as usize;
         if self.buf.len() < len {
+            if len >= LARGE_FRAME && self.set_aside.is_none() {
+                self.read_large_frame(len);
+            }
             let missing = len - self.buf.len();
             self.buf.reserve(missing.min(EAGER_RESERVE));
             return Ok(None);
         }
         self.pending = None;
-        let payload = self.buf.split_to(len).freeze();
+        let payload = match self.set_aside.take() {
+            Some(read_buf) => self.lend_large_frame(len, read_buf),
+            None => self.buf.split_to(len).freeze(),
+        };
         Ok(Some(Frame { header, payload }))
     }
 }

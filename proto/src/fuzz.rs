@@ -12,8 +12,59 @@ use crate::{Message, RemoteError, RequestHeader};
 pub const FUZZ_MAX_PAYLOAD: u64 = 1 << 16;
 
 /// Feeds `data` to a frame decoder in chunks whose sizes come from the data
-/// itself, parsing every frame, and checks that memory stays bounded.
+/// itself, parsing every frame, and checks that memory stays bounded; then
+/// again with zeros padded after each chunk, so that frames large enough
+/// for a buffer of their own arrive, some held while others are dropped.
 pub fn frame_decoder(data: &[u8]) {
+    small_frames(data);
+    large_frames(data);
+}
+
+/// Payload limit of the large-frame pass: room for frames past the size
+/// that gets a buffer of its own (256 KiB).
+const FUZZ_LARGE_MAX_PAYLOAD: u64 = 1 << 20;
+
+fn large_frames(data: &[u8]) {
+    let Some((&seed, mut rest)) = data.split_first() else {
+        return;
+    };
+    let chunk = usize::from(seed % 64) + 1;
+    let pad = vec![0u8; usize::from(seed) * 256];
+    let mut dec = FrameDecoder::new(FUZZ_LARGE_MAX_PAYLOAD);
+    let bound = 2 * (HEADER_LEN + FUZZ_LARGE_MAX_PAYLOAD as usize + chunk + pad.len());
+    let mut held = Vec::new();
+    while !rest.is_empty() {
+        let (now, later) = rest.split_at(chunk.min(rest.len()));
+        rest = later;
+        dec.extend_from_slice(now);
+        dec.extend_from_slice(&pad);
+        loop {
+            match dec.decode() {
+                Ok(Some(frame)) => {
+                    assert!(frame.payload.len() as u64 <= FUZZ_LARGE_MAX_PAYLOAD);
+                    if frame.header.id % 2 == 0 {
+                        let copy = frame.payload.to_vec();
+                        held.push((frame.payload, copy));
+                    }
+                }
+                Ok(None) => break,
+                Err(_) => return,
+            }
+        }
+        assert!(
+            dec.capacity() <= bound,
+            "decoder holds {} bytes",
+            dec.capacity()
+        );
+    }
+    // A frame's bytes do not change while it is held: its buffer is not
+    // read into again until it is dropped.
+    for (payload, copy) in held {
+        assert_eq!(&payload[..], &copy[..]);
+    }
+}
+
+fn small_frames(data: &[u8]) {
     let Some((&chunk_seed, mut rest)) = data.split_first() else {
         return;
     };

@@ -61,6 +61,7 @@ mod handler;
 mod handshake;
 mod header;
 mod idmap;
+mod large_frames;
 mod message;
 mod metadata;
 mod method;

@@ -117,3 +117,39 @@ fn large_elements_are_not_reserved_ahead() {
     // 60 000 x 24 bytes would be 1.4 MB; the bound is 64 KiB.
     assert!(largest <= 64 * 1024, "{largest} bytes reserved");
 }
+
+/// Large frames are read into buffers of their own; once the application
+/// drops a frame, its buffer serves the next one: after the first few, a
+/// 1 MiB frame costs one small allocation (the view's owner) instead of a
+/// fresh MiB, grown in steps, per frame.
+#[test]
+fn large_frames_reuse_their_buffers() {
+    let payload = Bytes::from(vec![9; 1 << 20]);
+    let mut tx = Transmit::new(DEFAULT_FLATTEN_LIMIT);
+    for id in 1..=40 {
+        tx.push_response(id, &payload);
+    }
+    let mut wire = Vec::new();
+    tx.drain_into(&mut wire);
+
+    let mut dec = FrameDecoder::new(DEFAULT_MAX_PAYLOAD);
+    let mut rest = &wire[..];
+    // As a driver reads: into the spare room `read_buf` gives, 64 KiB at
+    // most per read. Frames are dropped as they come (the caller is done).
+    let mut read_all = |dec: &mut FrameDecoder, frames: usize| {
+        let mut got = 0;
+        while got < frames {
+            let buf = dec.read_buf(4096);
+            let n = (buf.capacity() - buf.len()).min(64 * 1024).min(rest.len());
+            buf.extend_from_slice(&rest[..n]);
+            rest = &rest[n..];
+            while let Some(f) = dec.decode().unwrap() {
+                assert_eq!(f.payload.len(), 1 << 20);
+                got += 1;
+            }
+        }
+    };
+    read_all(&mut dec, 10);
+    let (n, ()) = allocations(|| read_all(&mut dec, 30));
+    assert!(n <= 30, "{n} allocations for 30 frames of 1 MiB");
+}
