@@ -203,9 +203,10 @@ impl FrameDecoder {
         self.buf.len()
     }
 
-    /// Bytes the buffer currently holds room for.
+    /// Bytes the buffer currently holds room for (with the read buffer
+    /// set aside while a large frame has one of its own).
     pub fn capacity(&self) -> usize {
-        self.buf.capacity()
+        self.buf.capacity() + self.set_aside.as_ref().map_or(0, BytesMut::capacity)
     }
 
     /// The buffer to read into, with room for at least `min_spare` more bytes
@@ -233,20 +234,26 @@ impl FrameDecoder {
         self.buf.extend_from_slice(data);
     }
 
-    /// Reads the rest of a `len`-byte frame into a buffer of its own (one
-    /// back from the application if there is one), setting the read buffer
-    /// aside. Everything buffered belongs to this frame: it is not complete.
+    /// Reads the rest of a `len`-byte frame into a buffer of its own: an
+    /// idle one of about its size if its connection has one, else a new
+    /// one with room for what arrived and the usual reserve ahead (a header
+    /// is only a claim; the buffer grows as the bytes come). The read
+    /// buffer is set aside, or, when the frame needs a new buffer, let go
+    /// (it holds nothing else: the frame is not complete), so that a header
+    /// alone holds no more memory than before. Reading resumes into the
+    /// read buffer, or a new one, once the frame is complete.
     fn read_large_frame(&mut self, len: usize) {
-        let received = self.buf.len();
-        let mut own = match self.large.take() {
-            Some(buf) => buf,
-            // Room for what arrived and the usual reserve ahead: a header is
-            // only a claim, and the buffer grows as the bytes come.
-            None => BytesMut::with_capacity(len.min(received + EAGER_RESERVE)),
+        let (mut own, pooled) = match self.large.take(len) {
+            Some(own) => (own, true),
+            None => {
+                let room = len.min(self.buf.len() + EAGER_RESERVE);
+                (BytesMut::with_capacity(room), false)
+            }
         };
         own.extend_from_slice(&self.buf);
-        self.buf.clear();
-        self.set_aside = Some(std::mem::replace(&mut self.buf, own));
+        let mut read_buf = std::mem::replace(&mut self.buf, own);
+        read_buf.clear();
+        self.set_aside = Some(if pooled { read_buf } else { BytesMut::new() });
     }
 
     /// The large frame now complete in `buf` (the first `len` bytes), as

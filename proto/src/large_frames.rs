@@ -16,8 +16,9 @@
 //! all connections of the process together at most [`PROCESS_POOL_BYTES`],
 //! so that a server with many connections pins little. What a connection
 //! keeps is what its peak of large frames held at once needed (1 MiB x 16
-//! in flight keeps ~32 MiB: each buffer grew to twice its frame); past
-//! the bounds buffers are freed as before.
+//! in flight keeps ~32 MiB: each buffer grew to twice its frame), so one
+//! busy connection may hold half the process's budget for as long as it
+//! lives; past the bounds buffers are freed as before.
 
 use bytes::BytesMut;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -26,6 +27,10 @@ use std::sync::{Arc, Mutex, Weak};
 /// Frames of at least this many payload bytes get a buffer of their own,
 /// taken from the pool when it has one.
 pub(crate) const LARGE_FRAME: usize = 256 * 1024;
+
+/// How much more than twice a frame's length a buffer it is read into may
+/// hold (buffers grow by doubling).
+const FIT_SLACK: usize = 64 * 1024;
 
 /// Idle buffer capacity a connection keeps at most.
 pub(crate) const POOL_BYTES: usize = 32 * 1024 * 1024;
@@ -66,10 +71,15 @@ impl Drop for Idle {
 }
 
 impl Pool {
-    /// An idle buffer (empty, with the capacity it had), if there is one.
-    pub(crate) fn take(&self) -> Option<BytesMut> {
+    /// An idle buffer (empty, with the capacity it had) for a frame of
+    /// `len` bytes, if there is one of about that size: not much larger,
+    /// since a driver reads into all of a buffer's room and what it reads
+    /// past the frame is copied back out.
+    pub(crate) fn take(&self, len: usize) -> Option<BytesMut> {
         let mut idle = self.shared.lock().unwrap_or_else(|e| e.into_inner());
-        let buf = idle.bufs.pop()?;
+        let fits = |b: &BytesMut| b.capacity() <= 2 * len + FIT_SLACK;
+        let i = idle.bufs.iter().rposition(fits)?;
+        let buf = idle.bufs.swap_remove(i);
         idle.bytes -= buf.capacity();
         POOLED.fetch_sub(buf.capacity(), Ordering::Relaxed);
         Some(buf)
@@ -125,8 +135,16 @@ mod tests {
     use super::*;
     use bytes::Bytes;
 
+    /// The process-wide count is shared by every test of this binary:
+    /// the tests that pool buffers take turns.
+    fn turn() -> std::sync::MutexGuard<'static, ()> {
+        static TURN: Mutex<()> = Mutex::new(());
+        TURN.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     #[test]
     fn a_dropped_frame_returns_its_buffer_within_the_bound() {
+        let _turn = turn();
         let pool = Pool::default();
         let frame = Bytes::from_owner(pool.lend(BytesMut::zeroed(LARGE_FRAME)));
         let view = frame.slice(10..20);
@@ -136,7 +154,10 @@ mod tests {
         let (n, bytes) = pool.idle();
         assert_eq!(n, 1);
         assert!(bytes >= LARGE_FRAME);
-        let buf = pool.take().unwrap();
+        // Not for a frame of a quarter of its size: too much room to read
+        // past the frame into.
+        assert!(pool.take(LARGE_FRAME / 4 - FIT_SLACK).is_none());
+        let buf = pool.take(LARGE_FRAME).unwrap();
         assert!(buf.is_empty() && buf.capacity() >= LARGE_FRAME);
         assert_eq!(pool.idle(), (0, 0));
 
@@ -168,6 +189,7 @@ mod tests {
 
     #[test]
     fn a_frame_outliving_its_connection_frees_its_buffer() {
+        let _turn = turn();
         let pool = Pool::default();
         let frame = Bytes::from_owner(pool.lend(BytesMut::from(&[1u8; 1024][..])));
         drop(pool);

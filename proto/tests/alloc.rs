@@ -8,7 +8,7 @@ use weft_proto::{Message, MethodKey, RequestHeader};
 
 mod counting;
 
-use counting::allocations;
+use counting::{allocations, largest_allocation};
 
 #[test]
 fn encoding_into_a_reused_buffer_allocates_nothing() {
@@ -152,4 +152,39 @@ fn large_frames_reuse_their_buffers() {
     read_all(&mut dec, 10);
     let (n, ()) = allocations(|| read_all(&mut dec, 30));
     assert!(n <= 30, "{n} allocations for 30 frames of 1 MiB");
+}
+
+/// A header claiming a large frame is only a claim: with nothing of the
+/// frame arrived, the decoder holds no more memory than the read buffer it
+/// had (the frame's own buffer replaces it), and as bytes come the buffer
+/// grows with them.
+#[test]
+fn a_large_frame_header_alone_holds_no_more_memory() {
+    let mut dec = FrameDecoder::new(DEFAULT_MAX_PAYLOAD);
+    let header = FrameHeader {
+        id: 1,
+        ty: weft_proto::MessageType::Response,
+        len: 100 << 20,
+    }
+    .encode();
+    dec.read_buf(4096).extend_from_slice(&header);
+    let before = dec.capacity();
+    let (largest, frame) = largest_allocation(|| dec.decode().unwrap());
+    assert!(frame.is_none());
+    assert!(largest <= 64 * 1024, "the header alone: {largest}");
+    assert!(
+        dec.capacity() <= before,
+        "holds {} (was {before})",
+        dec.capacity()
+    );
+    // 64 KiB of the frame arrive: the buffer stays within a few of those.
+    let (largest, ()) = largest_allocation(|| {
+        let chunk = [0u8; 4096];
+        for _ in 0..16 {
+            dec.read_buf(4096).extend_from_slice(&chunk);
+            assert!(dec.decode().unwrap().is_none());
+        }
+    });
+    assert!(largest <= 4 * 64 * 1024, "largest allocation {largest}");
+    assert!(dec.capacity() <= 4 * 64 * 1024, "holds {}", dec.capacity());
 }
