@@ -118,6 +118,7 @@ server_suite!(
 suite!(
     a_call,
     large_payloads,
+    large_results_held_while_more_arrive,
     concurrent_callers,
     errors,
     deadline,
