@@ -280,3 +280,44 @@ async fn a_large_payload_is_written_vectored_from_the_callers_buffer() {
         "header and payload as separate slices: {first:?}"
     );
 }
+
+/// Starts `n` calls in one burst (on one thread, each task starts its call
+/// before the connection's task runs again) and returns the writes they
+/// took.
+async fn burst(conn: &weft_tokio::Connection, log: &Log, n: usize) -> usize {
+    let before = log.writes.lock().unwrap().len();
+    let calls: Vec<_> = (0..n)
+        .map(|i| {
+            let conn = conn.clone();
+            tokio::spawn(async move {
+                let args = Bytes::from(vec![i as u8; 64]);
+                conn.call(key("Echo"), args, CallOptions::default()).await
+            })
+        })
+        .collect();
+    for (i, call) in calls.into_iter().enumerate() {
+        let out = call.await.expect("call task").expect("call");
+        assert_eq!(out, vec![i as u8; 64], "call {i}");
+    }
+    log.writes.lock().unwrap().len() - before
+}
+
+/// Below `BATCH_WRITES_FROM` calls outstanding each caller writes its own
+/// request at once (latency); from it on, requests queue up for the
+/// connection's task, which writes them in one go (throughput).
+#[tokio::test(flavor = "current_thread")]
+async fn few_calls_write_at_once_many_share_one_write() {
+    let (conn, log) = connected().await;
+    let limit = weft_tokio::proto::BATCH_WRITES_FROM;
+    let few = limit - 1;
+    assert_eq!(burst(&conn, &log, few).await, few, "{few} calls");
+    // The first `limit - 1` calls write their own, the rest share one.
+    let many = 4 * limit;
+    assert_eq!(
+        burst(&conn, &log, many).await,
+        limit,
+        "{many} calls: {} written at once, the rest in one write",
+        limit - 1
+    );
+    conn.close();
+}

@@ -16,69 +16,39 @@ pub const FUZZ_MAX_PAYLOAD: u64 = 1 << 16;
 /// again with zeros padded after each chunk, so that frames large enough
 /// for a buffer of their own arrive, some held while others are dropped.
 pub fn frame_decoder(data: &[u8]) {
-    small_frames(data);
-    large_frames(data);
+    let Some((&seed, rest)) = data.split_first() else {
+        return;
+    };
+    feed_frames(rest, usize::from(seed) + 1, &[], FUZZ_MAX_PAYLOAD, false);
+    let pad = vec![0u8; usize::from(seed) * 256];
+    feed_frames(rest, usize::from(seed % 64) + 1, &pad, FUZZ_LARGE_MAX_PAYLOAD, true);
 }
 
 /// Payload limit of the large-frame pass: room for frames past the size
 /// that gets a buffer of its own (256 KiB).
 const FUZZ_LARGE_MAX_PAYLOAD: u64 = 1 << 20;
 
-fn large_frames(data: &[u8]) {
-    let Some((&seed, mut rest)) = data.split_first() else {
-        return;
-    };
-    let chunk = usize::from(seed % 64) + 1;
-    let pad = vec![0u8; usize::from(seed) * 256];
-    let mut dec = FrameDecoder::new(FUZZ_LARGE_MAX_PAYLOAD);
-    let bound = 2 * (HEADER_LEN + FUZZ_LARGE_MAX_PAYLOAD as usize + chunk + pad.len());
+/// Feeds `rest` to a decoder of `max` bytes per payload, `chunk` bytes at a
+/// time each followed by `pad`, parsing every frame (and holding those of
+/// even id if `hold`), and checks that memory stays bounded and that held
+/// frames keep their bytes: a buffer is not read into again while a frame
+/// in it is held.
+fn feed_frames(mut rest: &[u8], chunk: usize, pad: &[u8], max: u64, hold: bool) {
+    let mut dec = FrameDecoder::new(max);
+    let bound = 2 * (HEADER_LEN + max as usize + chunk + pad.len());
     let mut held = Vec::new();
     while !rest.is_empty() {
         let (now, later) = rest.split_at(chunk.min(rest.len()));
         rest = later;
         dec.extend_from_slice(now);
-        dec.extend_from_slice(&pad);
+        dec.extend_from_slice(pad);
         loop {
             match dec.decode() {
                 Ok(Some(frame)) => {
-                    assert!(frame.payload.len() as u64 <= FUZZ_LARGE_MAX_PAYLOAD);
-                    if frame.header.id % 2 == 0 {
-                        let copy = frame.payload.to_vec();
-                        held.push((frame.payload, copy));
+                    assert!(frame.payload.len() as u64 <= max);
+                    if hold && frame.header.id % 2 == 0 {
+                        held.push((frame.payload.clone(), frame.payload.to_vec()));
                     }
-                }
-                Ok(None) => break,
-                Err(_) => return,
-            }
-        }
-        assert!(
-            dec.capacity() <= bound,
-            "decoder holds {} bytes",
-            dec.capacity()
-        );
-    }
-    // A frame's bytes do not change while it is held: its buffer is not
-    // read into again until it is dropped.
-    for (payload, copy) in held {
-        assert_eq!(&payload[..], &copy[..]);
-    }
-}
-
-fn small_frames(data: &[u8]) {
-    let Some((&chunk_seed, mut rest)) = data.split_first() else {
-        return;
-    };
-    let chunk = usize::from(chunk_seed) + 1;
-    let mut dec = FrameDecoder::new(FUZZ_MAX_PAYLOAD);
-    let bound = 2 * (HEADER_LEN + FUZZ_MAX_PAYLOAD as usize + chunk);
-    while !rest.is_empty() {
-        let (now, later) = rest.split_at(chunk.min(rest.len()));
-        rest = later;
-        dec.extend_from_slice(now);
-        loop {
-            match dec.decode() {
-                Ok(Some(frame)) => {
-                    assert!(frame.payload.len() as u64 <= FUZZ_MAX_PAYLOAD);
                     if let Ok(Message::ErrorResponse { payload, .. }) = Message::parse(frame) {
                         let _ = RemoteError::decode(&payload);
                     }
@@ -92,6 +62,9 @@ fn small_frames(data: &[u8]) {
             "decoder holds {} bytes",
             dec.capacity()
         );
+    }
+    for (payload, copy) in held {
+        assert_eq!(&payload[..], &copy[..]);
     }
 }
 
