@@ -21,7 +21,13 @@ pub fn frame_decoder(data: &[u8]) {
     };
     feed_frames(rest, usize::from(seed) + 1, &[], FUZZ_MAX_PAYLOAD, false);
     let pad = vec![0u8; usize::from(seed) * 256];
-    feed_frames(rest, usize::from(seed % 64) + 1, &pad, FUZZ_LARGE_MAX_PAYLOAD, true);
+    feed_frames(
+        rest,
+        usize::from(seed % 64) + 1,
+        &pad,
+        FUZZ_LARGE_MAX_PAYLOAD,
+        true,
+    );
 }
 
 /// Payload limit of the large-frame pass: room for frames past the size
