@@ -113,9 +113,9 @@ pub use balance::{
 };
 pub use endpoint::{NetEndpoint, ParseNetEndpoint, tcp, unix};
 pub use pool::{
-    Action, BATCH_WRITES_FROM, Command, ConnEvent, ConnId, ConnectError, DEFAULT_CONNECT_TIMEOUT,
-    EndpointsVersion, Link, Pool, PoolCallId, PoolConfig, PoolEvent, Readiness, ReplicaState,
-    Resolution, ResolverKind, Router,
+    Action, Command, ConnEvent, ConnId, ConnectError, DEFAULT_CONNECT_TIMEOUT, EndpointsVersion,
+    Link, Pool, PoolCallId, PoolConfig, PoolEvent, Readiness, ReplicaState, Resolution,
+    ResolverKind, Router, write_batch_at,
 };
 pub use rng::Rng;
 

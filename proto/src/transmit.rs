@@ -35,6 +35,8 @@ pub struct Transmit {
     chunks: VecDeque<Bytes>,
     tail: BytesMut,
     len: usize,
+    /// Frames queued since the queue was last empty.
+    frames: usize,
     flatten_limit: usize,
 }
 
@@ -45,6 +47,7 @@ impl Transmit {
             chunks: VecDeque::new(),
             tail: BytesMut::new(),
             len: 0,
+            frames: 0,
             flatten_limit,
         }
     }
@@ -52,6 +55,12 @@ impl Transmit {
     /// Bytes waiting to be written.
     pub fn len(&self) -> usize {
         self.len
+    }
+
+    /// Frames queued since the queue was last empty, a partly written one
+    /// included: how large the batch waiting for a write has grown.
+    pub fn frames(&self) -> usize {
+        self.frames
     }
 
     /// Whether nothing waits to be written.
@@ -96,6 +105,7 @@ impl Transmit {
             self.chunks.push_back(payload.clone());
         }
         self.len += total;
+        self.frames += 1;
     }
 
     /// Fills `dst` with the pending bytes in order and returns how many
@@ -132,6 +142,9 @@ impl Transmit {
     pub fn advance(&mut self, mut n: usize) {
         assert!(n <= self.len, "advanced {n} past {} queued bytes", self.len);
         self.len -= n;
+        if self.len == 0 {
+            self.frames = 0;
+        }
         while n > 0 {
             match self.chunks.front_mut() {
                 Some(c) if c.len() <= n => {
@@ -159,6 +172,7 @@ impl Transmit {
         out.extend_from_slice(&self.tail);
         self.tail.clear();
         self.len = 0;
+        self.frames = 0;
     }
 }
 

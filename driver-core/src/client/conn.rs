@@ -35,6 +35,9 @@ struct Inner<S> {
     io: Option<Waker>,
     /// Callers left requests for the loop to write.
     flush_wanted: bool,
+    /// The last write found the transport full; until a write completes,
+    /// callers leave theirs to the loop, which waits for room.
+    write_blocked: bool,
     /// The loop let the runtime run once before a batched write.
     deferred: bool,
     /// The poller reported a hang-up: read to the end, whatever
@@ -62,6 +65,7 @@ impl<S: Transport> ConnCell<S> {
                 stream: Some(stream),
                 io: None,
                 flush_wanted: false,
+                write_blocked: false,
                 deferred: false,
                 hung_up: false,
                 applying: VecDeque::new(),
@@ -148,6 +152,7 @@ impl<S: Transport> Inner<S> {
         let Some(stream) = self.stream.as_mut() else {
             return Poll::Ready(());
         };
+        self.write_blocked = false;
         while !self.link.transmit().is_empty() {
             match stream.poll_write(cx, self.link.transmit()) {
                 Poll::Ready(Ok(n)) => self.link.advance_transmit(n),
@@ -156,7 +161,10 @@ impl<S: Transport> Inner<S> {
                         .handle_transport_closed(now, format!("write: {e}"));
                     return Poll::Ready(());
                 }
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {
+                    self.write_blocked = true;
+                    return Poll::Pending;
+                }
             }
         }
         Poll::Ready(())
@@ -197,11 +205,13 @@ impl<S: Transport> Inner<S> {
 }
 
 impl<R: Runtime> Client<R> {
-    /// Carries out the router's queued commands on a connection.
+    /// Carries out the router's queued commands on a connection; the
+    /// caller writes them unless they make a batch of fewer than `batch_at`
+    /// frames, which the loop writes.
     pub(super) fn commands(
         self: &Arc<Self>,
         cell: &ConnCell<R::Stream>,
-        batched: bool,
+        batch_at: usize,
         now: Instant,
         work: &mut WorkList<R>,
     ) {
@@ -210,9 +220,12 @@ impl<R: Runtime> Client<R> {
             return;
         }
         cell.apply_queued(&mut inner, now);
-        if inner.link.transmit().is_empty() {
-            // Nothing to write (a cancel of an unsent call, an expiry).
-        } else if batched && inner.io.is_some() {
+        if inner.link.transmit().is_empty() || inner.write_blocked {
+            // Nothing to write (a cancel of an unsent call, an expiry), or
+            // no room: the loop, woken when there is, writes it all.
+        } else if inner.link.transmit().frames() < batch_at && inner.io.is_some() {
+            // A batch still filling: the loop writes it, unless a later
+            // caller fills it first.
             if !inner.flush_wanted {
                 inner.flush_wanted = true;
                 inner.io.as_ref().expect("checked").wake_by_ref();

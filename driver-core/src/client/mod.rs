@@ -380,7 +380,7 @@ impl<R: Runtime> Client<R> {
                 match item {
                     Work::Dial(conn, endpoint) => self.runtime.dial(self, conn, endpoint),
                     Work::Resolve(version) => self.runtime.resolve(self, version),
-                    Work::Conn(cell, batched) => self.commands(&cell, batched, now, &mut next),
+                    Work::Conn(cell, batch_at) => self.commands(&cell, batch_at, now, &mut next),
                     Work::Close(cell) => cell.close(now),
                     Work::Wake(waker) => waker.wake(),
                     Work::WakeTimer => self.runtime.wake_timer(),

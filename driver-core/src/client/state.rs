@@ -18,8 +18,8 @@ pub(super) type ById<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
 /// Work collected under a lock, carried out after it is released.
 pub(super) type WorkList<R> = SmallVec<[Work<R>; 8]>;
 use weft_proto::{
-    Action, BATCH_WRITES_FROM, Command, ConnId, EndpointsVersion, PoolCallId, PoolEvent, Readiness,
-    Router,
+    Action, Command, ConnId, EndpointsVersion, PoolCallId, PoolEvent, Readiness, Router,
+    write_batch_at,
 };
 
 /// A call's result, waiting for its caller. Kept to these two fields:
@@ -66,9 +66,10 @@ impl Observed {
 pub(super) enum Work<R: Runtime> {
     Dial(ConnId, Option<R::Endpoint>),
     Resolve(Option<EndpointsVersion>),
-    /// Apply a connection's queued commands; `true`: leave the write to its
-    /// loop, which batches it with others.
-    Conn(Arc<ConnCell<R::Stream>>, bool),
+    /// Apply a connection's queued commands; a write of fewer frames than
+    /// the number given is left to its loop, which batches it with others
+    /// (see [`weft_proto::write_batch_at`]).
+    Conn(Arc<ConnCell<R::Stream>>, usize),
     Close(Arc<ConnCell<R::Stream>>),
     Wake(Waker),
     WakeTimer,
@@ -198,7 +199,7 @@ impl<R: Runtime> State<R> {
     }
 
     /// Calls the application has started and not collected: the signal for
-    /// batching request writes (see [`weft_proto::BATCH_WRITES_FROM`]).
+    /// batching request writes (see [`weft_proto::write_batch_at`]).
     pub(super) fn outstanding(&self) -> usize {
         self.slots.len()
     }
@@ -223,9 +224,9 @@ impl<R: Runtime> State<R> {
             }
         }
         // Few calls outstanding: the caller writes its request at once, for
-        // latency. Many: the connection's loop writes all that queued by
-        // its next turn in one go.
-        let batched = self.outstanding() >= BATCH_WRITES_FROM;
+        // latency. Many: the connection's loop writes what queued by its
+        // next turn in one go, unless the batch fills first.
+        let batch_at = write_batch_at(self.outstanding());
         while let Some((conn, command)) = self.router.poll_command() {
             if self.traced > 0 {
                 self.trace_send(conn, &command);
@@ -235,7 +236,7 @@ impl<R: Runtime> State<R> {
             if let Some(cell) = self.conns.get(&conn)
                 && cell.queue(command)
             {
-                work.push(Work::Conn(cell.clone(), batched));
+                work.push(Work::Conn(cell.clone(), batch_at));
             }
         }
         while let Some(event) = self.router.poll_event() {
