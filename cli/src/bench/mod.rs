@@ -472,10 +472,7 @@ fn measure_raw(
     let (latencies, _) =
         raw::client(addr, &request, 16 + size, concurrency, duration).map_err(failed)?;
     let seconds = start.elapsed().as_secs_f64();
-    let mut record = Record::new();
-    for ns in latencies {
-        record.ok(ns);
-    }
+    let record = Record::of(latencies);
     Ok(Point {
         system: "raw-socket".into(),
         transport: transport_of(addr),
