@@ -154,7 +154,7 @@ impl Started {
     }
 }
 
-struct SpyEndpoint(Arc<Log>);
+struct SpyEndpoint(Arc<Log>, &'static str);
 
 impl Endpoint for SpyEndpoint {
     fn dial(&self) -> BoxFuture<'_, io::Result<BoxStream>> {
@@ -172,14 +172,14 @@ impl Endpoint for SpyEndpoint {
         })
     }
     fn address(&self) -> String {
-        "spy://".into()
+        format!("spy://{}", self.1)
     }
 }
 
 async fn connected() -> (weft_tokio::Connection, Arc<Log>) {
     let log = Arc::new(Log::default());
     let conn = weft_tokio::connect(
-        ConstantResolver::new([SpyEndpoint(log.clone())]),
+        ConstantResolver::new([SpyEndpoint(log.clone(), "a")]),
         ClientOptions::default(),
     )
     .await
@@ -322,7 +322,7 @@ fn model_writes(n: usize) -> usize {
     let (mut writes, mut queued) = (0, 0);
     for outstanding in 1..=n {
         queued += 1;
-        if queued >= write_batch_at(outstanding) {
+        if queued >= write_batch_at(outstanding, 1) {
             writes += 1;
             queued = 0;
         }
@@ -337,7 +337,7 @@ fn model_writes(n: usize) -> usize {
 #[tokio::test(flavor = "current_thread")]
 async fn few_calls_write_at_once_many_share_writes_in_batches() {
     let (conn, log) = connected().await;
-    let few = (1..).take_while(|&n| write_batch_at(n) <= 1).count();
+    let few = (1..).take_while(|&n| write_batch_at(n, 1) <= 1).count();
     let writes = burst(&conn, &log, few).await;
     assert_eq!(writes.len(), few, "{few} calls: one write each");
     let frame = writes[0];
@@ -355,5 +355,49 @@ async fn few_calls_write_at_once_many_share_writes_in_batches() {
         *largest <= frame * many / 4,
         "{many} calls: no write carries over a quarter of them: {writes:?}"
     );
+    conn.close();
+}
+
+/// Calls shared by two connections leave in batches of a quarter of each
+/// connection's share, not of all calls outstanding, which would let each
+/// connection's whole share go in one write.
+#[tokio::test(flavor = "current_thread")]
+async fn batches_are_a_quarter_of_each_connections_share() {
+    let logs = [Arc::new(Log::default()), Arc::new(Log::default())];
+    let conn = weft_tokio::connect(
+        ConstantResolver::new([
+            SpyEndpoint(logs[0].clone(), "a"),
+            SpyEndpoint(logs[1].clone(), "b"),
+        ]),
+        ClientOptions::default(),
+    )
+    .await
+    .unwrap();
+    // Until both connections carried a call.
+    while logs.iter().any(|l| l.writes.lock().unwrap().len() < 2) {
+        let args = Bytes::from(vec![0; 64]);
+        conn.call(key("Echo"), args, CallOptions::default())
+            .await
+            .unwrap();
+    }
+    let frame = logs[0].writes.lock().unwrap().last().unwrap().bytes;
+    for log in &logs {
+        log.writes.lock().unwrap().clear();
+    }
+    let many = 128;
+    burst(&conn, &logs[0], many).await;
+    let writes = logs
+        .map(|log| -> Vec<usize> { log.writes.lock().unwrap().iter().map(|w| w.bytes).collect() });
+    let total: usize = writes.iter().flatten().sum();
+    assert_eq!(total, many * frame, "every request written once");
+    let quarter = write_batch_at(many, 2);
+    for writes in writes {
+        assert!(writes.len() < many / 2 / 2, "{writes:?}");
+        let largest = writes.iter().max().unwrap();
+        assert!(
+            *largest <= frame * quarter,
+            "no write over {quarter} requests: {writes:?}"
+        );
+    }
     conn.close();
 }

@@ -226,7 +226,7 @@ impl<R: Runtime> State<R> {
         // Few calls outstanding: the caller writes its request at once, for
         // latency. Many: the connection's loop writes what queued by its
         // next turn in one go, unless the batch fills first.
-        let batch_at = write_batch_at(self.outstanding());
+        let batch_at = write_batch_at(self.outstanding(), self.conns.len());
         while let Some((conn, command)) = self.router.poll_command() {
             if self.traced > 0 {
                 self.trace_send(conn, &command);

@@ -56,7 +56,9 @@ use std::time::Duration;
 /// request brings the queue to that size writes it at once, given the calls
 /// `outstanding` (started and not yet collected by the application; the
 /// pool forgets a call as soon as its response is read, too early a
-/// signal). Below it, requests wait for the connection's I/O thread or
+/// signal) and the `connections` open that share them (taken as evenly
+/// shared; a balancer that favours one connection only makes its batches
+/// fill sooner). Below it, requests wait for the connection's I/O thread or
 /// task, which writes all that queued in one go on its next turn. At most 1
 /// (fewer than 8 outstanding): every caller writes its own request, because
 /// with few calls latency is what matters. Bytes on the wire are the same
@@ -75,12 +77,15 @@ use std::time::Duration;
 /// use weft_proto::write_batch_at;
 ///
 /// // One call in flight: its caller writes its request at once.
-/// assert!(write_batch_at(1) <= 1);
-/// // 128 in flight: requests leave 32 to a write, four batches in flight.
-/// assert_eq!(write_batch_at(128), 32);
+/// assert!(write_batch_at(1, 1) <= 1);
+/// // 128 in flight on one connection: 32 requests to a write, four
+/// // batches in flight.
+/// assert_eq!(write_batch_at(128, 1), 32);
+/// // ... and on four connections, four batches on each.
+/// assert_eq!(write_batch_at(128, 4), 8);
 /// ```
-pub fn write_batch_at(outstanding: usize) -> usize {
-    outstanding / 4
+pub fn write_batch_at(outstanding: usize, connections: usize) -> usize {
+    outstanding / connections.max(1) / 4
 }
 
 /// A transport the pool asked the driver to open; never reused.
