@@ -61,6 +61,32 @@ pub(crate) fn large_results_held_while_more_arrive(c: Driver, s: Driver, t: Tran
     server.stop();
 }
 
+/// Many calls at once, more bytes than the socket holds: requests queue
+/// behind the full socket (callers leave their writes to the connection's
+/// loop, which writes as room appears) and small ones after them leave in
+/// batches. Every call gets its own bytes back.
+pub(crate) fn many_calls_behind_a_full_socket(c: Driver, s: Driver, t: Transport) {
+    let (client, server) = pair(c, s, t);
+    let large = Bytes::from(
+        (0..128 * 1024)
+            .map(|i| (i % 251) as u8)
+            .collect::<Vec<u8>>(),
+    );
+    let small = Bytes::from_static(&[7; 100]);
+    // 8 MiB of large requests, then small ones started while they are
+    // still being written.
+    let large_calls = client.start_calls("Echo", large.clone(), 64, CallOptions::default());
+    let small_calls = client.start_calls("Echo", small.clone(), 256, CallOptions::default());
+    for r in large_calls.wait() {
+        assert_eq!(r.unwrap(), large);
+    }
+    for r in small_calls.wait() {
+        assert_eq!(r.unwrap(), small);
+    }
+    client.close();
+    server.stop();
+}
+
 pub(crate) fn concurrent_callers(c: Driver, s: Driver, t: Transport) {
     let (client, server) = pair(c, s, t);
     let end = Instant::now() + Duration::from_millis(100);

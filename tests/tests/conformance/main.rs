@@ -119,6 +119,7 @@ suite!(
     a_call,
     large_payloads,
     large_results_held_while_more_arrive,
+    many_calls_behind_a_full_socket,
     concurrent_callers,
     errors,
     deadline,
