@@ -258,7 +258,6 @@ async fn small_frames_queued_behind_a_full_socket_leave_in_one_write() {
     // leave theirs to the connection's task, which tries once and waits
     // for room, rather than each trying again.
     let refused = log.refused.load(Ordering::SeqCst);
-    eprintln!("REFUSED {refused}");
     assert!(refused <= 4, "{refused} writes tried against a full socket");
 }
 
@@ -291,11 +290,11 @@ async fn a_large_payload_is_written_vectored_from_the_callers_buffer() {
     );
 }
 
-/// Starts `n` calls in one burst (on one thread, each task starts its call
-/// before the connection's task runs again) and returns the writes they
-/// took.
-/// Starts `n` calls at once and waits for them all; the bytes of each write
-/// the client made meanwhile.
+/// Starts `n` calls in one burst and waits for them all; the bytes of each
+/// write the client made meanwhile. On a current-thread runtime tasks run
+/// in the order they were woken, so every caller starts its call before
+/// the connection's task (or the server's) runs again: the writes follow
+/// from the batching rule alone.
 async fn burst(conn: &weft_tokio::Connection, log: &Log, n: usize) -> Vec<usize> {
     let before = log.writes.lock().unwrap().len();
     let calls: Vec<_> = (0..n)

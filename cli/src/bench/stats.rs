@@ -80,6 +80,7 @@ impl Record {
     }
 
     pub fn merge(&mut self, mut other: Record) {
+        self.flush();
         other.flush();
         self.latency
             .add(&other.latency)

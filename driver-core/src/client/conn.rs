@@ -207,7 +207,8 @@ impl<S: Transport> Inner<S> {
 impl<R: Runtime> Client<R> {
     /// Carries out the router's queued commands on a connection; the
     /// caller writes them unless they make a batch of fewer than `batch_at`
-    /// frames, which the loop writes.
+    /// frames or the transport is full, when the loop writes them (the
+    /// caller writes anyway before the loop's first turn).
     pub(super) fn commands(
         self: &Arc<Self>,
         cell: &ConnCell<R::Stream>,

@@ -60,8 +60,10 @@ use std::time::Duration;
 /// shared; a balancer that favours one connection only makes its batches
 /// fill sooner). Below it, requests wait for the connection's I/O thread or
 /// task, which writes all that queued in one go on its next turn. At most 1
-/// (fewer than 8 outstanding): every caller writes its own request, because
-/// with few calls latency is what matters. Bytes on the wire are the same
+/// (fewer than 8 outstanding per connection): every caller writes its own
+/// request, because with few calls latency is what matters. Connections
+/// still in their handshake or going away count too, which only makes
+/// batches smaller for a while. Bytes on the wire are the same
 /// either way; only how they are split into writes changes.
 ///
 /// Why a quarter of the calls outstanding: it keeps about four batches
