@@ -142,6 +142,15 @@ mod tests {
         TURN.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Lends `n` frames of half a connection's bound from `pool` and drops
+    /// them.
+    fn lend_halves(pool: &Pool, n: usize) {
+        let frames: Vec<Bytes> = (0..n)
+            .map(|_| Bytes::from_owner(pool.lend(BytesMut::zeroed(POOL_BYTES / 2))))
+            .collect();
+        drop(frames);
+    }
+
     #[test]
     fn a_dropped_frame_returns_its_buffer_within_the_bound() {
         let _turn = turn();
@@ -162,28 +171,19 @@ mod tests {
         assert_eq!(pool.idle(), (0, 0));
 
         // Past the bound a buffer is freed instead of kept.
-        let frames: Vec<Bytes> = (0..3)
-            .map(|_| Bytes::from_owner(pool.lend(BytesMut::zeroed(POOL_BYTES / 2))))
-            .collect();
-        drop(frames);
+        lend_halves(&pool, 3);
         assert_eq!(pool.idle(), (2, POOL_BYTES));
 
         // The process-wide bound: a second connection fills the rest, a
         // third keeps nothing until the first is gone.
-        let lend = |pool: &Pool, n: usize| {
-            let frames: Vec<Bytes> = (0..n)
-                .map(|_| Bytes::from_owner(pool.lend(BytesMut::zeroed(POOL_BYTES / 2))))
-                .collect();
-            drop(frames);
-        };
         let second = Pool::default();
-        lend(&second, 2);
+        lend_halves(&second, 2);
         assert_eq!(second.idle().1 + POOL_BYTES, PROCESS_POOL_BYTES);
         let third = Pool::default();
-        lend(&third, 1);
+        lend_halves(&third, 1);
         assert_eq!(third.idle(), (0, 0), "over the process bound");
         drop(pool);
-        lend(&third, 1);
+        lend_halves(&third, 1);
         assert_eq!(third.idle(), (1, POOL_BYTES / 2));
     }
 

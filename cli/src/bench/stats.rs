@@ -17,6 +17,13 @@ fn histogram() -> Histogram<u64> {
 /// a vector, the histogram built after the run) never paid.
 const PENDING: usize = 1024;
 
+/// Adds latencies in nanoseconds to `latency`.
+fn add(latency: &mut Histogram<u64>, nanos: impl IntoIterator<Item = u64>) {
+    for n in nanos {
+        latency.saturating_record(n.max(1));
+    }
+}
+
 /// One worker's (or a whole point's) record.
 pub struct Record {
     latency: Histogram<u64>,
@@ -32,16 +39,13 @@ impl Record {
     pub fn new() -> Record {
         Record {
             latency: histogram(),
-            pending: Vec::new(),
+            pending: Vec::with_capacity(PENDING),
             errors: BTreeMap::new(),
             examples: BTreeMap::new(),
         }
     }
 
     pub fn ok(&mut self, nanos: u64) {
-        if self.pending.capacity() == 0 {
-            self.pending.reserve_exact(PENDING);
-        }
         self.pending.push(nanos);
         if self.pending.len() == PENDING {
             self.flush();
@@ -49,17 +53,13 @@ impl Record {
     }
 
     fn flush(&mut self) {
-        for nanos in self.pending.drain(..) {
-            self.latency.saturating_record(nanos.max(1));
-        }
+        add(&mut self.latency, self.pending.drain(..));
     }
 
     /// A record of `latencies` (nanoseconds), all in its histogram.
     pub fn of(latencies: impl IntoIterator<Item = u64>) -> Record {
         let mut record = Record::new();
-        for nanos in latencies {
-            record.latency.saturating_record(nanos.max(1));
-        }
+        add(&mut record.latency, latencies);
         record
     }
 
