@@ -5,7 +5,7 @@ use std::future::poll_fn;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
-use weft_proto::EndpointsVersion;
+use weft_proto::{EndpointsVersion, NetEndpoint};
 
 /// Why a resolver could not answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -265,5 +265,37 @@ impl<F: Flavor> DynamicResolver<F> {
     /// The set itself, which a driver's resolver trait waits on.
     pub fn endpoints(&self) -> &EndpointSet<F::Shared> {
         &self.set
+    }
+}
+
+/// How a following resolver (DNS, a Unix directory) turns the addresses it
+/// found into a driver's endpoints: plainly, or behind TLS once the
+/// application gave client settings. Each driver says how to make its own
+/// endpoint from an address; handing out what was found is written once.
+///
+/// ```
+/// use weft_driver::resolver::MakeEndpoint;
+/// use weft_proto::NetEndpoint;
+/// let names = MakeEndpoint::new(|e: NetEndpoint| e.to_string());
+/// let found = ["tcp://127.0.0.1:7000".parse().unwrap()];
+/// assert_eq!(names.all(found), vec!["tcp://127.0.0.1:7000".to_string()]);
+/// ```
+pub struct MakeEndpoint<T>(Box<dyn Fn(NetEndpoint) -> T + Send + Sync>);
+
+impl<T> MakeEndpoint<T> {
+    /// Makes each endpoint with `make`.
+    pub fn new(make: impl Fn(NetEndpoint) -> T + Send + Sync + 'static) -> Self {
+        MakeEndpoint(Box::new(make))
+    }
+
+    /// An endpoint for each address found, in order.
+    pub fn all(&self, found: impl IntoIterator<Item = NetEndpoint>) -> Vec<T> {
+        found.into_iter().map(&*self.0).collect()
+    }
+}
+
+impl<T> std::fmt::Debug for MakeEndpoint<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MakeEndpoint")
     }
 }

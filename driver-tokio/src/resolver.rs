@@ -2,6 +2,7 @@
 
 use crate::endpoint::{BoxFuture, Endpoint};
 use std::sync::Arc;
+use weft_driver::resolver::MakeEndpoint;
 pub use weft_driver::resolver::ResolveError;
 use weft_proto::{EndpointsVersion, NetEndpoint};
 
@@ -93,28 +94,17 @@ impl Resolver for ConstantResolver {
     }
 }
 
-/// How a following resolver hands out what it found: as plain endpoints,
-/// or behind TLS when given client settings.
-#[derive(Debug, Clone, Default)]
-struct Wrap {
-    #[cfg(feature = "tls")]
-    tls: Option<weft_driver::tls::ClientTls>,
+/// A following resolver's endpoints: plain ones.
+fn plain() -> MakeEndpoint<SharedEndpoint> {
+    MakeEndpoint::new(|e| Arc::new(e) as SharedEndpoint)
 }
 
-impl Wrap {
-    fn shared(&self, found: impl IntoIterator<Item = NetEndpoint>) -> Vec<SharedEndpoint> {
-        found
-            .into_iter()
-            .map(|e| {
-                #[cfg(feature = "tls")]
-                if let Some(tls) = &self.tls {
-                    let e = weft_driver::tls::TlsEndpoint::new(e, tls.clone());
-                    return Arc::new(e) as SharedEndpoint;
-                }
-                Arc::new(e) as SharedEndpoint
-            })
-            .collect()
-    }
+/// A following resolver's endpoints: behind TLS with `tls`.
+#[cfg(feature = "tls")]
+fn with_tls(tls: weft_driver::tls::ClientTls) -> MakeEndpoint<SharedEndpoint> {
+    MakeEndpoint::new(move |e| {
+        Arc::new(weft_driver::tls::TlsEndpoint::new(e, tls.clone())) as SharedEndpoint
+    })
 }
 
 /// The Unix sockets in a directory, followed as they come and go
@@ -135,13 +125,13 @@ impl Wrap {
 /// ```
 #[cfg(unix)]
 #[derive(Debug)]
-pub struct UnixDirResolver(weft_driver::unixdir::UnixDir, Wrap);
+pub struct UnixDirResolver(weft_driver::unixdir::UnixDir, MakeEndpoint<SharedEndpoint>);
 
 #[cfg(unix)]
 impl UnixDirResolver {
     /// Follows the sockets in `dir`.
     pub fn new(dir: impl Into<std::path::PathBuf>) -> Self {
-        UnixDirResolver(weft_driver::unixdir::UnixDir::new(dir), Wrap::default())
+        UnixDirResolver(weft_driver::unixdir::UnixDir::new(dir), plain())
     }
 
     /// Dials every replica it finds with TLS (`tls` as for a
@@ -149,7 +139,7 @@ impl UnixDirResolver {
     /// followed set.
     #[cfg(feature = "tls")]
     pub fn tls(mut self, tls: weft_driver::tls::ClientTls) -> Self {
-        self.1.tls = Some(tls);
+        self.1 = with_tls(tls);
         self
     }
 }
@@ -166,7 +156,7 @@ impl Resolver for UnixDirResolver {
                 let next = now + weft_driver::unixdir::UNIXDIR_POLL;
                 match after_look(seen, version, started, now, next) {
                     None => {
-                        let eps = self.1.shared(paths.into_iter().map(NetEndpoint::Unix));
+                        let eps = self.1.all(paths.into_iter().map(NetEndpoint::Unix));
                         return Ok((eps, Some(version)));
                     }
                     Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -191,7 +181,7 @@ impl Resolver for UnixDirResolver {
 /// ```
 #[cfg(feature = "dns")]
 #[derive(Debug)]
-pub struct DnsResolver(weft_driver::dns::Dns, Wrap);
+pub struct DnsResolver(weft_driver::dns::Dns, MakeEndpoint<SharedEndpoint>);
 
 #[cfg(feature = "dns")]
 impl DnsResolver {
@@ -200,7 +190,7 @@ impl DnsResolver {
         target: weft_driver::dns::DnsTarget,
         opts: weft_driver::dns::DnsOptions,
     ) -> Result<Self, ResolveError> {
-        weft_driver::dns::Dns::new(target, opts).map(|d| DnsResolver(d, Wrap::default()))
+        weft_driver::dns::Dns::new(target, opts).map(|d| DnsResolver(d, plain()))
     }
 
     /// Follows `dns://name:port` or `dns+srv://name` with the system's
@@ -217,7 +207,7 @@ impl DnsResolver {
     /// followed set.
     #[cfg(feature = "tls")]
     pub fn tls(mut self, tls: weft_driver::tls::ClientTls) -> Self {
-        self.1.tls = Some(tls);
+        self.1 = with_tls(tls);
         self
     }
 }
@@ -232,7 +222,7 @@ impl Resolver for DnsResolver {
                 let a = self.0.lookup().await?;
                 let now = std::time::Instant::now();
                 match after_look(seen, a.version, started, now, a.next_lookup) {
-                    None => return Ok((self.1.shared(a.endpoints), Some(a.version))),
+                    None => return Ok((self.1.all(a.endpoints), Some(a.version))),
                     Some(at) => tokio::time::sleep_until(at.into()).await,
                 }
             }
