@@ -293,24 +293,74 @@ fn closed_mio_worker(
     control: &Control,
     share: usize,
 ) -> Record {
+    closed_loop(
+        control,
+        share,
+        || client.start(job.key, job.args.clone(), job.opts()),
+        weft_mio::PendingCall::wait,
+        Instant::now,
+    )
+}
+
+/// One blocking worker's closed loop: keeps `share` calls in flight and
+/// waits for the oldest (calls on one connection end in order). A call's
+/// latency runs from before its `start`, which may write the request, to
+/// when its `wait` returned; one clock read per call, as the end of one
+/// call is the start of those started next.
+fn closed_loop<C>(
+    control: &Control,
+    share: usize,
+    mut start: impl FnMut() -> C,
+    mut wait: impl FnMut(C) -> Result<Bytes, weft_proto::CallError>,
+    mut clock: impl FnMut() -> Instant,
+) -> Record {
     let mut record = Record::new();
     let mut inflight = std::collections::VecDeque::with_capacity(share);
-    // When the last call ended: the start of the calls started next.
-    let mut now = Instant::now();
+    let mut now = clock();
     loop {
         while inflight.len() < share {
             let Some(measured) = control.next() else {
                 break;
             };
-            let call = client.start(job.key, job.args.clone(), job.opts());
-            inflight.push_back((now, measured, call));
+            inflight.push_back((now, measured, start()));
         }
-        // Calls on one connection end in order: wait for the oldest.
         let Some((t0, measured, call)) = inflight.pop_front() else {
             return record;
         };
-        let result = call.wait();
-        now = Instant::now();
+        let result = wait(call);
+        now = clock();
         control.ended(measured, &mut record, (t0, now), result);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    /// A blocking worker's latency covers the call's start, where a mio
+    /// caller writes its own request, as well as the wait for the answer.
+    #[test]
+    fn a_blocking_call_is_timed_from_before_its_start() {
+        let control = Control::new(Some(50));
+        control.measuring.store(true, Ordering::Relaxed);
+        let t = Cell::new(Instant::now());
+        let pass = |us| t.set(t.get() + Duration::from_micros(us));
+        let record = closed_loop(
+            &control,
+            1,
+            || pass(10),
+            |()| {
+                pass(50);
+                Ok(Bytes::new())
+            },
+            || t.get(),
+        );
+        let mut total = Record::new();
+        total.merge(record);
+        let h = total.latency();
+        assert_eq!(h.len(), 50);
+        assert!(h.equivalent(h.min(), 60_000), "min {} ns", h.min());
+        assert!(h.equivalent(h.max(), 60_000), "max {} ns", h.max());
     }
 }
