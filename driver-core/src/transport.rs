@@ -70,6 +70,17 @@ pub trait Transport: Send + 'static {
     /// stream supports it); returns how many bytes the stream took.
     fn poll_write(&mut self, cx: &mut Context<'_>, tx: &Transmit) -> Poll<io::Result<usize>>;
 
+    /// Pushes out bytes the stream took but still holds: TLS records
+    /// encrypted from plaintext it accepted while the socket was full.
+    /// Called whenever the queue is empty after writing; `Pending`
+    /// registers `cx` as for a write. A stream that holds nothing (a plain
+    /// socket) keeps the default; one whose poller reports writability
+    /// without a waker (mio) may flush on its next read or write instead.
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let _ = cx;
+        Poll::Ready(Ok(()))
+    }
+
     /// Whether a read of `n` bytes, offered `spare` bytes of room, proves
     /// the stream drained, so the loop may stop reading as if it had seen
     /// `Pending`, without the extra system call that would only say "would

@@ -25,6 +25,10 @@ impl Transport for TokioStream {
     fn poll_write(&mut self, cx: &mut Context<'_>, tx: &Transmit) -> Poll<io::Result<usize>> {
         poll_write(&mut self.0, cx, tx)
     }
+
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.0).poll_flush(cx)
+    }
 }
 
 /// Reads once into `buf`. `Ok(0)` means end of stream.

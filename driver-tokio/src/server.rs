@@ -594,6 +594,10 @@ impl ServerTask {
                 Poll::Pending => return Ok(()),
             }
         }
-        Ok(())
+        // Records a TLS stream still holds (see `Transport::poll_flush`).
+        match Pin::new(&mut *self.stream).poll_flush(cx) {
+            Poll::Ready(r) => r,
+            Poll::Pending => Ok(()),
+        }
     }
 }

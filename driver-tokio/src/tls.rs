@@ -81,10 +81,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for LazyTls<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let s = ready!(self.get_mut().poll_handshake(cx))?;
-        // Records a write left queued (the socket was full, and the queue
-        // holding their plaintext emptied) go out now: reads are polled
-        // every turn, writes only while something is queued.
-        let _ = Pin::new(&mut *s).poll_flush(cx)?;
         Pin::new(s).poll_read(cx, buf).map_err(describe_io)
     }
 }

@@ -146,8 +146,9 @@ impl<S: Transport> ConnCell<S> {
 }
 
 impl<S: Transport> Inner<S> {
-    /// Writes until the queue is empty or the transport is full. A
-    /// `Pending` write registered `cx`'s waker.
+    /// Writes until the queue is empty and the transport holds nothing
+    /// back, or the transport is full. A `Pending` write or flush
+    /// registered `cx`'s waker.
     fn flush(&mut self, cx: &mut Context<'_>, now: Instant) -> Poll<()> {
         let Some(stream) = self.stream.as_mut() else {
             return Poll::Ready(());
@@ -167,7 +168,21 @@ impl<S: Transport> Inner<S> {
                 }
             }
         }
-        Poll::Ready(())
+        // A TLS stream may have taken the last bytes as plaintext with the
+        // socket full: until its records leave, the request is not sent,
+        // and a caller's write registered no waker that would send them.
+        match stream.poll_flush(cx) {
+            Poll::Ready(Ok(())) => Poll::Ready(()),
+            Poll::Ready(Err(e)) => {
+                self.link
+                    .handle_transport_closed(now, format!("write: {e}"));
+                Poll::Ready(())
+            }
+            Poll::Pending => {
+                self.write_blocked = true;
+                Poll::Pending
+            }
+        }
     }
 
     /// Reads until the transport would block or the turn's budget is spent;
