@@ -464,7 +464,7 @@ impl ServerTask {
                 progressed = true;
                 self.start(cx, now, d);
             }
-            match self.flush(cx) {
+            match self.flush(cx, now) {
                 Ok(()) => {}
                 Err(e) => {
                     self.conn
@@ -586,7 +586,7 @@ impl ServerTask {
         });
     }
 
-    fn flush(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+    fn flush(&mut self, cx: &mut Context<'_>, now: Instant) -> io::Result<()> {
         while !self.conn.transmit().is_empty() {
             match poll_write(&mut self.stream, cx, self.conn.transmit()) {
                 Poll::Ready(Ok(n)) => self.conn.advance_transmit(n),
@@ -594,8 +594,11 @@ impl ServerTask {
                 Poll::Pending => return Ok(()),
             }
         }
-        // Records a TLS stream still holds (see `Transport::poll_flush`).
-        match Pin::new(&mut *self.stream).poll_flush(cx) {
+        // Records a TLS stream still holds (see `Transport::poll_flush`):
+        // output the connection is not finished without.
+        let held = Pin::new(&mut *self.stream).poll_flush(cx);
+        self.conn.handle_output_held(now, held.is_pending());
+        match held {
             Poll::Ready(r) => r,
             Poll::Pending => Ok(()),
         }

@@ -179,6 +179,10 @@ pub struct ServerConn {
     frame_due: Option<Instant>,
     /// After a failure, when queued output is dropped if still unwritten.
     linger_until: Option<Instant>,
+    /// The transport took every queued byte but still holds some (TLS
+    /// records the socket had no room for); see
+    /// [`handle_output_held`](Self::handle_output_held).
+    output_held: bool,
     /// The highest request id received: what a goaway promises to answer.
     last_request: u64,
     drain: Option<Drain>,
@@ -203,6 +207,7 @@ impl ServerConn {
             handshake_due: Some(now + config.handshake_timeout),
             frame_due: None,
             linger_until: None,
+            output_held: false,
             last_request: 0,
             drain: None,
             idle_due: None,
@@ -243,9 +248,10 @@ impl ServerConn {
     }
 
     /// Whether the driver is done with the connection: it failed or was
-    /// closed, and nothing queued is left to write. Close the transport.
+    /// closed, and nothing queued is left to write, in the core or held by
+    /// the transport. Close the transport.
     pub fn is_finished(&self) -> bool {
-        self.failure.is_some() && self.tx.is_empty()
+        self.failure.is_some() && self.tx.is_empty() && !self.output_held
     }
 
     // ---- inputs ----
@@ -305,6 +311,23 @@ impl ServerConn {
     pub fn handle_transport_closed(&mut self, now: Instant, reason: impl Into<String>) {
         self.advance_time(now);
         self.fail(ConnError::Transport(reason.into()));
+    }
+
+    /// Reports whether the transport, having taken every byte queued so
+    /// far, still holds some it could not send yet: TLS records encrypted
+    /// while the socket was full. Bytes held are output like the queue's: a
+    /// failed connection is not finished until they are out, or until its
+    /// [`LINGER`] runs out (then they are dropped with the connection: a
+    /// failure while bytes are held starts the linger as queued bytes do).
+    /// A plain socket never holds any, and a driver for one need not call.
+    pub fn handle_output_held(&mut self, now: Instant, held: bool) {
+        if self.output_held != held {
+            self.advance_time(now);
+            // After a failure that dropped the output (or whose linger ran
+            // out), what the transport holds is dropped with it.
+            let kept = self.failure.is_none() || self.linger_until.is_some();
+            self.output_held = held && kept;
+        }
     }
 
     // ---- commands ----
@@ -433,6 +456,7 @@ impl ServerConn {
         if self.linger_until.is_some_and(|t| t <= self.now) {
             self.linger_until = None;
             self.tx.advance(self.tx.len());
+            self.output_held = false;
         }
         if let Some(d) = &mut self.drain {
             if d.grace_due.take_if(|t| *t <= self.now).is_some() {
@@ -549,7 +573,7 @@ impl ServerConn {
         // What was queued before the peer broke the protocol still goes
         // out (the version reply, as Go sends it before it reads on), for a
         // short while.
-        let keep = matches!(err, ConnError::Peer(_)) && !self.tx.is_empty();
+        let keep = matches!(err, ConnError::Peer(_)) && (!self.tx.is_empty() || self.output_held);
         if keep && self.failure.is_none() {
             self.linger_until = Some(self.now + LINGER);
         }
@@ -573,6 +597,7 @@ impl ServerConn {
         self.drain = None;
         if !keep_output {
             self.tx.advance(self.tx.len());
+            self.output_held = false;
         }
         self.events.push_back(ServerEvent::Failed(err.clone()));
         self.failure = Some(err);

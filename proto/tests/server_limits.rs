@@ -169,6 +169,63 @@ fn output_a_broken_client_does_not_take_is_dropped_after_the_linger() {
     assert!(conn.is_finished());
 }
 
+/// The version reply is written, but the transport holds part of it (TLS
+/// records the socket had no room for): the broken connection is not
+/// finished until the transport reports them out.
+#[test]
+fn output_the_transport_holds_keeps_a_failed_connection_until_it_is_out() {
+    let now = Instant::now();
+    let mut conn = ServerConn::new(now, ServerConfig::default());
+    let mut input = version();
+    input.extend_from_slice(&[0; 8]);
+    input.extend_from_slice(&9u64.to_le_bytes());
+    conn.handle_input(now, &input);
+    let mut out = Vec::new();
+    conn.drain_transmit(&mut out);
+    conn.handle_output_held(now, true);
+    assert!(!conn.is_finished(), "held bytes are still output");
+    conn.handle_output_held(now + Duration::from_millis(10), false);
+    assert!(conn.is_finished());
+}
+
+/// Held bytes a peer never takes are dropped with the connection after the
+/// linger, as queued ones are; a connection that fails with nothing queued
+/// but bytes held starts its linger then.
+#[test]
+fn output_held_after_a_failure_waits_no_longer_than_the_linger() {
+    let now = Instant::now();
+    let mut conn = ServerConn::new(now, ServerConfig::default());
+    conn.handle_input(now, &version());
+    let mut out = Vec::new();
+    conn.drain_transmit(&mut out);
+    conn.handle_output_held(now, true);
+    // A frame of an unknown type: the peer broke the protocol.
+    let mut bad = vec![0; 8];
+    bad.extend_from_slice(&9u64.to_le_bytes());
+    conn.handle_input(now, &bad);
+    assert!(conn.failure().is_some());
+    assert!(!conn.is_finished());
+    assert_eq!(conn.next_deadline(), Some(now + LINGER));
+    conn.handle_timeout(now + LINGER);
+    assert!(conn.is_finished());
+}
+
+/// A transport that failed holds nothing worth waiting for.
+#[test]
+fn a_closed_transport_drops_what_it_held() {
+    let now = Instant::now();
+    let mut conn = ServerConn::new(now, ServerConfig::default());
+    conn.handle_input(now, &version());
+    conn.handle_output_held(now, true);
+    conn.handle_transport_closed(now, "reset");
+    assert!(conn.is_finished());
+    // A driver's flush after the failure still sees the bytes in its
+    // stream: they are not waited for.
+    conn.handle_output_held(now, false);
+    conn.handle_output_held(now, true);
+    assert!(conn.is_finished());
+}
+
 #[test]
 fn a_client_that_does_not_read_stops_being_read() {
     let now = Instant::now();

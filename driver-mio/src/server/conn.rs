@@ -63,10 +63,18 @@ pub(super) fn pump(
     }
 }
 
-/// Writes what the core has queued until the socket takes no more.
-/// Returns whether writing failed (the core's failure is then taken next
-/// turn).
+/// Writes what the core has queued until the socket takes no more, and
+/// tells the core whether the stream still holds some (TLS records): a
+/// failed connection is not finished while it does. Returns whether
+/// writing failed (the core's failure is then taken next turn).
 pub(super) fn flush_conn(c: &mut Conn, token: Token, registry: &Registry, now: Instant) -> bool {
+    let failed = write_conn(c, token, registry, now);
+    c.core
+        .handle_output_held(now, c.stream.has_pending_output());
+    failed
+}
+
+fn write_conn(c: &mut Conn, token: Token, registry: &Registry, now: Instant) -> bool {
     while !c.core.transmit().is_empty() || c.stream.has_pending_output() {
         match write_once(&mut c.stream, c.core.transmit()) {
             Ok(n) => c.core.advance_transmit(n),

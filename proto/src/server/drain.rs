@@ -133,7 +133,7 @@ impl ServerConn {
     /// [`ConnError::Closed`], but what is queued (goaway, last answers) is
     /// still written, for up to [`LINGER`].
     pub(super) fn close_gracefully(&mut self) {
-        if !self.tx.is_empty() {
+        if !self.tx.is_empty() || self.output_held {
             self.linger_until = Some(self.now + LINGER);
         }
         self.fail_keeping_output(ConnError::Closed, true);
