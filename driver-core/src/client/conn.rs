@@ -154,24 +154,21 @@ impl<S: Transport> Inner<S> {
             return Poll::Ready(());
         };
         self.write_blocked = false;
-        while !self.link.transmit().is_empty() {
+        // Once the queue is empty, a TLS stream may still hold the last
+        // bytes as records the full socket did not take: until they leave,
+        // the request is not sent, and a caller's write registered no
+        // waker that would send them.
+        let written = loop {
+            if self.link.transmit().is_empty() {
+                break stream.poll_flush(cx);
+            }
             match stream.poll_write(cx, self.link.transmit()) {
                 Poll::Ready(Ok(n)) => self.link.advance_transmit(n),
-                Poll::Ready(Err(e)) => {
-                    self.link
-                        .handle_transport_closed(now, format!("write: {e}"));
-                    return Poll::Ready(());
-                }
-                Poll::Pending => {
-                    self.write_blocked = true;
-                    return Poll::Pending;
-                }
+                Poll::Ready(Err(e)) => break Poll::Ready(Err(e)),
+                Poll::Pending => break Poll::Pending,
             }
-        }
-        // A TLS stream may have taken the last bytes as plaintext with the
-        // socket full: until its records leave, the request is not sent,
-        // and a caller's write registered no waker that would send them.
-        match stream.poll_flush(cx) {
+        };
+        match written {
             Poll::Ready(Ok(())) => Poll::Ready(()),
             Poll::Ready(Err(e)) => {
                 self.link
