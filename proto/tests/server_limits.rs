@@ -42,6 +42,13 @@ fn request(id: u64, args: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A frame of a type no version knows: the client broke the protocol.
+fn unknown_frame() -> Vec<u8> {
+    let mut frame = vec![0; 8];
+    frame.extend_from_slice(&9u64.to_le_bytes());
+    frame
+}
+
 /// Every frame the server has queued for the client.
 fn sent(conn: &mut ServerConn) -> Vec<Message> {
     let mut out = Vec::new();
@@ -143,8 +150,7 @@ fn a_protocol_error_in_the_handshakes_read_still_gets_the_version_reply() {
     let mut conn = ServerConn::new(now, ServerConfig::default());
     let mut input = version();
     // Then a frame of an unknown type, in the same read.
-    input.extend_from_slice(&[0; 8]);
-    input.extend_from_slice(&9u64.to_le_bytes());
+    input.extend_from_slice(&unknown_frame());
     conn.handle_input(now, &input);
     assert!(conn.failure().is_some());
     assert!(!conn.is_finished(), "the reply is still to be written");
@@ -160,8 +166,7 @@ fn output_a_broken_client_does_not_take_is_dropped_after_the_linger() {
     let now = Instant::now();
     let mut conn = ServerConn::new(now, ServerConfig::default());
     let mut input = version();
-    input.extend_from_slice(&[0; 8]);
-    input.extend_from_slice(&9u64.to_le_bytes());
+    input.extend_from_slice(&unknown_frame());
     conn.handle_input(now, &input);
     assert!(!conn.is_finished());
     assert_eq!(conn.next_deadline(), Some(now + LINGER));
@@ -177,11 +182,9 @@ fn output_the_transport_holds_keeps_a_failed_connection_until_it_is_out() {
     let now = Instant::now();
     let mut conn = ServerConn::new(now, ServerConfig::default());
     let mut input = version();
-    input.extend_from_slice(&[0; 8]);
-    input.extend_from_slice(&9u64.to_le_bytes());
+    input.extend_from_slice(&unknown_frame());
     conn.handle_input(now, &input);
-    let mut out = Vec::new();
-    conn.drain_transmit(&mut out);
+    let _ = sent(&mut conn);
     conn.handle_output_held(now, true);
     assert!(!conn.is_finished(), "held bytes are still output");
     conn.handle_output_held(now + Duration::from_millis(10), false);
@@ -196,13 +199,10 @@ fn output_held_after_a_failure_waits_no_longer_than_the_linger() {
     let now = Instant::now();
     let mut conn = ServerConn::new(now, ServerConfig::default());
     conn.handle_input(now, &version());
-    let mut out = Vec::new();
-    conn.drain_transmit(&mut out);
+    let _ = sent(&mut conn);
     conn.handle_output_held(now, true);
-    // A frame of an unknown type: the peer broke the protocol.
-    let mut bad = vec![0; 8];
-    bad.extend_from_slice(&9u64.to_le_bytes());
-    conn.handle_input(now, &bad);
+    // The peer broke the protocol.
+    conn.handle_input(now, &unknown_frame());
     assert!(conn.failure().is_some());
     assert!(!conn.is_finished());
     assert_eq!(conn.next_deadline(), Some(now + LINGER));
