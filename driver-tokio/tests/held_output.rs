@@ -11,7 +11,8 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream, ReadBuf};
+use weft_proto::{FrameDecoder, Message, MethodKey, RequestHeader, Transmit, Version};
 use weft_tokio::{
     BoxFuture, BoxStream, CallOptions, ClientOptions, ConstantResolver, Endpoint, ServerOptions,
 };
@@ -126,6 +127,56 @@ async fn a_request_the_stream_holds_back_still_leaves() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_response_the_stream_holds_back_still_leaves() {
     echo_through(HoldingEndpoint(false)).await;
+}
+
+/// The answer sits in the stream (the pipe is full) when the client breaks
+/// the protocol: the connection fails, but it is not finished while the
+/// stream still holds the answer, so the client reads it whole before
+/// the close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_connection_still_sends_what_the_stream_holds() {
+    let (mut peer, theirs) = tokio::io::duplex(PIPE);
+    let server = weft_tokio::serve_on(
+        Holding {
+            pipe: theirs,
+            held: Vec::new(),
+        },
+        handlers("held", &Counters::default()),
+        ServerOptions::default(),
+    );
+    // Taken whole by the stream, which passes on what the pipe holds.
+    let args = Bytes::from(vec![0x5a; HOLD / 2 + PIPE]);
+    let mut tx = Transmit::new(0);
+    tx.push_version(Version::CURRENT);
+    let header = RequestHeader::new(MethodKey::new("weft.Test", "Echo"));
+    tx.push_request(1, header.fields(), &args);
+    let mut hello = Vec::new();
+    tx.drain_into(&mut hello);
+    peer.write_all(&hello).await.unwrap();
+    // The answer has begun, so the stream took all of it: the
+    // connection's queue is empty and the stream holds the rest.
+    let mut got = vec![0; 1024];
+    peer.read_exact(&mut got).await.unwrap();
+    // A frame of a type no version knows: the client broke the protocol.
+    let mut unknown = vec![0; 8];
+    unknown.extend_from_slice(&9u64.to_le_bytes());
+    peer.write_all(&unknown).await.unwrap();
+    // A guard against a hang; nothing here is about how long it takes.
+    tokio::time::timeout(Duration::from_secs(30), peer.read_to_end(&mut got))
+        .await
+        .expect("the server closes")
+        .unwrap();
+    let mut dec = FrameDecoder::new(1 << 20);
+    dec.extend_from_slice(&got);
+    let frames: Vec<Message> =
+        std::iter::from_fn(|| dec.next_message().map(Result::unwrap)).collect();
+    // Said by size: a failure printing the payload would hide itself.
+    let whole = matches!(
+        frames.as_slice(),
+        [Message::Version(Version::CURRENT), Message::Response { id: 1, payload }] if *payload == args
+    );
+    assert!(whole, "{} of {} bytes read", got.len(), hello.len());
+    server.await.unwrap();
 }
 
 async fn echo_through(endpoint: HoldingEndpoint) {
