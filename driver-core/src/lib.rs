@@ -27,6 +27,7 @@ pub mod observe;
 #[cfg(feature = "opentelemetry")]
 mod otel;
 pub mod resolver;
+pub mod tcp;
 #[cfg(feature = "tls")]
 pub mod tls;
 #[cfg(unix)]

@@ -24,7 +24,7 @@ impl Stream {
     /// Wraps a connected std socket (made non-blocking here).
     pub fn from_std_tcp(s: std::net::TcpStream) -> io::Result<Stream> {
         s.set_nonblocking(true)?;
-        s.set_nodelay(true)?;
+        weft_driver::tcp::configure(&s)?;
         Ok(Stream::Tcp(mio::net::TcpStream::from_std(s)))
     }
 

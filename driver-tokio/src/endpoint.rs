@@ -54,8 +54,7 @@ impl Endpoint for NetEndpoint {
             match self {
                 NetEndpoint::Tcp(addr) => {
                     let s = tokio::net::TcpStream::connect(addr.as_str()).await?;
-                    // Calls are small and latency-bound; never wait to batch.
-                    s.set_nodelay(true)?;
+                    weft_driver::tcp::configure(&s)?;
                     Ok(Box::new(s) as BoxStream)
                 }
                 #[cfg(unix)]

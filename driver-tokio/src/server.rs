@@ -153,10 +153,10 @@ impl Listener {
         match self {
             Listener::Tcp(l) => {
                 let (s, addr) = l.accept().await?;
-                // Only latency depends on it: a socket that refuses (its
-                // peer already gone) is still served, and fails on read.
-                if let Err(e) = s.set_nodelay(true) {
-                    tracing::debug!(error = %e, "TCP_NODELAY");
+                // A socket that refuses (its peer already gone) is still
+                // served, and fails on read.
+                if let Err(e) = weft_driver::tcp::configure(&s) {
+                    tracing::debug!(error = %e, "TCP_NODELAY and keep-alive");
                 }
                 Ok((Box::new(s), Some(PeerAddr::Tcp(addr))))
             }
