@@ -294,23 +294,34 @@ impl<R: Runtime> Client<R> {
     pub fn dialed(self: &Arc<Self>, conn: ConnId, result: io::Result<R::Stream>) {
         let now = Instant::now();
         let mut work = WorkList::new();
-        let cell = {
+        let (cell, unwanted) = {
             let mut state = self.lock();
             state.replicas_moved = true;
-            let cell = match result {
-                Ok(stream) => state.router.handle_dial_ok(now, conn).map(|link| {
-                    let cell = Arc::new(ConnCell::new(conn, link, stream));
-                    state.conns.insert(conn, cell.clone());
-                    cell
-                }),
+            let (cell, unwanted) = match result {
+                Ok(stream) => match state.router.handle_dial_ok(now, conn) {
+                    Some(link) => {
+                        let cell = Arc::new(ConnCell::new(conn, link, stream));
+                        state.conns.insert(conn, cell.clone());
+                        (Some(cell), None)
+                    }
+                    // Given up on meanwhile (its connect timeout, its
+                    // replica gone): closed once the lock is released.
+                    None => (None, Some(stream)),
+                },
                 Err(e) => {
                     state.router.handle_dial_failed(now, conn, &e.to_string());
-                    None
+                    (None, None)
                 }
             };
+            if cell.is_none() {
+                // A dial that led nowhere: the router has forgotten it and
+                // sends no close for it, so its address goes now.
+                state.conn_addrs.remove(&conn);
+            }
             state.drain(now, &mut work);
-            cell
+            (cell, unwanted)
         };
+        drop(unwanted);
         if let Some(cell) = cell {
             self.runtime.run_conn(self, cell);
         }
@@ -416,4 +427,84 @@ pub fn thread_waker() -> Waker {
         static WAKER: Waker = Waker::from(Arc::new(Unpark(std::thread::current())));
     }
     WAKER.with(Waker::clone)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BytesMut;
+    use weft_proto::{RoundRobin, Transmit};
+
+    /// Dials nothing: records which connections it was asked for.
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<ConnId>>);
+
+    struct NoStream;
+
+    impl Transport for NoStream {
+        fn poll_read(&mut self, _: &mut Context<'_>, _: &mut BytesMut) -> Poll<io::Result<usize>> {
+            Poll::Pending
+        }
+        fn poll_write(&mut self, _: &mut Context<'_>, _: &Transmit) -> Poll<io::Result<usize>> {
+            Poll::Pending
+        }
+    }
+
+    impl Runtime for Recorder {
+        type Endpoint = ();
+        type Stream = NoStream;
+        fn dial(&self, _: &Arc<Client<Self>>, conn: ConnId, _: Option<()>) {
+            self.0.lock().unwrap().push(conn);
+        }
+        fn resolve(&self, _: &Arc<Client<Self>>, _: Option<EndpointsVersion>) {}
+        fn run_conn(&self, _: &Arc<Client<Self>>, _: Arc<ConnCell<NoStream>>) {}
+        fn wake_timer(&self) {}
+    }
+
+    fn client(replicas: usize) -> Arc<Client<Recorder>> {
+        let config = ClientConfig {
+            pool: PoolConfig::default(),
+            balancer: Box::new(RoundRobin::new()),
+        };
+        let endpoints = (0..replicas).map(|i| (format!("r{i}"), ())).collect();
+        Client::new(
+            Recorder::default(),
+            config,
+            ResolverKind::Constant,
+            endpoints,
+            None,
+        )
+        .unwrap()
+    }
+
+    fn dials(client: &Client<Recorder>) -> Vec<ConnId> {
+        std::mem::take(&mut client.runtime.0.lock().unwrap())
+    }
+
+    /// A replica that refuses every dial is redialed for as long as the
+    /// client lives: each failed attempt must leave nothing behind.
+    #[test]
+    fn a_failed_dial_leaves_no_address_behind() {
+        let client = client(3);
+        let started = dials(&client);
+        assert_eq!(started.len(), 3, "one dial per replica");
+        for conn in started {
+            client.dialed(conn, Err(io::Error::from(io::ErrorKind::ConnectionRefused)));
+        }
+        assert_eq!(client.lock().conn_addrs.len(), 0);
+    }
+
+    /// A dial that succeeds after the router gave up on it (here: the
+    /// client closed) is closed, and its address forgotten.
+    #[test]
+    fn a_dial_given_up_on_leaves_no_address_behind() {
+        let client = client(1);
+        let started = dials(&client);
+        client.close();
+        for conn in started {
+            client.dialed(conn, Ok(NoStream));
+        }
+        assert_eq!(client.lock().conn_addrs.len(), 0);
+        assert!(client.lock().conns.is_empty());
+    }
 }
