@@ -477,6 +477,12 @@ impl ServerTask {
             // more bytes.
             progressed |= !reading && self.requests.wants_read(&self.conn);
             if self.conn.is_finished() {
+                if !self.requests.is_closed() {
+                    // Failed by this pass's write, after its events were
+                    // taken: the failure's event, which cancels the
+                    // handlers, is taken on the next pass.
+                    continue;
+                }
                 // Handlers still on this task have been told to stop; let
                 // them finish on their own tasks rather than dropping them
                 // mid-flight (their answers have nowhere to go, but their
