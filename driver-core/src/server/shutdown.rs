@@ -66,13 +66,12 @@ impl Shutdown {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Starts a graceful shutdown whose handlers get `grace` from now.
+    /// Starts a graceful shutdown whose handlers get `grace` from now;
+    /// `Duration::MAX` (or any grace past the clock's range) waits for
+    /// them as long as the clock can say.
     pub fn graceful(&self, grace: Duration) {
         let now = Instant::now();
-        self.set(
-            now.checked_add(grace)
-                .unwrap_or(now + DEFAULT_SHUTDOWN_GRACE),
-        );
+        self.set(now.checked_add(grace).unwrap_or_else(|| latest_after(now)));
     }
 
     /// Stops at once: handlers still running are cancelled now.
@@ -144,5 +143,34 @@ impl Future for Changed<'_> {
             s.waiters.push(cx.waker().clone());
         }
         Poll::Pending
+    }
+}
+
+/// The latest instant the clock can represent after `now`, within a
+/// century: a grace that never runs out, without overflowing anyone's
+/// arithmetic on it.
+fn latest_after(now: Instant) -> Instant {
+    let mut ahead = Duration::from_secs(100 * 365 * 24 * 60 * 60);
+    loop {
+        if let Some(t) = now.checked_add(ahead) {
+            return t;
+        }
+        ahead /= 2;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Asked for an unbounded grace, handlers are not cancelled after the
+    /// default's 10 s.
+    #[test]
+    fn an_unbounded_grace_is_not_cut_to_the_default() {
+        let s = Shutdown::new();
+        let now = Instant::now();
+        s.graceful(Duration::MAX);
+        let deadline = s.deadline().expect("triggered");
+        assert!(deadline > now + Duration::from_secs(365 * 24 * 60 * 60));
     }
 }
