@@ -202,7 +202,8 @@ pub fn client_conn(data: &[u8]) {
 }
 
 /// A server connection after a valid handshake, fed arbitrary client bytes
-/// interleaved with handler answers, timer ticks and graceful shutdowns. Checks that a request
+/// interleaved with handler answers, timer ticks, graceful shutdowns and
+/// the driver's reports (reading paused, output held). Checks that a request
 /// is cancelled at most once and only while in flight.
 pub fn server_conn(data: &[u8]) {
     use crate::{RemoteError, ServerConn, ServerEvent};
@@ -261,6 +262,10 @@ pub fn server_conn(data: &[u8]) {
                 now += Duration::from_micros(u64::from(s.byte().unwrap_or(0)) * 1000);
                 conn.handle_timeout(now);
             }
+            // What a driver reports: reading paused at its handler limit
+            // (or resumed), bytes its transport still holds.
+            _ if (op / 6) % 5 == 2 => conn.handle_read_paused(now, s.byte().unwrap_or(0) % 2 == 0),
+            _ if (op / 6) % 5 == 3 => conn.handle_output_held(now, s.byte().unwrap_or(0) % 2 == 0),
             _ => {
                 out.clear();
                 conn.drain_transmit(&mut out);

@@ -175,8 +175,15 @@ pub struct ServerConn {
     events: VecDeque<ServerEvent>,
     /// When the connection must have completed the handshake.
     handshake_due: Option<Instant>,
-    /// When the frame in progress must have arrived whole.
+    /// When the frame in progress must have arrived whole. It counts only
+    /// while the server reads: a pause of the server's making (see
+    /// [`handle_read_paused`](Self::handle_read_paused)) restarts it.
     frame_due: Option<Instant>,
+    /// The driver reads without decoding (at its handler limit).
+    read_paused: bool,
+    /// Queued output fell back under its limit since the last input: the
+    /// frame in progress gets its whole time from the next `now`.
+    frame_restart: bool,
     /// After a failure, when queued output is dropped if still unwritten.
     linger_until: Option<Instant>,
     /// The transport took every queued byte but still holds some (TLS
@@ -206,6 +213,8 @@ impl ServerConn {
             events: VecDeque::new(),
             handshake_due: Some(now + config.handshake_timeout),
             frame_due: None,
+            read_paused: false,
+            frame_restart: false,
             linger_until: None,
             output_held: false,
             last_request: 0,
@@ -330,6 +339,22 @@ impl ServerConn {
         }
     }
 
+    /// Reports that the driver stopped decoding what it reads (`true`: at
+    /// its handler limit it holds the bytes) or decodes again (`false`). A
+    /// frame does not arrive meanwhile because of the server, not the
+    /// client, so the body timeout does not blame the client for it: as
+    /// while the queued output is over its limit, the timeout is restarted
+    /// whole once the server reads again. A no-op when unchanged.
+    pub fn handle_read_paused(&mut self, now: Instant, paused: bool) {
+        if self.read_paused != paused {
+            self.advance_time(now);
+            self.read_paused = paused;
+            if !paused {
+                self.restart_frame_timer();
+            }
+        }
+    }
+
     // ---- commands ----
 
     /// Sends a handler's result. Responding to an id that is not in flight
@@ -400,12 +425,17 @@ impl ServerConn {
     /// Reports that the first `n` bytes of [`transmit`](Self::transmit) were
     /// written.
     pub fn advance_transmit(&mut self, n: usize) {
+        let over = self.tx.len() > self.config.max_queued_output;
         self.tx.advance(n);
+        // Reading again: the frame in progress gets its whole time.
+        self.frame_restart |= over && self.tx.len() <= self.config.max_queued_output;
     }
 
     /// Moves all pending bytes into `out` (in-memory transports, tests).
     pub fn drain_transmit(&mut self, out: &mut Vec<u8>) {
+        let over = self.tx.len() > self.config.max_queued_output;
         self.tx.drain_into(out);
+        self.frame_restart |= over;
     }
 
     /// The next event.
@@ -442,6 +472,13 @@ impl ServerConn {
 
     // ---- internals ----
 
+    /// The frame in progress, if any, gets the whole body timeout from now.
+    fn restart_frame_timer(&mut self) {
+        if self.frame_due.is_some() {
+            self.frame_due = Some(self.now + self.config.body_timeout);
+        }
+    }
+
     fn advance_time(&mut self, now: Instant) {
         self.now = self.now.max(now);
         // Each fires once: `take` so that a timer never stays due.
@@ -449,9 +486,18 @@ impl ServerConn {
             let timeout = self.config.handshake_timeout;
             self.fail(PeerError::NoHandshake(timeout).into());
         }
+        if std::mem::take(&mut self.frame_restart) {
+            self.restart_frame_timer();
+        }
         if self.frame_due.take_if(|t| *t <= self.now).is_some() {
             let timeout = self.config.body_timeout;
-            self.fail(PeerError::FrameTimeout(timeout).into());
+            if !self.read_paused && self.wants_read() {
+                self.fail(PeerError::FrameTimeout(timeout).into());
+            } else {
+                // The server was not reading: nothing to blame the client
+                // for. The frame's time runs again from when it does.
+                self.frame_due = Some(self.now + timeout);
+            }
         }
         if self.linger_until.is_some_and(|t| t <= self.now) {
             self.linger_until = None;

@@ -255,6 +255,72 @@ fn a_client_that_does_not_read_stops_being_read() {
     assert!(conn.wants_read());
 }
 
+fn frame_timed_out(conn: &ServerConn) -> bool {
+    conn.failure()
+        == Some(&ConnError::Peer(PeerError::FrameTimeout(
+            DEFAULT_BODY_TIMEOUT,
+        )))
+}
+
+/// At its handler limit the driver holds what it reads undecoded: a frame
+/// half-decoded before that is not the client's fault while the pause
+/// lasts, and gets its whole time again once the server decodes again.
+#[test]
+fn the_body_timeout_does_not_run_while_the_driver_holds_the_bytes() {
+    let t0 = Instant::now();
+    let mut conn = ServerConn::new(t0, ServerConfig::default());
+    conn.handle_input(t0, &version());
+    let _ = sent(&mut conn);
+    let req = request(1, &[1; 100]);
+    conn.handle_input(t0, &req[..50]);
+    conn.handle_read_paused(t0, true);
+    conn.handle_timeout(t0 + DEFAULT_BODY_TIMEOUT);
+    assert_eq!(conn.failure(), None, "paused by the server");
+    let t1 = t0 + DEFAULT_BODY_TIMEOUT * 3 / 2;
+    conn.handle_read_paused(t1, false);
+    assert_eq!(conn.poll_timeout(), Some(t1 + DEFAULT_BODY_TIMEOUT));
+    // Still half a frame a whole timeout after reading resumed: the client.
+    conn.handle_timeout(t1 + DEFAULT_BODY_TIMEOUT);
+    assert!(frame_timed_out(&conn), "{:?}", conn.failure());
+}
+
+/// The same while the server does not read because the client does not
+/// take its answers: not the client's slow frame either.
+#[test]
+fn the_body_timeout_does_not_run_while_output_is_over_its_limit() {
+    let t0 = Instant::now();
+    let cfg = ServerConfig {
+        max_queued_output: 1024,
+        ..ServerConfig::default()
+    };
+    let mut conn = ServerConn::new(t0, cfg);
+    conn.handle_input(t0, &version());
+    let _ = sent(&mut conn);
+    // A whole request and half the next in one read.
+    let mut input = request(1, &[1; 4096]);
+    let next = request(2, &[2; 100]);
+    input.extend_from_slice(&next[..50]);
+    conn.handle_input(t0, &input);
+    for e in events(&mut conn) {
+        if let ServerEvent::Request(r) = e {
+            conn.respond(t0, r.id, Ok(r.args));
+        }
+    }
+    assert!(!conn.wants_read(), "the answer is over the limit");
+    conn.handle_timeout(t0 + DEFAULT_BODY_TIMEOUT);
+    assert_eq!(conn.failure(), None, "not read by the server's choice");
+    // The client takes the answer: the frame's time runs whole from the
+    // next moment the connection hears of.
+    let n = conn.transmit().len();
+    conn.advance_transmit(n);
+    let t1 = t0 + DEFAULT_BODY_TIMEOUT * 3 / 2;
+    conn.handle_timeout(t1);
+    assert_eq!(conn.failure(), None);
+    assert_eq!(conn.poll_timeout(), Some(t1 + DEFAULT_BODY_TIMEOUT));
+    conn.handle_timeout(t1 + DEFAULT_BODY_TIMEOUT);
+    assert!(frame_timed_out(&conn), "{:?}", conn.failure());
+}
+
 /// A key that counts how often the map compares it: the work a lookup
 /// does beyond hashing.
 #[derive(Clone, Copy)]

@@ -1,10 +1,15 @@
 //! Connection-level limits of `ServerOptions` over real sockets, on each
 //! server driver: `max_connections` pauses accepting, `idle_timeout` ends
-//! idle connections (a goaway first for a version-1 client).
+//! idle connections (a goaway first for a version-1 client), and
+//! `body_timeout` does not blame a client for bytes the server held back
+//! at its handler limit.
 
+use bytes::Bytes;
 use std::io::{Read, Write};
 use std::time::Duration;
+use weft_cli::service::COMPONENT;
 use weft_proto::{FrameDecoder, GoAway, IDLE_REASON, Message, NetEndpoint, Transmit, Version};
+use weft_proto::{MethodKey, RequestHeader};
 use weft_tests::{Driver, ServerOptions, TestServer, Transport};
 
 const SOON: Duration = Duration::from_secs(10);
@@ -130,6 +135,68 @@ fn idle_connections_are_ended(_: Driver, s: Driver, t: Transport) {
     server.stop();
 }
 
+fn request(id: u64, method: &str, args: &str) -> Vec<u8> {
+    let mut tx = Transmit::new(0);
+    let header = RequestHeader::new(MethodKey::new(COMPONENT, method));
+    tx.push_request(id, header.fields(), &Bytes::from(args.to_owned()));
+    let mut bytes = Vec::new();
+    tx.drain_into(&mut bytes);
+    bytes
+}
+
+/// At its handler limit (one here) the server reads ahead without
+/// decoding; a frame it had begun to decode must not count as slow while
+/// the bytes that finish it wait in the server's buffer.
+fn a_frame_held_at_the_handler_limit_is_not_timed_out(_: Driver, s: Driver, t: Transport) {
+    let opts = ServerOptions {
+        body_timeout: Duration::from_millis(200),
+        max_concurrent_handlers_per_connection: 1,
+        ..ServerOptions::default()
+    };
+    let server = TestServer::start_with(s, t, "s", opts);
+    let mut go = Raw::connect(&server.endpoint);
+    // The version, a Sleep longer than the body timeout (the handler
+    // limit is reached), and half an Echo, in one write.
+    let mut tx = Transmit::new(0);
+    tx.push_version(Version::CURRENT);
+    let mut first = Vec::new();
+    tx.drain_into(&mut first);
+    first.extend_from_slice(&request(1, "Sleep", "600"));
+    let echo = request(2, "Echo", "held");
+    first.extend_from_slice(&echo[..echo.len() / 2]);
+    go.stream().write_all(&first).unwrap();
+    // The version reply: the server has read (and begun to decode) all
+    // that; the rest of the Echo arrives while it is at its limit.
+    assert!(go.answered_within(SOON));
+    go.stream().write_all(&echo[echo.len() / 2..]).unwrap();
+    go.set_read_timeout(SOON);
+    let mut dec = FrameDecoder::new(1 << 20);
+    let mut answers = Vec::new();
+    let mut buf = [0u8; 4096];
+    while answers.len() < 2 {
+        let n = go.stream().read(&mut buf).unwrap();
+        assert!(n > 0, "closed by the server after {answers:?}");
+        dec.extend_from_slice(&buf[..n]);
+        answers.extend(std::iter::from_fn(|| {
+            dec.next_message().map(Result::unwrap)
+        }));
+    }
+    assert_eq!(
+        answers,
+        [
+            Message::Response {
+                id: 1,
+                payload: Bytes::new()
+            },
+            Message::Response {
+                id: 2,
+                payload: Bytes::from_static(b"held")
+            },
+        ]
+    );
+    server.stop();
+}
+
 /// Each server driver x transport, with the other driver's client.
 macro_rules! server_suite {
     ($($scenario:ident),* $(,)?) => {
@@ -147,5 +214,6 @@ macro_rules! server_suite {
 
 server_suite!(
     accepting_pauses_at_max_connections,
-    idle_connections_are_ended
+    idle_connections_are_ended,
+    a_frame_held_at_the_handler_limit_is_not_timed_out,
 );

@@ -17,7 +17,8 @@ pub const OVERLOADED: &str = "overloaded";
 
 /// Bytes a connection at its handler limit is still read, without being
 /// decoded: enough to see the client hang up (a closed client must cancel
-/// handlers that wait for it), not enough to hold much memory.
+/// handlers that wait for it) unless it sent more than this after the
+/// limit was reached, not enough to hold much memory.
 pub const READ_AHEAD: usize = 64 * 1024;
 
 /// A request to hand to its handler.
@@ -178,6 +179,9 @@ impl<H: ?Sized> Dispatcher<H> {
             any = true;
             self.on_event(now, conn, handlers, event);
         }
+        // At the limit what is read is held, not decoded: the core must
+        // not blame the client for a frame that seems slow to arrive.
+        conn.handle_read_paused(now, !self.under_limit());
         any
     }
 
@@ -297,6 +301,7 @@ impl<H: ?Sized> Dispatcher<H> {
         }
         self.running = self.running.saturating_sub(1);
         conn.finish(now, id, result);
+        conn.handle_read_paused(now, !self.under_limit());
         if self.under_limit() {
             self.decode_held(now, conn);
         }
