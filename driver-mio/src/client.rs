@@ -73,6 +73,11 @@ impl Inner {
 struct Mio {
     resolver: Arc<dyn Resolver>,
     shared: Arc<LoopShared>,
+    /// The router gives up on a dial after this ([`ClientOptions::connect_timeout`]);
+    /// a dial's thread stops then too, rather than blocking until the
+    /// kernel gives up (minutes, for a silent address; never, for a Unix
+    /// socket whose server stopped accepting).
+    connect_timeout: Duration,
 }
 
 /// What the loop thread shares with everyone else.
@@ -113,11 +118,12 @@ impl Runtime for Mio {
 
     fn dial(&self, client: &Arc<Core<Self>>, conn: ConnId, endpoint: Option<SharedEndpoint>) {
         let c = client.clone();
+        let timeout = self.connect_timeout;
         let spawned = thread::Builder::new()
             .name("weft-mio-dial".into())
             .spawn(move || {
                 let dialed = match endpoint {
-                    Some(e) => e.dial(),
+                    Some(e) => e.dial_timeout(timeout),
                     None => Err(io::Error::other("endpoint no longer known")),
                 };
                 c.dialed(conn, dialed);
@@ -190,6 +196,7 @@ impl Client {
         let runtime = Mio {
             resolver: Arc::new(resolver),
             shared: shared.clone(),
+            connect_timeout: opts.connect_timeout,
         };
         let core = Core::new(runtime, opts.into_config(), kind, named(endpoints), version)?;
         let c = core.clone();
@@ -354,6 +361,9 @@ fn event_loop(core: Arc<Core<Mio>>, shared: Arc<LoopShared>, mut poller: Poller)
             && e.kind() != io::ErrorKind::Interrupted
         {
             tracing::error!(error = %e, "client event loop failed");
+            // Nothing would fire a timer or read a byte again: end every
+            // call now rather than leave its caller parked.
+            core.close();
             return;
         }
         for cell in std::mem::take(&mut *shared.adopted.lock().expect("unpoisoned")) {

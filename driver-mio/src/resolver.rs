@@ -2,7 +2,9 @@
 
 use crate::stream::Stream;
 use std::io;
+use std::net::ToSocketAddrs;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 pub use weft_driver::resolver::ResolveError;
 use weft_driver::resolver::{MakeEndpoint, after_look};
 #[cfg(feature = "tls")]
@@ -15,17 +17,39 @@ use weft_proto::NetEndpoint;
 pub trait Endpoint: Send + Sync + 'static {
     /// Opens a connection.
     fn dial(&self) -> io::Result<Stream>;
+    /// Opens a connection, giving up after `timeout` (the client's
+    /// connect timeout, after which the client has given up on it): what
+    /// the client calls. The default calls [`dial`](Self::dial), which then
+    /// bounds its own time.
+    fn dial_timeout(&self, timeout: Duration) -> io::Result<Stream> {
+        let _ = timeout;
+        self.dial()
+    }
     /// The replica's address, as resolver sets are compared.
     fn address(&self) -> String;
 }
 
 impl Endpoint for NetEndpoint {
+    /// Dials with the default connect timeout.
     fn dial(&self) -> io::Result<Stream> {
+        self.dial_timeout(weft_proto::DEFAULT_CONNECT_TIMEOUT)
+    }
+
+    /// A TCP address's addresses are tried in turn within `timeout`. A
+    /// Unix socket connects at once or not at all: when its server's
+    /// listen queue is full the dial fails then (the client backs off and
+    /// dials again) rather than waiting for the server to accept.
+    fn dial_timeout(&self, timeout: Duration) -> io::Result<Stream> {
         match self {
-            NetEndpoint::Tcp(addr) => Stream::from_std_tcp(std::net::TcpStream::connect(addr)?),
-            NetEndpoint::Unix(path) => {
-                Stream::from_std_unix(std::os::unix::net::UnixStream::connect(path)?)
-            }
+            NetEndpoint::Tcp(addr) => Stream::from_std_tcp(connect_tcp(addr, timeout)?),
+            NetEndpoint::Unix(path) => match mio::net::UnixStream::connect(path) {
+                Ok(s) => Ok(Stream::Unix(s)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(io::Error::new(
+                    io::ErrorKind::WouldBlock,
+                    format!("the server's listen queue is full ({e})"),
+                )),
+                Err(e) => Err(e),
+            },
         }
     }
 
@@ -34,13 +58,40 @@ impl Endpoint for NetEndpoint {
     }
 }
 
+/// Connects to the first of `addr`'s addresses that answers, all within
+/// `timeout`.
+fn connect_tcp(addr: &str, timeout: Duration) -> io::Result<std::net::TcpStream> {
+    let deadline = Instant::now() + timeout;
+    let mut last = None;
+    for a in addr.to_socket_addrs()? {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        match std::net::TcpStream::connect_timeout(&a, left) {
+            Ok(s) => return Ok(s),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("{addr}: no address answered within {timeout:?}"),
+        )
+    }))
+}
+
 #[cfg(feature = "tls")]
 impl Endpoint for weft_driver::tls::TlsEndpoint {
     /// Connects; the TLS handshake runs in the connection's first reads
     /// and writes on the event loop.
     fn dial(&self) -> io::Result<Stream> {
+        self.dial_timeout(weft_proto::DEFAULT_CONNECT_TIMEOUT)
+    }
+
+    fn dial_timeout(&self, timeout: Duration) -> io::Result<Stream> {
         let conn = self.connection()?;
-        let sock = self.endpoint().dial()?;
+        let sock = self.endpoint().dial_timeout(timeout)?;
         Ok(Stream::Tls(Box::new(crate::tls::TlsStream::new(
             sock, conn,
         ))))

@@ -13,6 +13,7 @@ use std::future::{Future, poll_fn};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 use tokio::sync::Notify;
 use weft_driver::client::{Client, ConnCell, Runtime};
 use weft_proto::{CallError, CallOptions, MethodKey};
@@ -68,6 +69,10 @@ pub(crate) struct Tokio {
     timer: Notify,
     /// Signalled by close, so a resolve waiting for news lets go.
     closing: Notify,
+    /// The router gives up on a dial after this ([`ClientOptions::connect_timeout`]);
+    /// the dial itself stops then too, rather than holding a task and a
+    /// socket until the kernel gives up (minutes, for a silent address).
+    connect_timeout: Duration,
 }
 
 impl Runtime for Tokio {
@@ -77,9 +82,16 @@ impl Runtime for Tokio {
 
     fn dial(&self, client: &Arc<Client<Self>>, conn: ConnId, endpoint: Option<SharedEndpoint>) {
         let client = client.clone();
+        let timeout = self.connect_timeout;
         self.runtime.spawn(async move {
             let dialed = match endpoint {
-                Some(e) => e.dial().await.map(TokioStream),
+                Some(e) => match tokio::time::timeout(timeout, e.dial()).await {
+                    Ok(dialed) => dialed.map(TokioStream),
+                    Err(_) => Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("connect timed out after {timeout:?}"),
+                    )),
+                },
                 None => Err(std::io::Error::other("endpoint no longer known")),
             };
             client.dialed(conn, dialed);
@@ -148,6 +160,7 @@ pub async fn connect(
         resolver: Arc::new(resolver),
         timer: Notify::new(),
         closing: Notify::new(),
+        connect_timeout: opts.connect_timeout,
     };
     let client = Client::new(runtime, opts.into_config(), kind, named(endpoints), version)?;
     tokio::spawn(timer_task(client.clone()));
