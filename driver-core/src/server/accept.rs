@@ -92,6 +92,11 @@ pub fn is_resource_exhaustion(e: &io::Error) -> bool {
         || matches!(e.raw_os_error(), Some(ENOMEM | ENFILE | EMFILE | ENOBUFS))
 }
 
+/// One connection's failure, not the listener's: the next `accept` may
+/// succeed. Besides a connection aborted before it was accepted and a
+/// signal, Linux's `accept(2)` passes on network errors already pending on
+/// the new connection (retry "as for EAGAIN", it says), and `EPERM` when a
+/// firewall rule forbids that one connection.
 fn is_transient(e: &io::Error) -> bool {
     matches!(
         e.kind(),
@@ -100,8 +105,25 @@ fn is_transient(e: &io::Error) -> bool {
             | io::ErrorKind::Interrupted
             | io::ErrorKind::WouldBlock
             | io::ErrorKind::TimedOut
-    ) || e.raw_os_error() == Some(EPROTO)
+            | io::ErrorKind::NetworkDown
+            | io::ErrorKind::NetworkUnreachable
+            | io::ErrorKind::HostUnreachable
+    ) || matches!(e.raw_os_error(), Some(code) if PENDING_NETWORK_ERRORS.contains(&code))
 }
+
+/// `accept(2)`'s pending network errors with no `io::ErrorKind` of their
+/// own, and `EPERM` (whose kind, `PermissionDenied`, `EACCES` shares).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const PENDING_NETWORK_ERRORS: &[i32] = {
+    const EPERM: i32 = 1;
+    const ENONET: i32 = 64;
+    const ENOPROTOOPT: i32 = 92;
+    const EOPNOTSUPP: i32 = 95;
+    const EHOSTDOWN: i32 = 112;
+    &[EPROTO, EPERM, ENONET, ENOPROTOOPT, EOPNOTSUPP, EHOSTDOWN]
+};
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+const PENDING_NETWORK_ERRORS: &[i32] = &[EPROTO];
 
 #[cfg(test)]
 mod tests {
@@ -134,6 +156,25 @@ mod tests {
         assert!(!is_resource_exhaustion(&io::Error::from(
             io::ErrorKind::ConnectionAborted
         )));
+    }
+
+    /// What `accept(2)` on Linux says to retry: one connection's network
+    /// trouble, which must not stop (Tokio) or stall (mio) the listener.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn network_errors_pending_on_one_connection_are_skipped() {
+        let mut b = AcceptBackoff::new();
+        // ENETDOWN, ENOPROTOOPT, EHOSTDOWN, ENONET, EHOSTUNREACH,
+        // EOPNOTSUPP, ENETUNREACH, EPERM, EPROTO.
+        for errno in [100, 92, 112, 64, 113, 95, 101, 1, 71] {
+            let e = io::Error::from_raw_os_error(errno);
+            assert_eq!(b.on_error(&e), AcceptFailure::Transient, "{e}");
+        }
+        // EBADF, EINVAL: the listener itself.
+        for errno in [9, 22] {
+            let e = io::Error::from_raw_os_error(errno);
+            assert_eq!(b.on_error(&e), AcceptFailure::Fatal, "{e}");
+        }
     }
 
     #[test]
