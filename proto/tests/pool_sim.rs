@@ -373,7 +373,13 @@ fn retry_stops_at_the_deadline() {
         deadline: Some(deadline),
         ..opts()
     });
-    assert_eq!(r, Err(CallError::DeadlineExceeded));
+    // The deadline error says why the attempts failed.
+    let err = r.unwrap_err();
+    assert!(err.is_deadline_exceeded(), "{err}");
+    let CallError::DeadlineWaitingForReplica(why) = &err else {
+        panic!("{err:?}")
+    };
+    assert!(why.starts_with("last attempt: "), "{why}");
     assert!(c.now <= deadline + Duration::from_millis(1));
 }
 

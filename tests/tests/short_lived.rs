@@ -1,14 +1,15 @@
 //! A server that completes the handshake and hangs up at once must not
 //! draw a redial storm: a connection no call succeeded on backs off like a
 //! failed dial (it used to reset the backoff: 15 466 connections in 2 s
-//! from one idle tokio client).
+//! from one idle tokio client). And a retried call that keeps losing its
+//! connection ends at its deadline saying why.
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
-use weft_proto::NetEndpoint;
+use std::time::{Duration, Instant};
+use weft_proto::{CallOptions, NetEndpoint};
 use weft_tests::{Driver, TestClient};
 
 /// Accepts, answers the version, closes; counts connections.
@@ -29,6 +30,49 @@ fn handshake_then_hang_up() -> (NetEndpoint, Arc<AtomicUsize>) {
         }
     });
     (endpoint, accepted)
+}
+
+/// Accepts, answers the version, hangs up once a request's first bytes
+/// arrive.
+fn hang_up_on_requests() -> NetEndpoint {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = NetEndpoint::Tcp(listener.local_addr().unwrap().to_string());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { return };
+            std::thread::spawn(move || {
+                let mut version = [0u8; 20];
+                if s.read_exact(&mut version).is_ok() && s.write_all(&version).is_ok() {
+                    let _ = s.read(&mut [0u8; 1]);
+                }
+            });
+        }
+    });
+    endpoint
+}
+
+fn a_retried_call_says_why_at_its_deadline(driver: Driver) {
+    let client = TestClient::connect(driver, vec![hang_up_on_requests()]).unwrap();
+    let opts = CallOptions {
+        retry: true,
+        deadline: Some(Instant::now() + Duration::from_millis(500)),
+        ..CallOptions::default()
+    };
+    let err = client.call("Echo", "hi", opts).unwrap_err();
+    client.close();
+    assert!(err.is_deadline_exceeded(), "{err}");
+    let text = err.to_string();
+    assert!(text.contains("last attempt: communication error"), "{text}");
+}
+
+#[test]
+fn tokio_retried_call_says_why_at_its_deadline() {
+    a_retried_call_says_why_at_its_deadline(Driver::Tokio);
+}
+
+#[test]
+fn mio_retried_call_says_why_at_its_deadline() {
+    a_retried_call_says_why_at_its_deadline(Driver::Mio);
 }
 
 fn redials_back_off(driver: Driver) {

@@ -17,6 +17,9 @@ pub(super) struct PoolCall {
     /// Set while waiting to be retried.
     retry_at: Option<Instant>,
     attempt: u32,
+    /// Why the last attempt failed, for a retried call: what its deadline
+    /// error says, if the deadline comes before another attempt succeeds.
+    last_failure: Option<String>,
 }
 
 impl PoolCall {
@@ -28,6 +31,7 @@ impl PoolCall {
             placed: None,
             retry_at: None,
             attempt: 0,
+            last_failure: None,
         }
     }
 
@@ -144,6 +148,9 @@ impl Router {
         if !(retryable && call.opts.retry && !self.closed) {
             return self.finish(id, result);
         }
+        if let Err(e) = &result {
+            call.last_failure = Some(e.to_string());
+        }
         let attempt = call.attempt;
         call.attempt = call.attempt.saturating_add(1);
         let at = self.now + self.config.backoff.delay(attempt, &mut self.rng);
@@ -174,9 +181,17 @@ impl Router {
             self.commands.push_back((conn, Command::Expire { call }));
             return self.finish(id, Err(CallError::DeadlineExceeded));
         }
-        let err = match self.last_errors() {
-            Some(errors) => CallError::DeadlineWaitingForReplica(errors),
-            None => CallError::DeadlineExceeded,
+        // What the caller can act on: the replicas' failures, and this
+        // call's own last one if it was being retried.
+        let err = match (self.last_errors(), call.last_failure.as_deref()) {
+            (Some(errors), Some(own)) => {
+                CallError::DeadlineWaitingForReplica(format!("{errors}; last attempt: {own}"))
+            }
+            (Some(errors), None) => CallError::DeadlineWaitingForReplica(errors),
+            (None, Some(own)) => {
+                CallError::DeadlineWaitingForReplica(format!("last attempt: {own}"))
+            }
+            (None, None) => CallError::DeadlineExceeded,
         };
         self.finish(id, Err(err));
     }
