@@ -203,7 +203,11 @@ impl Client {
         let thread = thread::Builder::new()
             .name("weft-mio-client".into())
             .spawn(move || event_loop(c, shared, poller))
-            .map_err(io_err)?;
+            .map_err(|e| {
+                // The core has started dials and a resolve: end them.
+                core.close();
+                io_err(e)
+            })?;
         Ok(Client {
             inner: Arc::new(Inner {
                 core,
