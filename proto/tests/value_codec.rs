@@ -164,3 +164,58 @@ fn hostile_lengths_fail_before_allocating() {
         CodecError::InvalidBool { byte: 2, offset: 0 }
     );
 }
+
+/// A linked list: each present pointer one level deeper.
+#[derive(Debug, PartialEq, Encode, Decode)]
+struct Node {
+    next: Option<Box<Node>>,
+}
+
+/// A tree: each level a slice of the next.
+#[derive(Debug, PartialEq, Encode, Decode)]
+struct Nest {
+    children: Vec<Nest>,
+}
+
+/// Runs `f` on a thread with half a megabyte of stack, a quarter of a
+/// Tokio worker's: deep input must fail by the limit, not by the stack
+/// (whose overflow aborts the whole process).
+fn on_a_small_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::Builder::new()
+        .stack_size(512 * 1024)
+        .spawn(f)
+        .unwrap()
+        .join()
+        .unwrap()
+}
+
+#[test]
+fn a_recursive_value_nested_past_the_limit_fails_rather_than_exhausting_the_stack() {
+    let depth = codec::MAX_DEPTH as usize;
+    // A megabyte of "present" pointers: a million levels asked for.
+    let hostile = vec![1u8; 1 << 20];
+    let r = on_a_small_stack(move || codec::decode::<Node>(&hostile));
+    assert!(
+        matches!(r, Err(CodecError::TooDeep { max, .. }) if max == codec::MAX_DEPTH),
+        "{r:?}"
+    );
+    // As deep as the limit allows decodes.
+    let mut within = vec![1u8; depth];
+    within.push(0);
+    let r = on_a_small_stack(move || codec::decode::<Node>(&within).map(|_| ()));
+    assert_eq!(r, Ok(()));
+    let mut past = vec![1u8; depth + 1];
+    past.push(0);
+    let r = on_a_small_stack(move || codec::decode::<Node>(&past).map(|_| ()));
+    assert!(matches!(r, Err(CodecError::TooDeep { .. })), "{r:?}");
+    // Through slices the same.
+    let mut tree = Nest { children: vec![] };
+    for _ in 0..depth + 1 {
+        tree = Nest {
+            children: vec![tree],
+        };
+    }
+    let bytes = codec::encode(&tree);
+    let r = on_a_small_stack(move || codec::decode::<Nest>(&bytes).map(|_| ()));
+    assert!(matches!(r, Err(CodecError::TooDeep { .. })), "{r:?}");
+}

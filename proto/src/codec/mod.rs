@@ -120,6 +120,17 @@ pub enum CodecError {
     /// A `time.Time` in a format Go never writes.
     #[error("codec: invalid time.Time encoding: {0}")]
     InvalidTime(&'static str),
+    /// Containers (boxes, slices, maps) nested deeper than [`MAX_DEPTH`]:
+    /// a recursive type's value as long as its input allows would take
+    /// the decoding thread's whole stack, and a stack overflow aborts the
+    /// process.
+    #[error("codec: values nested more than {max} deep at offset {offset}")]
+    TooDeep {
+        /// The limit, [`MAX_DEPTH`].
+        max: u32,
+        /// Where in the input.
+        offset: usize,
+    },
     /// An error list entry with a tag no encoder writes.
     #[error("codec: unknown error list tag {tag} at offset {offset}")]
     UnknownErrorTag {
@@ -305,11 +316,19 @@ impl Encoder {
     }
 }
 
+/// How deep boxes, slices and maps may nest in one decoded value (as
+/// protobuf's and serde_json's decoders limit theirs, to 100 and 128).
+/// Only a recursive type (`Option<Box<Node>>`, `Vec<Node>` inside `Node`)
+/// comes near it; past it decoding fails with [`CodecError::TooDeep`].
+pub const MAX_DEPTH: u32 = 128;
+
 /// Reads values from the front of a byte slice.
 #[derive(Debug, Clone)]
 pub struct Decoder<'a> {
     buf: &'a [u8],
     total: usize,
+    /// Containers being decoded around the current value.
+    depth: u32,
 }
 
 impl<'a> Decoder<'a> {
@@ -318,7 +337,26 @@ impl<'a> Decoder<'a> {
         Decoder {
             buf: input,
             total: input.len(),
+            depth: 0,
         }
+    }
+
+    /// Decodes a container's contents with `f`, one level deeper: at most
+    /// [`MAX_DEPTH`] levels, so that no input can overflow the stack.
+    pub fn nested<T>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<T, CodecError>,
+    ) -> Result<T, CodecError> {
+        if self.depth >= MAX_DEPTH {
+            return Err(CodecError::TooDeep {
+                max: MAX_DEPTH,
+                offset: self.offset(),
+            });
+        }
+        self.depth += 1;
+        let r = f(self);
+        self.depth -= 1;
+        r
     }
 
     /// Bytes not read yet.

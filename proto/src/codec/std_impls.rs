@@ -208,7 +208,7 @@ impl<T: Decode> Decode for Vec<T> {
     fn decode(dec: &mut Decoder<'_>) -> Result<Self, CodecError> {
         match dec.read_len(1)? {
             None => Ok(Vec::new()),
-            Some(n) => T::decode_elements(dec, n),
+            Some(n) => dec.nested(|dec| T::decode_elements(dec, n)),
         }
     }
 }
@@ -282,10 +282,13 @@ impl<K: Decode + Eq + Hash, V: Decode, S: BuildHasher + Default> Decode for Hash
     fn decode(dec: &mut Decoder<'_>) -> Result<Self, CodecError> {
         let n = dec.read_len(2)?.unwrap_or(0);
         let mut m = HashMap::with_capacity_and_hasher(super::cautious::<(K, V)>(n), S::default());
-        for _ in 0..n {
-            // A repeated key is not an error: the last one wins, as in Go.
-            m.insert(K::decode(dec)?, V::decode(dec)?);
-        }
+        dec.nested(|dec| {
+            for _ in 0..n {
+                // A repeated key is not an error: the last one wins, as in Go.
+                m.insert(K::decode(dec)?, V::decode(dec)?);
+            }
+            Ok(())
+        })?;
         Ok(m)
     }
 }
@@ -294,9 +297,12 @@ impl<K: Decode + Ord, V: Decode> Decode for BTreeMap<K, V> {
     fn decode(dec: &mut Decoder<'_>) -> Result<Self, CodecError> {
         let n = dec.read_len(2)?.unwrap_or(0);
         let mut m = BTreeMap::new();
-        for _ in 0..n {
-            m.insert(K::decode(dec)?, V::decode(dec)?);
-        }
+        dec.nested(|dec| {
+            for _ in 0..n {
+                m.insert(K::decode(dec)?, V::decode(dec)?);
+            }
+            Ok(())
+        })?;
         Ok(m)
     }
 }
@@ -375,7 +381,7 @@ impl<T: Encode> Encode for Box<T> {
 
 impl<T: Decode> Decode for Box<T> {
     fn decode(dec: &mut Decoder<'_>) -> Result<Self, CodecError> {
-        T::decode(dec).map(Box::new)
+        dec.nested(T::decode).map(Box::new)
     }
 }
 
