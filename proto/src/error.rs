@@ -75,9 +75,24 @@ pub enum DecodeError {
         /// The byte found.
         byte: u8,
     },
-    /// A metadata key or value is not UTF-8.
-    #[error("invalid UTF-8 in metadata {0}")]
-    InvalidUtf8(&'static str),
+    /// More metadata entries than [`MAX_METADATA_ENTRIES`](crate::MAX_METADATA_ENTRIES).
+    #[error("metadata count {count} exceeds the limit of {max} entries")]
+    TooMuchMetadata {
+        /// Count announced by the header.
+        count: i64,
+        /// The limit.
+        max: usize,
+    },
+    /// A request whose frame arrived whole but whose header does not
+    /// decode. Not fatal to a server: the request is answered with this
+    /// error and the connection goes on.
+    #[error("request {id}: {reason}")]
+    BadRequest {
+        /// The request id.
+        id: u64,
+        /// What is wrong with its header.
+        reason: Box<DecodeError>,
+    },
     /// The metadata entry count is negative or cannot fit in the header.
     #[error("metadata count {count} does not fit in the {have} header bytes left")]
     BadMetadataCount {

@@ -89,7 +89,7 @@ pub use frame::{
 };
 pub use goaway::{GoAway, MAX_GOAWAY_REASON};
 pub use handshake::Version;
-pub use header::{HeaderFields, RequestHeader, decode_request};
+pub use header::{HeaderFields, MAX_METADATA_ENTRIES, RequestHeader, decode_request};
 pub use message::Message;
 pub use metadata::Metadata;
 pub use method::MethodKey;

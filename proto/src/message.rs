@@ -52,7 +52,11 @@ impl Message {
         Ok(match frame.header.ty {
             MessageType::Version => Message::Version(Version::decode(id, &frame.payload)?),
             MessageType::Request => {
-                let (header, args) = decode_request(&frame.payload)?;
+                let (header, args) =
+                    decode_request(&frame.payload).map_err(|e| DecodeError::BadRequest {
+                        id,
+                        reason: Box::new(e),
+                    })?;
                 Message::Request { id, header, args }
             }
             MessageType::Response => Message::Response {

@@ -62,17 +62,15 @@ impl Metadata {
     /// as it would when Go fills a map. Sorting once keeps this O(n log n)
     /// however hostile the input.
     pub(crate) fn from_wire_pairs(mut entries: Vec<(String, String)>) -> Self {
-        // Stable sort keeps wire order among equal keys, so the last of each
-        // run is the one Go would have kept.
+        // Reversed, a stable sort puts the last of each run of equal keys
+        // on the wire first, and `dedup_by` keeps the first: the one Go
+        // would have kept. In place, and shrunk: no second copy, and no
+        // room kept for the duplicates dropped.
+        entries.reverse();
         entries.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut out: Vec<(String, String)> = Vec::with_capacity(entries.len());
-        for e in entries {
-            match out.last_mut() {
-                Some(last) if last.0 == e.0 => *last = e,
-                _ => out.push(e),
-            }
-        }
-        Metadata { entries: out }
+        entries.dedup_by(|later, kept| later.0 == kept.0);
+        entries.shrink_to_fit();
+        Metadata { entries }
     }
 }
 

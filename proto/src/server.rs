@@ -289,6 +289,12 @@ impl ServerConn {
                     completed = true;
                     self.refuse_oversize(id, len, max);
                 }
+                // Past the handshake, one request's header is that
+                // request's problem; before it, garbage like any other.
+                Some(Err(e @ DecodeError::BadRequest { id, .. })) if self.version.is_some() => {
+                    completed = true;
+                    self.refuse(id, &e);
+                }
                 Some(Err(e)) => self.fail(PeerError::Decode(e).into()),
                 None => break,
             }
@@ -604,14 +610,19 @@ impl ServerConn {
     /// arrives; the caller gets an error naming the limit, and the
     /// connection carries on (Go's server closes it instead).
     fn refuse_oversize(&mut self, id: u64, len: u64, max: u64) {
+        self.refuse(id, &DecodeError::RequestTooLarge { id, len, max });
+    }
+
+    /// Answers a request the server cannot take (too large, a header that
+    /// does not decode) with an error naming why; the connection goes on.
+    fn refuse(&mut self, id: u64, err: &DecodeError) {
         if self.drain.is_some() {
             return; // crossed the goaway, like any request
         }
         if self.in_flight.contains_key(&id) {
             return self.fail(PeerError::DuplicateRequestId(id).into());
         }
-        let err = DecodeError::RequestTooLarge { id, len, max };
-        tracing::debug!(error = %err, "refused an oversize request");
+        tracing::debug!(error = %err, "refused a request");
         self.tx.push_error(id, &RemoteError::new(err.to_string()));
     }
 

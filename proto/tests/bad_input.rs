@@ -145,17 +145,34 @@ fn with_metadata(entries: &[(&[u8], &[u8])], count: i32) -> Vec<u8> {
     h
 }
 
+/// Go's strings need not be UTF-8, and Go's server takes any bytes: the
+/// request goes on, the bytes that are not UTF-8 read as U+FFFD.
 #[test]
-fn invalid_utf8_in_metadata() {
-    let h = with_metadata(&[(b"ok", b"\xff\xfe")], 1);
+fn metadata_that_is_not_utf8_is_taken_lossily() {
+    let h = with_metadata(&[(b"ok", b"\xff\xfe"), (b"\xc0", b"v")], 2);
+    let md = RequestHeader::decode(&h).unwrap().metadata.unwrap();
+    assert_eq!(md.get("ok"), Some("\u{fffd}\u{fffd}"));
+    assert_eq!(md.get("\u{fffd}"), Some("v"));
+}
+
+/// Each entry is 8 bytes on the wire at the least and 48 in memory: past
+/// the cap a request is refused rather than taking six times its size.
+#[test]
+fn metadata_past_the_entry_limit_is_refused() {
+    let max = weft_proto::MAX_METADATA_ENTRIES;
+    let empty: Vec<(&[u8], &[u8])> = vec![(b"", b""); max + 1];
+    let h = with_metadata(&empty, (max + 1) as i32);
     assert_eq!(
         RequestHeader::decode(&h),
-        Err(DecodeError::InvalidUtf8("metadata value"))
+        Err(DecodeError::TooMuchMetadata {
+            count: (max + 1) as i64,
+            max
+        })
     );
-    let h = with_metadata(&[(b"\xc0", b"v")], 1);
+    let h = with_metadata(&empty[..max], max as i32);
     assert_eq!(
-        RequestHeader::decode(&h),
-        Err(DecodeError::InvalidUtf8("metadata key"))
+        RequestHeader::decode(&h).unwrap().metadata.unwrap().len(),
+        1
     );
 }
 
@@ -183,6 +200,20 @@ fn duplicate_metadata_keys_keep_the_last_value_like_a_go_map() {
     let md = RequestHeader::decode(&h).unwrap().metadata.unwrap();
     assert_eq!(md.get("k"), Some("2"));
     assert_eq!(md.len(), 2);
+    let runs: &[(&[u8], &[u8])] = &[
+        (b"k", b"1"),
+        (b"j", b"x"),
+        (b"k", b"2"),
+        (b"j", b"y"),
+        (b"a", b"z"),
+        (b"k", b"3"),
+    ];
+    let md = RequestHeader::decode(&with_metadata(runs, 6))
+        .unwrap()
+        .metadata
+        .unwrap();
+    let entries: Vec<(&str, &str)> = md.iter().collect();
+    assert_eq!(entries, [("a", "z"), ("j", "y"), ("k", "3")]);
 }
 
 #[test]

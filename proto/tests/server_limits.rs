@@ -255,6 +255,37 @@ fn a_client_that_does_not_read_stops_being_read() {
     assert!(conn.wants_read());
 }
 
+/// A request whose frame arrived whole but whose header does not decode
+/// (here a bool byte of 2) is that request's problem, not the
+/// connection's: it is answered with an error naming it, and the next
+/// request is served.
+#[test]
+fn a_request_with_a_bad_header_is_refused_alone() {
+    let now = Instant::now();
+    let mut conn = ServerConn::new(now, ServerConfig::default());
+    conn.handle_input(now, &version());
+    let _ = sent(&mut conn);
+    let mut bad = request(1, b"x");
+    // Frame header (16), header length (4), then the header's trace flag.
+    assert_eq!(bad[16 + 4 + 24], 0, "the trace context flag");
+    bad[16 + 4 + 24] = 2;
+    let mut input = bad;
+    input.extend_from_slice(&request(2, b"ok"));
+    conn.handle_input(now, &input);
+    assert_eq!(conn.failure(), None);
+    let got = events(&mut conn);
+    assert!(
+        matches!(&got[..], [ServerEvent::Request(r)] if r.id == 2),
+        "{got:?}"
+    );
+    let answers = sent(&mut conn);
+    let [Message::ErrorResponse { id: 1, payload }] = &answers[..] else {
+        panic!("{answers:?}")
+    };
+    let err = RemoteError::decode(payload).unwrap();
+    assert!(err.to_string().contains("bad bool byte 2"), "{err}");
+}
+
 fn frame_timed_out(conn: &ServerConn) -> bool {
     conn.failure()
         == Some(&ConnError::Peer(PeerError::FrameTimeout(

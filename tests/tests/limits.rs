@@ -197,6 +197,52 @@ fn a_frame_held_at_the_handler_limit_is_not_timed_out(_: Driver, s: Driver, t: T
     server.stop();
 }
 
+/// A request whose header does not decode is answered with an error
+/// naming the problem; the connection, and the next request, go on.
+fn a_request_with_a_bad_header_is_refused_alone(_: Driver, s: Driver, t: Transport) {
+    let server = TestServer::start(s, t, "s");
+    let mut go = Raw::connect(&server.endpoint);
+    let mut tx = Transmit::new(0);
+    tx.push_version(Version::CURRENT);
+    let mut bytes = Vec::new();
+    tx.drain_into(&mut bytes);
+    let mut bad = request(1, "Echo", "x");
+    // Frame header (16), header length (4), then the header's trace flag.
+    bad[16 + 4 + 24] = 2;
+    bytes.extend_from_slice(&bad);
+    bytes.extend_from_slice(&request(2, "Echo", "next"));
+    go.stream().write_all(&bytes).unwrap();
+    go.set_read_timeout(SOON);
+    let mut dec = FrameDecoder::new(1 << 20);
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while got.len() < 3 {
+        let n = go.stream().read(&mut buf).unwrap();
+        assert!(n > 0, "closed by the server after {got:?}");
+        dec.extend_from_slice(&buf[..n]);
+        got.extend(std::iter::from_fn(|| {
+            dec.next_message().map(Result::unwrap)
+        }));
+    }
+    let [
+        Message::Version(_),
+        Message::ErrorResponse { id: 1, payload },
+        Message::Response {
+            id: 2,
+            payload: next,
+        },
+    ] = &got[..]
+    else {
+        panic!("{got:?}")
+    };
+    let err = weft_proto::RemoteError::decode(payload)
+        .unwrap()
+        .to_string();
+    assert!(err.contains("request 1: bad bool byte 2"), "{err}");
+    assert_eq!(&next[..], b"next");
+    server.stop();
+}
+
 /// Each server driver x transport, with the other driver's client.
 macro_rules! server_suite {
     ($($scenario:ident),* $(,)?) => {
@@ -216,4 +262,5 @@ server_suite!(
     accepting_pauses_at_max_connections,
     idle_connections_are_ended,
     a_frame_held_at_the_handler_limit_is_not_timed_out,
+    a_request_with_a_bad_header_is_refused_alone,
 );

@@ -197,7 +197,9 @@ pub(crate) fn bad_input_closes_only_that_connection(c: Driver, s: Driver, t: Tra
         // limit, claimed by a header alone. (An oversize request is
         // refused without closing: see oversize_request_is_refused.)
         &[1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0x7f],
-        // A request whose header length runs past its payload.
+        // A request whose header length runs past its payload, before any
+        // handshake (after one, a bad header is refused alone: see
+        // limits.rs).
         &[
             1, 0, 0, 0, 0, 0, 0, 0, 1, 4, 0, 0, 0, 0, 0, 0, 0xff, 0, 0, 0,
         ],
