@@ -190,53 +190,84 @@ impl Dns {
     /// Looks the target up once (on the caller's Tokio runtime).
     pub async fn lookup(&self) -> Result<DnsAnswer, ResolveError> {
         let err = |e: &dyn std::fmt::Display| ResolveError(format!("dns {:?}: {e}", self.target));
+        let now = Instant::now();
         let (mut endpoints, valid_until) = match &self.target {
-            DnsTarget::Host { name, port } => {
-                let ips = self
-                    .resolver
-                    .lookup_ip(name.as_str())
-                    .await
-                    .map_err(|e| err(&e))?;
-                let eps = ips.iter().map(|ip| tcp(ip, *port)).collect::<Vec<_>>();
-                (eps, ips.valid_until())
-            }
+            DnsTarget::Host { name, port } => match self.resolver.lookup_ip(name.as_str()).await {
+                Ok(ips) => {
+                    let eps = ips.iter().map(|ip| tcp(ip, *port)).collect::<Vec<_>>();
+                    (eps, ips.valid_until())
+                }
+                // No records is an answer: the name has no replicas now
+                // (a service scaled to zero), not a failure to keep the
+                // previous set through.
+                Err(e) if e.is_no_records_found() => (Vec::new(), now),
+                Err(e) => return Err(err(&e)),
+            },
             DnsTarget::Srv { name } => {
-                let srv = self
-                    .resolver
-                    .srv_lookup(name.as_str())
-                    .await
-                    .map_err(|e| err(&e))?;
+                let srv = match self.resolver.srv_lookup(name.as_str()).await {
+                    Ok(srv) => srv,
+                    Err(e) if e.is_no_records_found() => {
+                        return Ok(self.answer(Vec::new(), now, now));
+                    }
+                    Err(e) => return Err(err(&e)),
+                };
                 let mut valid_until = srv.valid_until();
                 let mut eps = Vec::new();
+                let mut failed = None;
+                let mut targets = 0;
                 for record in srv.answers() {
                     let RData::SRV(s) = &record.data else {
                         continue;
                     };
+                    // "." is RFC 2782's "no service here".
+                    if s.target.is_root() {
+                        continue;
+                    }
+                    targets += 1;
                     let host = s.target.to_utf8();
-                    let ips = self
-                        .resolver
-                        .lookup_ip(host.as_str())
-                        .await
-                        .map_err(|e| err(&e))?;
-                    valid_until = valid_until.min(ips.valid_until());
-                    eps.extend(ips.iter().map(|ip| tcp(ip, s.port)));
+                    // One target that does not resolve (a replica going
+                    // away, a stale record) must not hide the others.
+                    match self.resolver.lookup_ip(host.as_str()).await {
+                        Ok(ips) => {
+                            valid_until = valid_until.min(ips.valid_until());
+                            eps.extend(ips.iter().map(|ip| tcp(ip, s.port)));
+                        }
+                        Err(e) if e.is_no_records_found() => {}
+                        Err(e) => {
+                            tracing::debug!(target = %host, error = %e, "an SRV target did not resolve");
+                            failed = Some((host, e));
+                        }
+                    }
+                }
+                // Every target failed: the lookup did, and the previous
+                // set stands.
+                if let Some((host, e)) = failed
+                    && eps.is_empty()
+                    && targets > 0
+                {
+                    return Err(err(&format_args!("target {host}: {e}")));
                 }
                 (eps, valid_until)
             }
         };
         endpoints.sort_by_cached_key(|e| e.to_string());
         endpoints.dedup();
-        let now = Instant::now();
+        Ok(self.answer(endpoints, now, valid_until))
+    }
+
+    /// The answer for `endpoints` (sorted, deduplicated): a new version
+    /// only when the set changed.
+    fn answer(&self, endpoints: Vec<NetEndpoint>, now: Instant, valid_until: Instant) -> DnsAnswer {
         let mut last = self.last.lock().expect("dns state poisoned");
         if last.1 == EndpointsVersion(0) || last.0 != endpoints {
             last.0 = endpoints;
             last.1 = EndpointsVersion(last.1.0 + 1);
         }
-        Ok(DnsAnswer {
+        DnsAnswer {
             endpoints: last.0.clone(),
             version: last.1,
             next_lookup: self.opts.next_lookup(now, valid_until),
-        })
+        }
     }
 
     /// Looks the target up once, blocking the calling thread (for

@@ -174,6 +174,82 @@ fn follows_srv_records(c: Driver, s: Driver) {
     assert_eq!(report.failures, 0, "{:?}", report.errors);
 }
 
+/// One lookup of `target` against the test server.
+fn lookup(dns: &weft_tests::dns::TestDns, target: &str) -> weft_driver::dns::DnsAnswer {
+    let target = weft_driver::dns::DnsTarget::parse(target).unwrap();
+    weft_driver::dns::Dns::new(target, dns_opts(dns))
+        .unwrap()
+        .lookup_blocking()
+        .unwrap()
+}
+
+/// A name with no records now (a service scaled to zero) is an empty set,
+/// not an error that keeps the last one.
+#[test]
+fn a_name_without_records_resolves_to_no_replicas() {
+    let dns = weft_tests::dns::TestDns::start();
+    assert!(
+        lookup(&dns, "dns://gone.weft.test.:80")
+            .endpoints
+            .is_empty()
+    );
+    assert!(
+        lookup(&dns, "dns+srv://_weft._tcp.gone.weft.test.")
+            .endpoints
+            .is_empty()
+    );
+}
+
+/// One SRV target that does not resolve (a replica going away, a stale
+/// record) leaves the others in the set.
+#[test]
+fn an_srv_target_that_does_not_resolve_hides_no_other() {
+    let dns = weft_tests::dns::TestDns::start();
+    dns.set_a("up.weft.test.", &["127.0.0.1".parse().unwrap()]);
+    dns.set_srv(
+        "_weft._tcp.cart.weft.test.",
+        &[(7001, "up.weft.test."), (7002, "gone.weft.test.")],
+    );
+    let answer = lookup(&dns, "dns+srv://_weft._tcp.cart.weft.test.");
+    assert_eq!(answer.endpoints, [weft_tokio::tcp("127.0.0.1:7001")]);
+}
+
+/// A records all removed: the client stops calling the replica and says
+/// the resolver names none.
+fn follows_a_name_to_no_records(c: Driver, s: Driver) {
+    let dns = weft_tests::dns::TestDns::start();
+    let a = TestServer::start(s, weft_tests::Transport::Tcp, "a");
+    let NetEndpoint::Tcp(addr) = &a.endpoint else {
+        unreachable!()
+    };
+    let port: u16 = addr.rsplit_once(':').unwrap().1.parse().unwrap();
+    dns.set_a("cart.weft.test.", &["127.0.0.1".parse().unwrap()]);
+    let client = dns_client(c, &format!("dns://cart.weft.test.:{port}"), &dns);
+    only(&client, "a", 1);
+    dns.set_a("cart.weft.test.", &[]);
+    let give_up = std::time::Instant::now() + SOON;
+    let err = loop {
+        match client.call("Who", "", weft_proto::CallOptions::default()) {
+            Err(e) => break e,
+            Ok(_) => assert!(std::time::Instant::now() < give_up, "still called"),
+        }
+    };
+    assert!(err.is_unreachable(), "{err}");
+    assert!(err.to_string().contains("names no endpoints"), "{err}");
+    client.close();
+    a.stop();
+}
+
+#[test]
+fn dns_to_no_records_tokio_client() {
+    follows_a_name_to_no_records(Driver::Tokio, Driver::Mio);
+}
+
+#[test]
+fn dns_to_no_records_mio_client() {
+    follows_a_name_to_no_records(Driver::Mio, Driver::Tokio);
+}
+
 #[test]
 fn dns_a_tokio_client() {
     follows_a_records(Driver::Tokio, Driver::Mio);
