@@ -134,17 +134,22 @@ impl Runtime for Mio {
     }
 
     fn resolve(&self, client: &Arc<Core<Self>>, version: Option<EndpointsVersion>) {
-        let c = client.clone();
+        // Weak: a resolver may block until its set changes, which may be
+        // never; the client, once closed and dropped, must not live on
+        // inside that thread.
+        let c = Arc::downgrade(client);
         let resolver = self.resolver.clone();
         let spawned = thread::Builder::new()
             .name("weft-mio-resolve".into())
             .spawn(move || {
                 let resolved = resolver.resolve(version);
-                c.resolved(
-                    resolved
-                        .map(|(endpoints, v)| (named(endpoints), v))
-                        .map_err(|e| e.to_string()),
-                );
+                if let Some(c) = c.upgrade() {
+                    c.resolved(
+                        resolved
+                            .map(|(endpoints, v)| (named(endpoints), v))
+                            .map_err(|e| e.to_string()),
+                    );
+                }
             });
         if let Err(e) = spawned {
             client.resolved(Err(format!("spawning a resolver thread: {e}")));
