@@ -120,6 +120,10 @@ pub struct Dns {
     opts: DnsOptions,
     resolver: TokioResolver,
     last: Mutex<(Vec<NetEndpoint>, EndpointsVersion)>,
+    /// When the last answer said to look again: the next resolve waits for
+    /// it, whatever the router asks, so that a name whose answers change
+    /// every time is still looked up no more often than its TTL allows.
+    next: Mutex<Option<Instant>>,
     /// The blocking form's runtime, made on first use.
     runtime: Mutex<Option<tokio::runtime::Runtime>>,
 }
@@ -173,6 +177,7 @@ impl Dns {
             opts,
             resolver,
             last: Mutex::new((Vec::new(), EndpointsVersion(0))),
+            next: Mutex::new(None),
             runtime: Mutex::new(None),
         })
     }
@@ -258,6 +263,8 @@ impl Dns {
     /// The answer for `endpoints` (sorted, deduplicated): a new version
     /// only when the set changed.
     fn answer(&self, endpoints: Vec<NetEndpoint>, now: Instant, valid_until: Instant) -> DnsAnswer {
+        let next_lookup = self.opts.next_lookup(now, valid_until);
+        *self.next.lock().expect("dns state poisoned") = Some(next_lookup);
         let mut last = self.last.lock().expect("dns state poisoned");
         if last.1 == EndpointsVersion(0) || last.0 != endpoints {
             last.0 = endpoints;
@@ -266,8 +273,14 @@ impl Dns {
         DnsAnswer {
             endpoints: last.0.clone(),
             version: last.1,
-            next_lookup: self.opts.next_lookup(now, valid_until),
+            next_lookup,
         }
+    }
+
+    /// When the next lookup is due, if the last answer said (a resolve
+    /// that follows the name waits for it before looking).
+    pub fn next_lookup(&self) -> Option<Instant> {
+        *self.next.lock().expect("dns state poisoned")
     }
 
     /// Looks the target up once, blocking the calling thread (for

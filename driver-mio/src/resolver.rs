@@ -299,6 +299,10 @@ impl DnsResolver {
 #[cfg(feature = "dns")]
 impl Resolver for DnsResolver {
     fn resolve(&self, seen: Option<EndpointsVersion>) -> Resolved {
+        // Following: no sooner than the last answer allows.
+        if let (Some(_), Some(at)) = (seen, self.0.next_lookup()) {
+            std::thread::sleep(at.saturating_duration_since(std::time::Instant::now()));
+        }
         let started = std::time::Instant::now();
         loop {
             let a = self.0.lookup_blocking()?;

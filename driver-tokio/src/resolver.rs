@@ -217,6 +217,10 @@ impl Resolver for DnsResolver {
     fn resolve(&self, seen: Option<EndpointsVersion>) -> BoxFuture<'_, Resolved> {
         use weft_driver::resolver::after_look;
         Box::pin(async move {
+            // Following: no sooner than the last answer allows.
+            if let (Some(_), Some(at)) = (seen, self.0.next_lookup()) {
+                tokio::time::sleep_until(at.into()).await;
+            }
             let started = std::time::Instant::now();
             loop {
                 let a = self.0.lookup().await?;

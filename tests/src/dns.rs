@@ -16,6 +16,11 @@ use std::time::Duration;
 struct Records {
     a: HashMap<String, Vec<Ipv4Addr>>,
     srv: HashMap<String, Vec<(u16, String)>>,
+    /// Names answered with one of their addresses, a different one each
+    /// time (as some DNS services answer with a random subset).
+    rotating: HashMap<String, (Vec<Ipv4Addr>, usize)>,
+    /// A queries answered.
+    a_queries: usize,
 }
 
 /// The server; stopped when dropped.
@@ -66,6 +71,20 @@ impl TestDns {
             .insert(key(name), ips.to_vec());
     }
 
+    /// Answers `name` with one of `ips` at a time, the next on each query.
+    pub fn set_a_rotating(&self, name: &str, ips: &[Ipv4Addr]) {
+        self.records
+            .lock()
+            .unwrap()
+            .rotating
+            .insert(key(name), (ips.to_vec(), 0));
+    }
+
+    /// A queries answered so far.
+    pub fn a_queries(&self) -> usize {
+        self.records.lock().unwrap().a_queries
+    }
+
     /// Replaces `name`'s SRV records: (port, target host) each.
     pub fn set_srv(&self, name: &str, targets: &[(u16, &str)]) {
         let v = targets.iter().map(|(p, t)| (*p, t.to_string())).collect();
@@ -97,10 +116,17 @@ fn serve(sock: UdpSocket, records: &Mutex<Records>, stop: &AtomicBool) {
         for q in &query.queries {
             resp.add_query(q.clone());
             let name = q.name().clone();
-            let recs = records.lock().unwrap();
+            let mut recs = records.lock().unwrap();
             match q.query_type() {
                 RecordType::A => {
-                    for ip in recs.a.get(&key(&name.to_utf8())).into_iter().flatten() {
+                    recs.a_queries += 1;
+                    let k = key(&name.to_utf8());
+                    if let Some((ips, next)) = recs.rotating.get_mut(&k) {
+                        let ip = ips[*next % ips.len()];
+                        *next += 1;
+                        resp.add_answer(Record::from_rdata(name.clone(), TTL, RData::A(A(ip))));
+                    }
+                    for ip in recs.a.get(&k).into_iter().flatten() {
                         resp.add_answer(Record::from_rdata(name.clone(), TTL, RData::A(A(*ip))));
                     }
                 }

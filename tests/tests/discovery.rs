@@ -250,6 +250,36 @@ fn dns_to_no_records_mio_client() {
     follows_a_name_to_no_records(Driver::Mio, Driver::Tokio);
 }
 
+/// A name answered differently on every query (as DNS services that
+/// return a random subset do) is still looked up no more often than its
+/// TTL allows (here the test's 100 ms minimum), not as fast as answers
+/// come back.
+fn changing_answers_are_paced(c: Driver) {
+    let dns = weft_tests::dns::TestDns::start();
+    dns.set_a_rotating(
+        "flappy.weft.test.",
+        &["127.0.0.1".parse().unwrap(), "127.0.0.2".parse().unwrap()],
+    );
+    let client = dns_client(c, "dns://flappy.weft.test.:9", &dns);
+    let before = dns.a_queries();
+    // An observation window, not a synchronisation: about ten lookups a
+    // second when paced; an unpaced client made hundreds.
+    std::thread::sleep(Duration::from_secs(1));
+    let n = dns.a_queries() - before;
+    client.close();
+    assert!((2..=20).contains(&n), "{n} lookups in one second");
+}
+
+#[test]
+fn dns_changing_answers_tokio_client() {
+    changing_answers_are_paced(Driver::Tokio);
+}
+
+#[test]
+fn dns_changing_answers_mio_client() {
+    changing_answers_are_paced(Driver::Mio);
+}
+
 #[test]
 fn dns_a_tokio_client() {
     follows_a_records(Driver::Tokio, Driver::Mio);

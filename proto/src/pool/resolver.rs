@@ -1,14 +1,23 @@
 //! Following a watched resolver: ask again after each answer, back off on
-//! errors and on answers that bring nothing new.
+//! errors and on answers that bring nothing new at once.
 
 use super::router::{Router, Timer};
 use super::{Action, EndpointsVersion, Resolution};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// An answer that brings nothing new and took at least this long came
+/// from a resolver that waited for news (weft's own wait up to 5 s): it is
+/// asked again at once, so a change is seen as soon as the resolver sees
+/// it. A quicker one is backed off, lest a resolver that answers at once
+/// keep the router asking in a loop.
+pub(crate) const RESOLVER_WAITED: Duration = Duration::from_secs(1);
 
 #[derive(Debug)]
 pub(super) struct ResolverState {
     version: Option<EndpointsVersion>,
     attempt: u32,
+    /// When the resolver was last asked.
+    asked: Option<Instant>,
 }
 
 impl Router {
@@ -16,8 +25,17 @@ impl Router {
         self.resolver = Some(ResolverState {
             version,
             attempt: 0,
+            asked: None,
         });
-        self.actions.push_back(Action::Resolve { version });
+        self.ask_resolver();
+    }
+
+    fn ask_resolver(&mut self) {
+        if let Some(state) = self.resolver.as_mut() {
+            state.asked = Some(self.now);
+            let version = state.version;
+            self.actions.push_back(Action::Resolve { version });
+        }
     }
 
     /// The resolver answered an [`Action::Resolve`].
@@ -27,15 +45,21 @@ impl Router {
             return;
         };
         if res.version.is_none() || res.version == state.version {
-            // No news (or a resolver bug): ask again after a pause.
+            let waited = state
+                .asked
+                .is_some_and(|t| now.saturating_duration_since(t) >= RESOLVER_WAITED);
+            if waited && res.version.is_some() {
+                // Nothing new after waiting for news: ask again now.
+                state.attempt = 0;
+                return self.ask_resolver();
+            }
+            // No news at once (or a resolver bug): ask again after a pause.
             return self.schedule_resolve();
         }
         state.version = res.version;
         state.attempt = 0;
         self.reconcile(&res.addrs);
-        self.actions.push_back(Action::Resolve {
-            version: res.version,
-        });
+        self.ask_resolver();
         self.check_invariants();
     }
 
@@ -59,9 +83,6 @@ impl Router {
     }
 
     pub(super) fn resolve_due(&mut self) {
-        if let Some(state) = &self.resolver {
-            let version = state.version;
-            self.actions.push_back(Action::Resolve { version });
-        }
+        self.ask_resolver();
     }
 }
