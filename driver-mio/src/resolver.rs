@@ -124,7 +124,10 @@ pub type Resolved = Result<(Vec<SharedEndpoint>, Option<EndpointsVersion>), Reso
 ///     fn read(&self) -> Result<(String, EndpointsVersion), ResolveError> {
 ///         let text = std::fs::read_to_string(&self.0)
 ///             .map_err(|e| ResolveError(format!("{}: {e}", self.0.display())))?;
-///         let version = EndpointsVersion(text.bytes().map(u64::from).sum());
+///         // Different sets must never share a version: a hash of the text.
+///         let mut h = std::hash::DefaultHasher::new();
+///         std::hash::Hash::hash(&text, &mut h);
+///         let version = EndpointsVersion(std::hash::Hasher::finish(&h));
 ///         Ok((text, version))
 ///     }
 /// }

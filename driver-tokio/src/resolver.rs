@@ -40,8 +40,12 @@ pub type Resolved = Result<(Vec<SharedEndpoint>, Option<EndpointsVersion>), Reso
 ///                 let e: NetEndpoint = line.parse().map_err(|e| ResolveError(format!("{e}")))?;
 ///                 endpoints.push(Arc::new(e) as weft_tokio::SharedEndpoint);
 ///             }
-///             // The version lets the pool tell a new set from an old one.
-///             Ok((endpoints, Some(EndpointsVersion(text.len() as u64))))
+///             // The version lets the pool tell a new set from an old one:
+///             // different sets must never share one (a hash of the text).
+///             let mut h = std::hash::DefaultHasher::new();
+///             std::hash::Hash::hash(&text, &mut h);
+///             let version = EndpointsVersion(std::hash::Hasher::finish(&h));
+///             Ok((endpoints, Some(version)))
 ///         })
 ///     }
 /// }

@@ -337,13 +337,25 @@ impl<R: Runtime> Client<R> {
             state.replicas_moved = true;
             match result {
                 Ok((endpoints, version)) => {
-                    let (addrs, registry) = split(endpoints);
-                    // Only the latest set is ever dialed: the router drops
-                    // replicas the resolver stopped naming.
-                    state.endpoints = registry;
+                    let (addrs, mut fresh) = split(endpoints);
                     state
                         .router
                         .handle_resolved(now, Resolution { addrs, version });
+                    // What the router now names, from this answer where it
+                    // has the address, else as known before: the router
+                    // may have ignored the answer (a version it has seen),
+                    // and a replica it keeps must stay dialable.
+                    let kept: HashMap<Arc<str>, R::Endpoint> = state
+                        .router
+                        .replicas()
+                        .filter_map(|(addr, _, _)| {
+                            let e = fresh
+                                .remove(addr)
+                                .or_else(|| state.endpoints.get(addr).cloned())?;
+                            Some((Arc::from(addr), e))
+                        })
+                        .collect();
+                    state.endpoints = kept;
                 }
                 Err(reason) => state.router.handle_resolve_failed(now, &reason),
             }
@@ -492,6 +504,30 @@ mod tests {
             client.dialed(conn, Err(io::Error::from(io::ErrorKind::ConnectionRefused)));
         }
         assert_eq!(client.lock().conn_addrs.len(), 0);
+    }
+
+    /// A resolver that gives an old version with a different set breaks
+    /// its contract, and the router keeps the set it has: the replicas it
+    /// keeps must stay dialable.
+    #[test]
+    fn an_answer_the_router_ignores_leaves_its_replicas_dialable() {
+        let config = ClientConfig {
+            pool: PoolConfig::default(),
+            balancer: Box::new(RoundRobin::new()),
+        };
+        let v1 = Some(EndpointsVersion(1));
+        let client = Client::new(
+            Recorder::default(),
+            config,
+            ResolverKind::Watched,
+            vec![("a".into(), ())],
+            v1,
+        )
+        .unwrap();
+        client.resolved(Ok((vec![("b".into(), ())], v1)));
+        let state = client.lock();
+        assert!(state.endpoints.contains_key("a"), "a can be redialed");
+        assert!(!state.endpoints.contains_key("b"), "b was never taken");
     }
 
     /// A dial that succeeds after the router gave up on it (here: the
