@@ -147,12 +147,12 @@ impl Runtime for Mio {
                     c.resolved(
                         resolved
                             .map(|(endpoints, v)| (named(endpoints), v))
-                            .map_err(|e| e.to_string()),
+                            .map_err(|e| e.0),
                     );
                 }
             });
         if let Err(e) = spawned {
-            client.resolved(Err(format!("spawning a resolver thread: {e}")));
+            client.resolved(Err(format!("could not start its thread: {e}")));
         }
     }
 

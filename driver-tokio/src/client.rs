@@ -113,7 +113,7 @@ impl Runtime for Tokio {
             client.resolved(
                 resolved
                     .map(|(endpoints, v)| (named(endpoints), v))
-                    .map_err(|e| e.to_string()),
+                    .map_err(|e| e.0),
             );
         });
     }

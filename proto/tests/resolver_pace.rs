@@ -1,11 +1,14 @@
-//! How the router paces a watched resolver: a new set is followed by a
+//! How the router follows a watched resolver: a new set is followed by a
 //! new question at once; an answer with nothing new is asked again at once
 //! if the resolver waited for news before giving it, and after a backoff
-//! if it answered at once (which would otherwise spin).
+//! if it answered at once (which would otherwise spin). A resolver's
+//! failure is part of the error of a call no replica can take.
 
+use bytes::Bytes;
 use std::time::{Duration, Instant};
 use weft_proto::{
-    Action, EndpointsVersion, PoolConfig, Resolution, ResolverKind, RoundRobin, Router,
+    Action, CallError, CallOptions, EndpointsVersion, MethodKey, PoolConfig, PoolEvent, Resolution,
+    ResolverKind, RoundRobin, Router,
 };
 
 fn router(now: Instant) -> Router {
@@ -63,4 +66,40 @@ fn a_resolver_that_answers_nothing_new_at_once_is_backed_off() {
     assert!(due > now);
     r.handle_timeout(due);
     assert_eq!(asked(&mut r), 1);
+}
+
+#[test]
+fn a_call_no_replica_can_take_says_the_resolver_failed() {
+    let t0 = Instant::now();
+    let empty = Resolution {
+        addrs: vec![],
+        version: Some(EndpointsVersion(1)),
+    };
+    let mut r = Router::new(
+        t0,
+        PoolConfig::default(),
+        Box::new(RoundRobin::new()),
+        ResolverKind::Watched,
+        empty,
+    )
+    .unwrap();
+    let call = |r: &mut Router| {
+        let key = MethodKey::new("weft.Test", "Echo");
+        r.start_call(t0, key, Bytes::new(), CallOptions::default());
+        match r.poll_event() {
+            Some(PoolEvent::Done {
+                result: Err(CallError::Unreachable(why)),
+                ..
+            }) => why,
+            other => panic!("{other:?}"),
+        }
+    };
+    r.handle_resolve_failed(t0, "dns \"cart\": timed out");
+    assert_eq!(
+        call(&mut r),
+        "the resolver names no endpoints; resolver failed: dns \"cart\": timed out"
+    );
+    // Answered since: the failure is no longer the news.
+    r.handle_resolved(t0, same(1));
+    assert_eq!(call(&mut r), "the resolver names no endpoints");
 }

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use weft_proto::{CallOptions, NetEndpoint};
+use weft_proto::{CallOptions, EndpointsVersion, NetEndpoint};
 use weft_tests::{Driver, ServerOptions, TestClient, TestServer};
 
 const SOON: Duration = Duration::from_secs(10);
@@ -278,6 +278,69 @@ fn dns_changing_answers_tokio_client() {
 #[test]
 fn dns_changing_answers_mio_client() {
     changing_answers_are_paced(Driver::Mio);
+}
+
+/// Answers once with no replicas, then fails every time.
+struct FailsAfterFirst(std::sync::atomic::AtomicBool);
+
+impl FailsAfterFirst {
+    fn answer(&self) -> Result<EndpointsVersion, weft_tokio::ResolveError> {
+        if self.0.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            Err(weft_tokio::ResolveError("the registry is down".into()))
+        } else {
+            Ok(EndpointsVersion(1))
+        }
+    }
+}
+
+impl weft_tokio::Resolver for FailsAfterFirst {
+    fn resolve(
+        &self,
+        _: Option<EndpointsVersion>,
+    ) -> weft_tokio::BoxFuture<'_, weft_tokio::Resolved> {
+        Box::pin(async move { self.answer().map(|v| (Vec::new(), Some(v))) })
+    }
+}
+
+impl weft_mio::Resolver for FailsAfterFirst {
+    fn resolve(&self, _: Option<EndpointsVersion>) -> weft_mio::Resolved {
+        self.answer().map(|v| (Vec::new(), Some(v)))
+    }
+}
+
+/// A call no replica can take says why the set may be stale: the
+/// resolver's own failure, not only "names no endpoints".
+fn a_failing_resolver_is_named_in_call_errors(c: Driver) {
+    let new = || FailsAfterFirst(std::sync::atomic::AtomicBool::new(false));
+    let client = TestClient::connect_resolver(c, new(), new()).unwrap();
+    let give_up = std::time::Instant::now() + SOON;
+    loop {
+        let err = client
+            .call("Echo", "", weft_proto::CallOptions::default())
+            .unwrap_err();
+        assert!(err.is_unreachable(), "{err}");
+        if err
+            .to_string()
+            .contains("resolver failed: the registry is down")
+        {
+            break;
+        }
+        // The failure comes with the resolver's second answer: until then
+        // only the empty set is known.
+        assert!(std::time::Instant::now() < give_up, "{err}");
+        std::thread::yield_now();
+    }
+    client.close();
+}
+
+#[test]
+fn failing_resolver_tokio_client() {
+    a_failing_resolver_is_named_in_call_errors(Driver::Tokio);
+}
+
+#[test]
+fn failing_resolver_mio_client() {
+    a_failing_resolver_is_named_in_call_errors(Driver::Mio);
 }
 
 #[test]

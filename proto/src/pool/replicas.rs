@@ -419,9 +419,17 @@ impl Router {
             }
         }
         if failures.is_empty() {
-            return Some("the resolver names no endpoints".into());
+            failures.push("the resolver names no endpoints".into());
         }
+        failures.extend(self.resolver_failure());
         Some(failures.join("; "))
+    }
+
+    /// The resolver's last failure, if it has not answered since: why the
+    /// set may be out of date.
+    fn resolver_failure(&self) -> Option<String> {
+        let why = self.resolver.as_ref()?.failed.as_deref()?;
+        Some(format!("resolver failed: {why}"))
     }
 
     /// The last connection errors of the replicas that have one, for a
@@ -434,6 +442,7 @@ impl Router {
                 let e = self.replica(slot).last_error.as_ref()?;
                 Some(format!("{addr}: {e}"))
             })
+            .chain(self.resolver_failure())
             .collect();
         (!errors.is_empty()).then(|| errors.join("; "))
     }

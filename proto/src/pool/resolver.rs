@@ -18,6 +18,9 @@ pub(super) struct ResolverState {
     attempt: u32,
     /// When the resolver was last asked.
     asked: Option<Instant>,
+    /// Why it last failed, until it answers again: part of the error of a
+    /// call no replica can take.
+    pub(super) failed: Option<String>,
 }
 
 impl Router {
@@ -26,6 +29,7 @@ impl Router {
             version,
             attempt: 0,
             asked: None,
+            failed: None,
         });
         self.ask_resolver();
     }
@@ -44,6 +48,7 @@ impl Router {
         let Some(state) = self.resolver.as_mut() else {
             return;
         };
+        state.failed = None;
         if res.version.is_none() || res.version == state.version {
             let waited = state
                 .asked
@@ -66,8 +71,9 @@ impl Router {
     /// The resolver failed; the router asks again after backoff.
     pub fn handle_resolve_failed(&mut self, now: Instant, reason: &str) {
         self.handle_timeout(now);
-        if self.resolver.is_some() {
+        if let Some(state) = self.resolver.as_mut() {
             tracing::warn!(reason, "resolver failed");
+            state.failed = Some(reason.to_owned());
             self.schedule_resolve();
         }
     }
