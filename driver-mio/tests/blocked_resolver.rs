@@ -6,9 +6,9 @@
 
 use std::sync::Mutex;
 use std::sync::mpsc::{Receiver, Sender, channel};
-use weft_mio::{Client, EndpointsVersion, NetEndpoint, Resolved, Resolver, SharedEndpoint};
+use weft_mio::{Client, EndpointsVersion, Resolved, Resolver, SharedEndpoint};
 
-/// Answers once, then blocks until released.
+/// Answers once (with no replicas), then blocks until released.
 struct Blocking {
     asked: Mutex<Sender<()>>,
     release: Mutex<Receiver<()>>,
@@ -20,8 +20,8 @@ impl Resolver for Blocking {
             let _ = self.asked.lock().unwrap().send(());
             let _ = self.release.lock().unwrap().recv();
         }
-        let endpoint: NetEndpoint = "tcp://127.0.0.1:9".parse().unwrap();
-        let endpoints: Vec<SharedEndpoint> = vec![std::sync::Arc::new(endpoint)];
+        // No replicas: no dial thread holds the client meanwhile.
+        let endpoints: Vec<SharedEndpoint> = Vec::new();
         Ok((endpoints, Some(EndpointsVersion(1))))
     }
 }
