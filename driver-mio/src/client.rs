@@ -142,7 +142,16 @@ impl Runtime for Mio {
         let spawned = thread::Builder::new()
             .name("weft-mio-resolve".into())
             .spawn(move || {
-                let resolved = resolver.resolve(version);
+                // A resolver that panics fails this resolve, which the
+                // router retries after backoff; unanswered, it would never
+                // ask again.
+                let resolved = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    resolver.resolve(version)
+                }))
+                .unwrap_or_else(|payload| {
+                    let why = weft_driver::server::panic_text(&*payload);
+                    Err(crate::ResolveError(format!("the resolver panicked: {why}")))
+                });
                 if let Some(c) = c.upgrade() {
                     c.resolved(
                         resolved

@@ -75,6 +75,28 @@ pub(crate) struct Tokio {
     connect_timeout: Duration,
 }
 
+/// The resolver's answer, or an error if it panics (making its future or
+/// polling it): a resolve must answer, or the router would never ask again.
+async fn resolve_guarded(
+    resolver: &dyn Resolver,
+    version: Option<EndpointsVersion>,
+) -> crate::Resolved {
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+    let panicked = |payload: Box<dyn std::any::Any + Send>| {
+        let why = weft_driver::server::panic_text(&*payload);
+        crate::ResolveError(format!("the resolver panicked: {why}"))
+    };
+    let mut fut = match catch_unwind(AssertUnwindSafe(|| resolver.resolve(version))) {
+        Ok(fut) => fut,
+        Err(payload) => return Err(panicked(payload)),
+    };
+    poll_fn(|cx| {
+        catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx)))
+            .unwrap_or_else(|payload| Poll::Ready(Err(panicked(payload))))
+    })
+    .await
+}
+
 impl Runtime for Tokio {
     type Endpoint = SharedEndpoint;
     type Stream = TokioStream;
@@ -107,7 +129,7 @@ impl Runtime for Tokio {
                 return;
             }
             let resolved = tokio::select! {
-                r = tokio.resolver.resolve(version) => r,
+                r = resolve_guarded(&*tokio.resolver, version) => r,
                 _ = closing => return,
             };
             client.resolved(

@@ -280,16 +280,23 @@ fn dns_changing_answers_mio_client() {
     changing_answers_are_paced(Driver::Mio);
 }
 
-/// Answers once with no replicas, then fails every time.
-struct FailsAfterFirst(std::sync::atomic::AtomicBool);
+/// Answers once with no replicas, then fails every time: with an error,
+/// or (`panics`) by panicking.
+struct FailsAfterFirst {
+    answered: std::sync::atomic::AtomicBool,
+    panics: bool,
+}
 
 impl FailsAfterFirst {
     fn answer(&self) -> Result<EndpointsVersion, weft_tokio::ResolveError> {
-        if self.0.swap(true, std::sync::atomic::Ordering::SeqCst) {
-            Err(weft_tokio::ResolveError("the registry is down".into()))
-        } else {
-            Ok(EndpointsVersion(1))
+        if !self
+            .answered
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            return Ok(EndpointsVersion(1));
         }
+        assert!(!self.panics, "the registry client broke");
+        Err(weft_tokio::ResolveError("the registry is down".into()))
     }
 }
 
@@ -310,8 +317,15 @@ impl weft_mio::Resolver for FailsAfterFirst {
 
 /// A call no replica can take says why the set may be stale: the
 /// resolver's own failure, not only "names no endpoints".
-fn a_failing_resolver_is_named_in_call_errors(c: Driver) {
-    let new = || FailsAfterFirst(std::sync::atomic::AtomicBool::new(false));
+fn a_failing_resolver_is_named_in_call_errors(c: Driver, panics: bool) {
+    let new = || FailsAfterFirst {
+        answered: std::sync::atomic::AtomicBool::new(false),
+        panics,
+    };
+    let why = match panics {
+        true => "resolver failed: the resolver panicked: the registry client broke",
+        false => "resolver failed: the registry is down",
+    };
     let client = TestClient::connect_resolver(c, new(), new()).unwrap();
     let give_up = std::time::Instant::now() + SOON;
     loop {
@@ -319,10 +333,7 @@ fn a_failing_resolver_is_named_in_call_errors(c: Driver) {
             .call("Echo", "", weft_proto::CallOptions::default())
             .unwrap_err();
         assert!(err.is_unreachable(), "{err}");
-        if err
-            .to_string()
-            .contains("resolver failed: the registry is down")
-        {
+        if err.to_string().contains(why) {
             break;
         }
         // The failure comes with the resolver's second answer: until then
@@ -335,12 +346,25 @@ fn a_failing_resolver_is_named_in_call_errors(c: Driver) {
 
 #[test]
 fn failing_resolver_tokio_client() {
-    a_failing_resolver_is_named_in_call_errors(Driver::Tokio);
+    a_failing_resolver_is_named_in_call_errors(Driver::Tokio, false);
 }
 
 #[test]
 fn failing_resolver_mio_client() {
-    a_failing_resolver_is_named_in_call_errors(Driver::Mio);
+    a_failing_resolver_is_named_in_call_errors(Driver::Mio, false);
+}
+
+/// A resolver that panics fails that resolve (and is asked again after
+/// backoff) rather than ending the task or thread that asked it, after
+/// which the client would never resolve again.
+#[test]
+fn panicking_resolver_tokio_client() {
+    a_failing_resolver_is_named_in_call_errors(Driver::Tokio, true);
+}
+
+#[test]
+fn panicking_resolver_mio_client() {
+    a_failing_resolver_is_named_in_call_errors(Driver::Mio, true);
 }
 
 #[test]

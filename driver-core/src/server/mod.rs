@@ -59,7 +59,7 @@ pub use options::{
     DEFAULT_MAX_QUEUED_REQUESTS, ServerOptions,
 };
 pub use panic::{
-    CatchPanic, HANDLER_PANICKED, catch_panic, panic_message, panicked, poll_catching,
+    CatchPanic, HANDLER_PANICKED, catch_panic, panic_message, panic_text, panicked, poll_catching,
 };
 pub use peer::PeerAddr;
 pub use request::Request;

@@ -14,14 +14,19 @@ pub const HANDLER_PANICKED: &str = "handler panicked";
 /// `handler panicked: <payload>` for a `&str` or `String` payload (what
 /// `panic!` makes), `handler panicked: Box<dyn Any>` otherwise.
 pub fn panic_message(payload: &(dyn Any + Send)) -> String {
-    let what = if let Some(s) = payload.downcast_ref::<&str>() {
+    format!("{HANDLER_PANICKED}: {}", panic_text(payload))
+}
+
+/// What a panic said: its `&str` or `String` payload (what `panic!`
+/// makes), `Box<dyn Any>` otherwise.
+pub fn panic_text(payload: &(dyn Any + Send)) -> &str {
+    if let Some(s) = payload.downcast_ref::<&str>() {
         s
     } else if let Some(s) = payload.downcast_ref::<String>() {
         s.as_str()
     } else {
         "Box<dyn Any>"
-    };
-    format!("{HANDLER_PANICKED}: {what}")
+    }
 }
 
 /// The error a call gets when its handler panicked with `payload`.
