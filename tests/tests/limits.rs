@@ -60,6 +60,24 @@ impl Raw {
         std::iter::from_fn(|| dec.next_message().map(Result::unwrap)).collect()
     }
 
+    /// The frames the server sends until there are at least `n` (within
+    /// [`SOON`]); failing if it closes first.
+    fn read_messages(&mut self, n: usize) -> Vec<Message> {
+        self.set_read_timeout(SOON);
+        let mut dec = FrameDecoder::new(1 << 20);
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while got.len() < n {
+            let k = self.stream().read(&mut buf).unwrap();
+            assert!(k > 0, "closed by the server after {got:?}");
+            dec.extend_from_slice(&buf[..k]);
+            got.extend(std::iter::from_fn(|| {
+                dec.next_message().map(Result::unwrap)
+            }));
+        }
+        got
+    }
+
     /// Whether the server's version reply arrives within `wait`.
     fn answered_within(&mut self, wait: Duration) -> bool {
         self.set_read_timeout(wait);
@@ -169,20 +187,8 @@ fn a_frame_held_at_the_handler_limit_is_not_timed_out(_: Driver, s: Driver, t: T
     // that; the rest of the Echo arrives while it is at its limit.
     assert!(go.answered_within(SOON));
     go.stream().write_all(&echo[echo.len() / 2..]).unwrap();
-    go.set_read_timeout(SOON);
-    let mut dec = FrameDecoder::new(1 << 20);
-    let mut answers = Vec::new();
-    let mut buf = [0u8; 4096];
-    while answers.len() < 2 {
-        let n = go.stream().read(&mut buf).unwrap();
-        assert!(n > 0, "closed by the server after {answers:?}");
-        dec.extend_from_slice(&buf[..n]);
-        answers.extend(std::iter::from_fn(|| {
-            dec.next_message().map(Result::unwrap)
-        }));
-    }
     assert_eq!(
-        answers,
+        go.read_messages(2),
         [
             Message::Response {
                 id: 1,
@@ -212,18 +218,7 @@ fn a_request_with_a_bad_header_is_refused_alone(_: Driver, s: Driver, t: Transpo
     bytes.extend_from_slice(&bad);
     bytes.extend_from_slice(&request(2, "Echo", "next"));
     go.stream().write_all(&bytes).unwrap();
-    go.set_read_timeout(SOON);
-    let mut dec = FrameDecoder::new(1 << 20);
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    while got.len() < 3 {
-        let n = go.stream().read(&mut buf).unwrap();
-        assert!(n > 0, "closed by the server after {got:?}");
-        dec.extend_from_slice(&buf[..n]);
-        got.extend(std::iter::from_fn(|| {
-            dec.next_message().map(Result::unwrap)
-        }));
-    }
+    let got = go.read_messages(3);
     let [
         Message::Version(_),
         Message::ErrorResponse { id: 1, payload },
