@@ -20,13 +20,29 @@ pub struct ConnConfig {
     /// Frames up to this size are copied into one buffer; larger payloads
     /// are written vectored, without copying.
     pub flatten_limit: usize,
+    /// Client connections: bytes of requests queued for the transport above
+    /// which later requests wait, unencoded, for it to take some (default
+    /// [`DEFAULT_MAX_REQUEST_BACKLOG`]). One request is always let in, so
+    /// the queue holds at most this plus one request; a server that stops
+    /// reading then costs the client this much, not every request placed
+    /// on the connection until their deadlines (and, unencoded, a waiting
+    /// request holds only a reference to its caller's arguments). While
+    /// the queue is over the bound the connection is congested
+    /// ([`ClientConn::is_congested`]) and a pool places calls elsewhere.
+    /// Servers bound their output with `ServerConfig::max_queued_output`.
+    pub max_request_backlog: usize,
 }
+
+/// Default [`ConnConfig::max_request_backlog`]: the server's default bound
+/// on queued output, so both sides buffer alike.
+pub const DEFAULT_MAX_REQUEST_BACKLOG: usize = 4 << 20;
 
 impl Default for ConnConfig {
     fn default() -> Self {
         ConnConfig {
             max_payload: DEFAULT_MAX_PAYLOAD,
             flatten_limit: DEFAULT_FLATTEN_LIMIT,
+            max_request_backlog: DEFAULT_MAX_REQUEST_BACKLOG,
         }
     }
 }
@@ -74,7 +90,8 @@ enum State {
 
 #[derive(Debug)]
 struct Call {
-    /// Set while the call waits for the handshake.
+    /// Set while the call waits for the handshake or for room in the
+    /// transmit queue ([`ConnConfig::max_request_backlog`]).
     unsent: Option<Box<Unsent>>,
 }
 
@@ -134,9 +151,13 @@ pub struct ClientConn {
     state: State,
     decoder: FrameDecoder,
     tx: Transmit,
+    /// [`ConnConfig::max_request_backlog`].
+    max_backlog: usize,
     last_id: u64,
     calls: IdMap<Call>,
-    /// Calls started before the handshake, in start order.
+    /// Calls started before the handshake or while the transmit queue was
+    /// over its bound, in start order (ids of calls that ended since are
+    /// skipped when their turn comes).
     waiting: VecDeque<u64>,
     deadlines: TimerQueue<u64>,
     events: VecDeque<ClientEvent>,
@@ -155,6 +176,7 @@ impl ClientConn {
             state: State::Handshaking,
             decoder: FrameDecoder::new(config.max_payload),
             tx,
+            max_backlog: config.max_request_backlog,
             last_id: 0,
             calls: IdMap::default(),
             waiting: VecDeque::new(),
@@ -195,6 +217,15 @@ impl ClientConn {
     /// Calls started and not yet ended.
     pub fn in_flight(&self) -> usize {
         self.calls.len()
+    }
+
+    /// Whether more than [`ConnConfig::max_request_backlog`] bytes are
+    /// queued for the transport: the server is not reading as fast as calls
+    /// are started, and a request started now waits for room.
+    pub fn is_congested(&self) -> bool {
+        // Requests wait only while the queue is over its bound, since room
+        // made sends them at once.
+        self.is_ready() && self.tx.len() > self.max_backlog
     }
 
     // ---- inputs ----
@@ -284,7 +315,7 @@ impl ClientConn {
             return CallId(id);
         }
         let unsent = match self.state {
-            State::Ready(_) => {
+            State::Ready(_) if self.waiting.is_empty() && self.tx.len() <= self.max_backlog => {
                 let micros = micros_left(opts.deadline, self.now);
                 self.tx.push_request(
                     id,
@@ -362,14 +393,23 @@ impl ClientConn {
     }
 
     /// Reports that the first `n` bytes of [`transmit`](Self::transmit) were
-    /// written.
+    /// written. Requests waiting for room are queued as it frees.
     pub fn advance_transmit(&mut self, n: usize) {
         self.tx.advance(n);
+        if !self.waiting.is_empty() && self.is_ready() {
+            self.send_waiting();
+        }
     }
 
     /// Moves all pending bytes into `out` (in-memory transports, tests).
+    /// Such a transport takes everything, so requests waiting for room
+    /// follow.
     pub fn drain_transmit(&mut self, out: &mut Vec<u8>) {
         self.tx.drain_into(out);
+        while !self.waiting.is_empty() && self.is_ready() {
+            self.send_waiting();
+            self.tx.drain_into(out);
+        }
     }
 
     /// The next event.
@@ -476,8 +516,11 @@ impl ClientConn {
         self.going_away = Some(reason);
     }
 
+    /// Queues waiting requests, in start order, while the queue has room.
     fn send_waiting(&mut self) {
-        while let Some(id) = self.waiting.pop_front() {
+        while self.tx.len() <= self.max_backlog
+            && let Some(id) = self.waiting.pop_front()
+        {
             let Some(unsent) = self.calls.get_mut(&id).and_then(|c| c.unsent.take()) else {
                 continue; // cancelled or expired while waiting
             };

@@ -117,6 +117,8 @@ impl Script<'_> {
 const CONN_FUZZ_CONFIG: crate::ConnConfig = crate::ConnConfig {
     max_payload: 1 << 16,
     flatten_limit: 4096,
+    // Small, so scripts reach it.
+    max_request_backlog: 256,
 };
 
 /// A client connection after a valid handshake, driven by a script of
@@ -135,9 +137,10 @@ pub fn client_conn(data: &[u8]) {
     let mut started = Vec::new();
     let mut ended = std::collections::HashSet::new();
     let mut out = Vec::new();
+    let mut cancels = 0;
     let mut s = Script(data);
     while let Some(op) = s.byte() {
-        match op % 6 {
+        match op % 7 {
             0 => {
                 let deadline = s
                     .byte()
@@ -157,12 +160,18 @@ pub fn client_conn(data: &[u8]) {
             1 => {
                 if let (Some(i), false) = (s.byte(), started.is_empty()) {
                     conn.cancel(now, started[usize::from(i) % started.len()]);
+                    cancels += 1;
                 }
             }
             2 => {
                 let us = u64::from(s.byte().unwrap_or(0)) * 100;
                 now += Duration::from_micros(us);
                 conn.handle_timeout(now);
+            }
+            5 => {
+                // A transport that takes part of the queue.
+                let n = usize::from(s.byte().unwrap_or(0));
+                conn.advance_transmit(n.min(conn.transmit().len()));
             }
             3 => {
                 let n = usize::from(s.byte().unwrap_or(0));
@@ -184,6 +193,10 @@ pub fn client_conn(data: &[u8]) {
         // A request and its cancel take under 64 bytes here; anything more
         // would be output the core invented.
         assert!(conn.transmit().len() <= 64 * started.len() + 64);
+        // Requests stop being queued past the backlog bound (one more is
+        // let in); cancels of sent requests are still queued.
+        let bound = CONN_FUZZ_CONFIG.max_request_backlog + 64 + 16 * cancels;
+        assert!(conn.transmit().len() <= bound, "backlog bound broken");
         if !conn.transmit().is_empty() {
             assert_eq!(
                 conn.poll_timeout(),

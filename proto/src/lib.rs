@@ -98,7 +98,7 @@ pub use transmit::{DEFAULT_FLATTEN_LIMIT, Transmit};
 
 // One connection, either side.
 pub use call::{CallError, CallOptions};
-pub use client::{CallId, ClientConn, ClientEvent, ConnConfig};
+pub use client::{CallId, ClientConn, ClientEvent, ConnConfig, DEFAULT_MAX_REQUEST_BACKLOG};
 pub use error::ConnError;
 pub use handler::{HandlerError, HandlerResult};
 pub use server::{

@@ -206,12 +206,13 @@ impl<R: Runtime> Client<R> {
     /// replica is ready, and also when none can be reached (the call then
     /// fails at once with the cause, which tells more than a readiness
     /// error would); `Ready(Err)` once the client is closed; `Pending`
-    /// while replicas are still connecting, with `cx` woken when that
-    /// changes.
+    /// while replicas are still connecting, or every one that is up is
+    /// congested (its server not reading requests as fast as they come),
+    /// with `cx` woken when that changes.
     pub fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<Result<(), CallError>> {
         let mut state = self.lock();
         match state.router.readiness() {
-            Readiness::Connecting => {
+            Readiness::Connecting | Readiness::Congested => {
                 let waker = cx.waker();
                 if !state.ready_wakers.iter().any(|w| w.will_wake(waker)) {
                     state.ready_wakers.push(waker.clone());

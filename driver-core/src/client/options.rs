@@ -23,6 +23,11 @@ pub struct ClientOptions {
     pub write_flatten_limit: usize,
     /// Largest response accepted (default 100 MiB).
     pub max_message_size: u64,
+    /// Bytes of requests a connection queues for its socket before later
+    /// requests wait, unencoded, and calls go to other replicas (default
+    /// 4 MiB): what a server that stops reading can cost this client. See
+    /// [`ConnConfig::max_request_backlog`].
+    pub max_request_backlog: usize,
     /// Seed for the pool's RNG; `None` draws one from the OS.
     pub seed: Option<u64>,
     /// How long a dial plus the version handshake may take before the
@@ -38,6 +43,7 @@ impl Default for ClientOptions {
             backoff: Backoff::default(),
             write_flatten_limit: conn.flatten_limit,
             max_message_size: conn.max_payload,
+            max_request_backlog: conn.max_request_backlog,
             seed: None,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
         }
@@ -50,6 +56,7 @@ impl std::fmt::Debug for ClientOptions {
             .field("backoff", &self.backoff)
             .field("write_flatten_limit", &self.write_flatten_limit)
             .field("max_message_size", &self.max_message_size)
+            .field("max_request_backlog", &self.max_request_backlog)
             .field("seed", &self.seed)
             .field("connect_timeout", &self.connect_timeout)
             .finish_non_exhaustive()
@@ -64,6 +71,7 @@ impl ClientOptions {
                 conn: ConnConfig {
                     max_payload: self.max_message_size,
                     flatten_limit: self.write_flatten_limit,
+                    max_request_backlog: self.max_request_backlog,
                 },
                 backoff: self.backoff,
                 seed: self.seed.unwrap_or_else(crate::random_seed),

@@ -89,7 +89,8 @@ pub(super) struct State<R: Runtime> {
     pub(super) endpoints: HashMap<Arc<str>, R::Endpoint>,
     /// When the timer is set to wake; `None` while it waits for news.
     pub(super) timer_armed: Option<Instant>,
-    /// Who waits for the router to stop [`Readiness::Connecting`].
+    /// Who waits for the router to leave [`Readiness::Connecting`] or
+    /// [`Readiness::Congested`].
     pub(super) ready_wakers: Vec<Waker>,
     /// Each connection's replica address, for call spans.
     pub(super) conn_addrs: ById<ConnId, Arc<str>>,
@@ -261,7 +262,12 @@ impl<R: Runtime> State<R> {
         }
         // Readiness changes only on a router input, and every input ends
         // in this drain: the one place to tell whoever waits for it.
-        if !self.ready_wakers.is_empty() && self.router.readiness() != Readiness::Connecting {
+        if !self.ready_wakers.is_empty()
+            && !matches!(
+                self.router.readiness(),
+                Readiness::Connecting | Readiness::Congested
+            )
+        {
             work.extend(self.ready_wakers.drain(..).map(Work::Wake));
         }
         if let Some(t) = self.router.poll_timeout()

@@ -104,6 +104,7 @@ impl ServerOptions {
             conn: ConnConfig {
                 max_payload: self.max_message_size,
                 flatten_limit: self.write_flatten_limit,
+                ..ConnConfig::default()
             },
             handshake_timeout: self.handshake_timeout,
             body_timeout: self.body_timeout,

@@ -58,13 +58,23 @@ impl Router {
         let Some(slot) = self.ready.get(i).map(|e| e.slot) else {
             return false;
         };
+        let backlog = self.config.conn.max_request_backlog;
         let r = self.replicas[slot].as_mut().expect("ready replica");
         let conn = r.conn.expect("a ready replica has a connection");
         r.calls.insert(id, ());
         if r.state == ReplicaState::Idle {
             r.state = ReplicaState::Active;
         }
+        r.placed_bytes = r.placed_bytes.saturating_add(call.args.len());
+        let full = r.placed_bytes > backlog;
+        if full {
+            // Until the link says how much of it went out.
+            r.congested = true;
+        }
         self.ready[i].in_flight += 1;
+        if full {
+            self.ready.remove(i);
+        }
         let call = self.calls.get_mut(&id).expect("live call");
         call.placed = Some((slot, conn));
         call.retry_at = None;
@@ -78,6 +88,9 @@ impl Router {
             opts,
         };
         self.commands.push_back((conn, start));
+        if full {
+            self.commands.push_back((conn, Command::ReportCongestion));
+        }
         true
     }
 

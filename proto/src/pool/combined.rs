@@ -245,17 +245,23 @@ impl Pool {
         Some(self.links.get(&conn.0)?.link.transmit())
     }
 
-    /// Reports that `n` bytes of `conn`'s transmit queue were written.
+    /// Reports that `n` bytes of `conn`'s transmit queue were written. Room
+    /// made may end the link's congestion, which places waiting calls:
+    /// drain the outputs after it, as after an input.
     pub fn advance_transmit(&mut self, conn: ConnId, n: usize) {
         if let Some(o) = self.links.get_mut(&conn.0) {
             o.link.advance_transmit(n);
+            self.after_link_input(conn);
         }
     }
 
-    /// Moves all of `conn`'s pending bytes into `out` (in-memory transports).
+    /// Moves all of `conn`'s pending bytes into `out` (in-memory transports);
+    /// drain the outputs after it, as after
+    /// [`advance_transmit`](Self::advance_transmit).
     pub fn drain_transmit(&mut self, conn: ConnId, out: &mut Vec<u8>) {
         if let Some(o) = self.links.get_mut(&conn.0) {
             o.link.drain_transmit(out);
+            self.after_link_input(conn);
         }
     }
 

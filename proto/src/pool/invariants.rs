@@ -39,9 +39,10 @@ impl Router {
             let in_balancer = self.ready.iter().any(|e| e.id == r.id);
             assert_eq!(
                 in_balancer,
-                matches!(s, Idle | Active),
-                "{}: {s:?} balancer",
-                r.addr
+                matches!(s, Idle | Active) && !r.congested,
+                "{}: {s:?} balancer (congested {})",
+                r.addr,
+                r.congested
             );
             assert_eq!(
                 !r.calls.is_empty(),

@@ -31,6 +31,9 @@ pub struct Link {
     by_router: IdMap<CallId>,
     /// Id on this connection -> router id, for results.
     by_conn: IdMap<PoolCallId>,
+    /// Congestion as last reported to the router; `None` when the router
+    /// asked for a report ([`Command::ReportCongestion`]).
+    reported: Option<bool>,
 }
 
 impl Link {
@@ -41,6 +44,7 @@ impl Link {
             conn: ClientConn::new(now, config),
             by_router: IdMap::default(),
             by_conn: IdMap::default(),
+            reported: Some(false),
         }
     }
 
@@ -107,6 +111,7 @@ impl Link {
                 // ends the call at once and sends nothing.
                 None => self.conn.handle_timeout(now),
             },
+            Command::ReportCongestion => self.reported = None,
         }
     }
 
@@ -137,7 +142,17 @@ impl Link {
     #[must_use]
     pub fn poll_event(&mut self) -> Option<ConnEvent> {
         loop {
-            return Some(match self.conn.poll_event()? {
+            let Some(event) = self.conn.poll_event() else {
+                // Compared when asked rather than tracked, so whatever moved
+                // the queue (a start, a write) is covered.
+                let congested = self.conn.is_congested();
+                if self.reported == Some(congested) || self.is_failed() {
+                    return None;
+                }
+                self.reported = Some(congested);
+                return Some(ConnEvent::Congested { congested });
+            };
+            return Some(match event {
                 ClientEvent::Connected { version } => ConnEvent::Connected { version },
                 ClientEvent::Done { id, result } => {
                     let Some(call) = self.by_conn.remove(&id.0) else {

@@ -149,6 +149,11 @@ pub enum Readiness {
     /// No replica is ready yet but some may become so (dialing, in its
     /// handshake, or restarting after a goaway): a call waits.
     Connecting,
+    /// Every replica that is up is congested: its server is not reading
+    /// requests as fast as they are started (see
+    /// [`ConnConfig::max_request_backlog`]). A call waits for one to catch
+    /// up.
+    Congested,
     /// No replica can take a call and none is expected to: a call fails at
     /// once with [`CallError::Unreachable`] carrying this text (unless it
     /// asked to wait for a replica).
@@ -227,6 +232,10 @@ pub enum Command {
         /// Which call.
         call: PoolCallId,
     },
+    /// Report [`ConnEvent::Congested`] next, even if unchanged: the router
+    /// has placed a backlog's worth of requests since the link last told
+    /// it, and places no more there until it hears how much went out.
+    ReportCongestion,
 }
 
 /// What a [`Link`] reports to the router.
@@ -252,6 +261,13 @@ pub enum ConnEvent {
     GoAway {
         /// The server's reason.
         reason: String,
+    },
+    /// The connection's queue went over its bound, or back within it
+    /// ([`ClientConn::is_congested`](crate::ClientConn::is_congested)):
+    /// while congested, the router places no call on the connection.
+    Congested {
+        /// Whether requests now wait.
+        congested: bool,
     },
     /// The connection is finished; nothing more will be written.
     Failed(ConnError),

@@ -33,6 +33,15 @@ pub(super) struct Replica {
     pub(super) going_away: bool,
     /// The resolver no longer names it (it is draining to be forgotten).
     pub(super) removed: bool,
+    /// The current connection reported requests waiting for its transport
+    /// ([`ConnEvent::Congested`](super::ConnEvent::Congested)): while set,
+    /// the replica is out of the balancer even when idle or active.
+    pub(super) congested: bool,
+    /// Argument bytes of calls placed here since the link last reported
+    /// its congestion: past the backlog bound the router stops placing
+    /// here and asks ([`Command::ReportCongestion`](super::Command::ReportCongestion)),
+    /// since its commands reach the link later than it sends them.
+    pub(super) placed_bytes: usize,
     /// Calls placed here whose link has not reported their end yet,
     /// including ones the router already finished (cancelled, expired).
     pub(super) calls: IdMap<()>,
@@ -72,7 +81,9 @@ impl Router {
                     // drained).
                     if !r.going_away {
                         r.state = ReplicaState::Active;
-                        self.add_ready(slot);
+                        if !r.congested {
+                            self.add_ready(slot);
+                        }
                     }
                 }
                 Some(_) => {}
@@ -117,6 +128,8 @@ impl Router {
             proven: false,
             going_away: false,
             removed: false,
+            congested: false,
+            placed_bytes: 0,
             calls: IdMap::default(),
         };
         let slot = match self.free_slots.pop() {
@@ -246,8 +259,31 @@ impl Router {
         r.state = ReplicaState::Idle;
         r.last_error = None;
         r.proven = false;
+        r.congested = false;
+        r.placed_bytes = 0;
         self.add_ready(slot);
         self.place_waiting();
+    }
+
+    /// The replica's connection reported whether it is congested.
+    pub(super) fn set_congested(&mut self, slot: usize, congested: bool) {
+        let r = self.replica_mut(slot);
+        r.placed_bytes = 0;
+        if r.congested == congested {
+            return;
+        }
+        r.congested = congested;
+        let placeable = matches!(r.state, ReplicaState::Idle | ReplicaState::Active);
+        tracing::debug!(addr = %r.addr, congested, "replica congestion");
+        if !placeable {
+            return;
+        }
+        if congested {
+            self.remove_ready(slot);
+        } else {
+            self.add_ready(slot);
+            self.place_waiting();
+        }
     }
 
     /// A call placed on the replica's connection ended there.

@@ -178,11 +178,15 @@ impl Router {
         if self.closed {
             return Readiness::Closed;
         }
-        let ready = self
-            .replicas()
-            .any(|(_, state, _)| matches!(state, ReplicaState::Idle | ReplicaState::Active));
-        if ready {
+        if !self.ready.is_empty() {
             return Readiness::Ready;
+        }
+        let congested =
+            self.replicas.iter().flatten().any(|r| {
+                r.congested && matches!(r.state, ReplicaState::Idle | ReplicaState::Active)
+            });
+        if congested {
+            return Readiness::Congested;
         }
         match self.unreachable() {
             Some(reason) => Readiness::Unreachable(reason),
@@ -246,6 +250,7 @@ impl Router {
             ConnEvent::Connected { .. } => self.connected(slot),
             ConnEvent::Done { call, result } => self.link_call_ended(slot, conn, call, result),
             ConnEvent::GoAway { reason } => self.going_away(slot, &reason),
+            ConnEvent::Congested { congested } => self.set_congested(slot, congested),
             ConnEvent::Failed(err) => self.conn_failed(slot, &err),
         }
         self.check_invariants();

@@ -4,7 +4,7 @@
 use super::Rng;
 use bytes::Bytes;
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 use std::time::{Duration, Instant};
 use weft_proto::{
     Action, ConnId, EndpointsVersion, Pool, PoolConfig, PoolEvent, Resolution, ResolverKind,
@@ -37,6 +37,10 @@ pub struct Server {
     /// Shutting down gracefully: refuses new connections, and each of its
     /// connections closes once its core is finished.
     pub stopping: bool,
+    /// Stopped reading: its connections' sockets take only this many more
+    /// bytes (all together), so the client's requests stay queued on its
+    /// side. `None` reads everything.
+    pub room: Option<usize>,
 }
 
 struct SimConn {
@@ -68,6 +72,10 @@ pub struct Cluster {
     pub events: Vec<PoolEvent>,
     pub dialed: Vec<(Instant, String)>,
     pub closed: Vec<ConnId>,
+    /// The arguments of every call.
+    pub args: Bytes,
+    /// Connections with bytes a server's socket had no room for.
+    stalled: BTreeSet<ConnId>,
 }
 
 pub const ECHO: fn() -> MethodKey = || MethodKey::new("weft.Test", "Who");
@@ -80,10 +88,29 @@ impl Cluster {
         constant: bool,
         balancer: Box<dyn Balancer>,
     ) -> Result<Self, CallError> {
+        Self::with_config(
+            seed,
+            servers,
+            endpoints,
+            constant,
+            balancer,
+            ConnConfig::default(),
+        )
+    }
+
+    /// [`new`](Self::new) with the client's connection settings.
+    pub fn with_config(
+        seed: u64,
+        servers: &[(&str, Kind)],
+        endpoints: &[&str],
+        constant: bool,
+        balancer: Box<dyn Balancer>,
+        conn: ConnConfig,
+    ) -> Result<Self, CallError> {
         let now = Instant::now();
         let config = PoolConfig {
             seed,
-            conn: ConnConfig::default(),
+            conn,
             ..PoolConfig::default()
         };
         let endpoints: Vec<String> = endpoints.iter().map(|s| s.to_string()).collect();
@@ -113,6 +140,7 @@ impl Cluster {
                             served: 0,
                             accepted: 0,
                             stopping: false,
+                            room: None,
                         },
                     )
                 })
@@ -129,7 +157,24 @@ impl Cluster {
             events: Vec::new(),
             dialed: Vec::new(),
             closed: Vec::new(),
+            args: Bytes::from_static(b"?"),
+            stalled: BTreeSet::new(),
         })
+    }
+
+    /// Makes `addr`'s server stop or resume reading its connections.
+    pub fn set_deaf(&mut self, addr: &str, deaf: bool) {
+        self.servers.get_mut(addr).unwrap().room = deaf.then_some(0);
+    }
+
+    /// Makes `addr`'s server read `bytes` more, then stop again.
+    pub fn set_room(&mut self, addr: &str, bytes: usize) {
+        self.servers.get_mut(addr).unwrap().room = Some(bytes);
+    }
+
+    /// Bytes queued on the client's side of `conn`.
+    pub fn queued(&self, conn: ConnId) -> usize {
+        self.pool.transmit(conn).map_or(0, |t| t.len())
     }
 
     /// Changes the resolver's endpoint set (a new version).
@@ -145,8 +190,8 @@ impl Cluster {
 
     pub fn call(&mut self, opts: &CallOptions) -> PoolCallId {
         let now = self.now;
-        self.pool
-            .start_call(now, ECHO(), Bytes::from_static(b"?"), opts.clone())
+        let args = self.args.clone();
+        self.pool.start_call(now, ECHO(), args, opts.clone())
     }
 
     pub fn result(&self, id: PoolCallId) -> Option<&Result<Bytes, CallError>> {
@@ -245,15 +290,26 @@ impl Cluster {
                     other => panic!("an action the simulation does not know: {other:?}"),
                 }
             }
+            // A deaf server's socket takes what room it has; the rest goes
+            // once it reads again.
+            let resumed: Vec<ConnId> = self
+                .stalled
+                .iter()
+                .copied()
+                .filter(|id| {
+                    self.conns
+                        .get(id)
+                        .is_none_or(|c| self.servers[&c.addr].room != Some(0))
+                })
+                .collect();
+            for id in resumed {
+                progressed = true;
+                self.stalled.remove(&id);
+                self.send_to_server(id);
+            }
             while let Some(conn) = self.pool.poll_transmit() {
                 progressed = true;
-                let mut buf = Vec::new();
-                self.pool.drain_transmit(conn, &mut buf);
-                if let Some(c) = self.conns.get_mut(&conn) {
-                    let at = (self.now + self.link_delay)
-                        .max(c.to_server.back().map_or(self.now, |b| b.0));
-                    c.to_server.push_back((at, buf));
-                }
+                self.send_to_server(conn);
             }
             while let Some(e) = self.pool.poll_event() {
                 progressed = true;
@@ -309,6 +365,44 @@ impl Cluster {
                 return any;
             }
             any = true;
+        }
+    }
+
+    /// Moves what `conn`'s client queued onto the link, as far as its
+    /// server's socket has room.
+    fn send_to_server(&mut self, conn: ConnId) {
+        let Some(c) = self.conns.get(&conn) else {
+            return;
+        };
+        let mut buf = Vec::new();
+        match self.servers[&c.addr].room {
+            None => self.pool.drain_transmit(conn, &mut buf),
+            Some(room) => {
+                let mut left = room;
+                while left > 0 {
+                    let Some(chunk) = self.pool.transmit(conn).map(|t| t.first_chunk()) else {
+                        break;
+                    };
+                    let n = chunk.len().min(left);
+                    if n == 0 {
+                        break;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    left -= n;
+                    self.pool.advance_transmit(conn, n);
+                }
+                let addr = c.addr.clone();
+                self.servers.get_mut(&addr).unwrap().room = Some(left);
+                if self.pool.transmit(conn).is_some_and(|t| !t.is_empty()) {
+                    self.stalled.insert(conn);
+                }
+            }
+        }
+        if let Some(c) = self.conns.get_mut(&conn)
+            && !buf.is_empty()
+        {
+            let at = (self.now + self.link_delay).max(c.to_server.back().map_or(self.now, |b| b.0));
+            c.to_server.push_back((at, buf));
         }
     }
 
