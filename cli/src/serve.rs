@@ -126,6 +126,9 @@ pub fn run(args: ServeArgs) -> Result<(), Failed> {
         remove_stale_socket(path)?;
     }
     let bind_failed = |e: std::io::Error| Failed(format!("cannot listen on {addr}: {e}"));
+    // Only a socket this process bound is its to remove: a failed bind
+    // leaves whatever is at the path (a live server's socket, a file).
+    let mut bound = false;
     let result = rt.block_on(async {
         if let Some(m) = args.metrics_addr {
             metrics_exporter_prometheus::PrometheusBuilder::new()
@@ -140,6 +143,7 @@ pub fn run(args: ServeArgs) -> Result<(), Failed> {
                 let mut listener = weft_tokio::Listener::bind(&addr)
                     .await
                     .map_err(bind_failed)?;
+                bound = true;
                 announce(
                     &listener.local_endpoint().map_err(bind_failed)?,
                     tls.is_some(),
@@ -161,6 +165,7 @@ pub fn run(args: ServeArgs) -> Result<(), Failed> {
                     None => weft_mio::Server::bind(&addr, mio_handlers(&service), opts),
                 }
                 .map_err(bind_failed)?;
+                bound = true;
                 announce(server.local_endpoint(), tls.is_some());
                 let shutdown = server.shutdown_handle();
                 // `Server::shutdown` blocks until the server has stopped, so it
@@ -176,7 +181,9 @@ pub fn run(args: ServeArgs) -> Result<(), Failed> {
         };
         served.map_err(|e| Failed(format!("serving {addr}: {e}")))
     });
-    if let NetEndpoint::Unix(path) = &addr {
+    if let NetEndpoint::Unix(path) = &addr
+        && bound
+    {
         let _ = std::fs::remove_file(path);
     }
     result

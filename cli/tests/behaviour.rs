@@ -98,6 +98,24 @@ fn a_stale_unix_socket_is_replaced_but_a_live_one_is_not() {
     server.stop();
 }
 
+#[test]
+fn a_failed_bind_leaves_what_is_at_the_path() {
+    let dir = tmp("not-a-socket");
+    let path = dir.join("notes.txt");
+    std::fs::write(&path, "mine").unwrap();
+    let addr = format!("unix://{}", path.display());
+    for driver in ["tokio", "mio"] {
+        let o = run(&["serve", "--driver", driver, "--addr", &addr]);
+        assert_eq!(o.status.code(), Some(1), "{driver}");
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("cannot listen on"),
+            "{driver}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "mine", "{driver}");
+    }
+}
+
 fn bench_json(args: &[&str]) -> Vec<serde_json::Value> {
     let o = run(&[&["bench", "--json", "--warmup", "0"][..], args].concat());
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
