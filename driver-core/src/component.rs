@@ -262,14 +262,38 @@ impl<C: BlockingCaller> Stub<C> {
 
 /// Decodes a response: the results, then the error list (Go's generated
 /// client stub). Bytes after the list are ignored, as Go ignores them.
-pub fn decode_results<T: Decode, E: AppError>(bytes: &[u8]) -> Result<T, ComponentError<E>> {
+///
+/// A failed method's results are its zero values, which not every type
+/// decodes (an enum with no variant 0): then, if the response starts with
+/// exactly those bytes, the error list after them is what the caller gets,
+/// rather than a decode error that hides it.
+pub fn decode_results<T: Decode + Encode, E: AppError>(
+    bytes: &[u8],
+) -> Result<T, ComponentError<E>> {
     let mut dec = Decoder::new(bytes);
-    let value = T::decode(&mut dec).map_err(ComponentError::Decode)?;
+    let value = match T::decode(&mut dec) {
+        Ok(v) => v,
+        Err(e) => return Err(error_after_zero::<T, E>(bytes).unwrap_or(ComponentError::Decode(e))),
+    };
     match E::decode_error(&mut dec).map_err(ComponentError::Decode)? {
         None => Ok(value),
         Some(e) => Err(ComponentError::App(e)),
     }
 }
+
+/// The application error after `T`'s zero values, if `bytes` start with
+/// them and a non-empty error list follows.
+fn error_after_zero<T: Encode, E: AppError>(bytes: &[u8]) -> Option<ComponentError<E>> {
+    let mut zero = Encoder::new();
+    T::encode_zero(&mut zero);
+    let rest = bytes.strip_prefix(zero.as_slice())?;
+    let app = E::decode_error(&mut Decoder::new(rest)).ok()??;
+    Some(ComponentError::App(app))
+}
+
+/// What a failed method whose error list is empty sends instead (an empty
+/// list would read as success).
+pub const EMPTY_ERROR: &str = "error with no entries";
 
 /// Encodes a method's outcome as Go's generated server stub does: the
 /// results (Go's zero values when the method failed), then the error list.
@@ -282,7 +306,17 @@ pub fn encode_results<T: Encode, E: AppError>(result: &Result<T, E>) -> Bytes {
         }
         Err(e) => {
             T::encode_zero(&mut enc);
-            e.encode_error(&mut enc);
+            let mut list = Encoder::new();
+            e.encode_error(&mut list);
+            if list.as_slice() == [0] {
+                // Only the terminator: the caller would read success.
+                weft_proto::codec::ErrorList::<weft_proto::codec::NoRegisteredErrors>::new(
+                    EMPTY_ERROR,
+                )
+                .encode_error(&mut enc);
+            } else {
+                enc.put_raw(list.as_slice());
+            }
         }
     }
     enc.finish()

@@ -4,6 +4,7 @@
 use crate::paths;
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
+use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::{FnArg, ItemTrait, LitStr, Pat, ReturnType, TraitItem, Type};
 
@@ -265,7 +266,8 @@ fn method(f: &mut syn::TraitItemFn) -> syn::Result<Method> {
         args.push((id.ident.clone(), (*pt.ty).clone()));
     }
     let (ok, err) = result_types(&sig.output)?;
-    let mut wire = camel(&sig.ident.to_string());
+    // `r#match` is `Match` on the wire, as Go spells it.
+    let mut wire = camel(&sig.ident.unraw().to_string());
     let mut retry = true;
     let mut route = None;
     let mut error = None;
@@ -387,11 +389,11 @@ fn client_method(index: usize, m: &Method, rt: &TokenStream, is_async: bool) -> 
     let encodes = m
         .args
         .iter()
-        .map(|(n, t)| quote_spanned!(t.span()=> #rt::Encode::encode(&#n, &mut enc);));
+        .map(|(n, t)| quote_spanned!(t.span()=> #rt::Encode::encode(&#n, &mut __weft_enc);));
     let encode = quote! {
-        let mut enc = #rt::Encoder::new();
+        let mut __weft_enc = #rt::Encoder::new();
         #( #encodes )*
-        let shard_key: u64 = #shard;
+        let __weft_shard_key: u64 = #shard;
     };
     if is_async {
         quote! {
@@ -403,8 +405,8 @@ fn client_method(index: usize, m: &Method, rt: &TokenStream, is_async: bool) -> 
                 -> ::core::result::Result<#ok, #rt::ComponentError<#err>>
             {
                 #encode
-                let results = self.stub.call(#index, enc.finish(), shard_key).await?;
-                #rt::decode_results::<#ok, #err>(&results)
+                let __weft_results = self.stub.call(#index, __weft_enc.finish(), __weft_shard_key).await?;
+                #rt::decode_results::<#ok, #err>(&__weft_results)
             }
         }
     } else {
@@ -415,8 +417,8 @@ fn client_method(index: usize, m: &Method, rt: &TokenStream, is_async: bool) -> 
                 -> ::core::result::Result<#ok, #rt::ComponentError<#err>>
             {
                 #encode
-                let results = self.stub.call_blocking(#index, enc.finish(), shard_key)?;
-                #rt::decode_results::<#ok, #err>(&results)
+                let __weft_results = self.stub.call_blocking(#index, __weft_enc.finish(), __weft_shard_key)?;
+                #rt::decode_results::<#ok, #err>(&__weft_results)
             }
         }
     }
@@ -428,21 +430,21 @@ fn handler(m: &Method, rt: &TokenStream, is_async: bool, component: &LitStr) -> 
     let names: Vec<_> = m.args.iter().map(|(n, _)| n).collect();
     let types: Vec<_> = m.args.iter().map(|(_, t)| t).collect();
     let decode = quote! {
-        let mut dec = #rt::Decoder::new(&req.args);
-        #( let #names: #types = #rt::decode_arg(&mut dec, #wire)?; )*
+        let mut __weft_dec = #rt::Decoder::new(&__weft_req.args);
+        #( let #names: #types = #rt::decode_arg(&mut __weft_dec, #wire)?; )*
     };
-    let ctx = m.context.then(|| quote!(&req,));
+    let ctx = m.context.then(|| quote!(&__weft_req,));
     if is_async {
         quote! {
             {
-                let imp = imp.clone();
-                #rt::AsyncHandlers::add(handlers, #component, #wire, move |req: #rt::Request| {
-                    let imp = imp.clone();
+                let __weft_imp = imp.clone();
+                #rt::AsyncHandlers::add(handlers, #component, #wire, move |__weft_req: #rt::Request| {
+                    let __weft_imp = __weft_imp.clone();
                     async move {
                         #decode
-                        let result =
-                            #rt::until_cancelled(&req, imp.#ident(#ctx #(#names),*)).await?;
-                        Ok(#rt::encode_results(&result))
+                        let __weft_result =
+                            #rt::until_cancelled(&__weft_req, __weft_imp.#ident(#ctx #(#names),*)).await?;
+                        ::core::result::Result::Ok(#rt::encode_results(&__weft_result))
                     }
                 });
             }
@@ -450,11 +452,11 @@ fn handler(m: &Method, rt: &TokenStream, is_async: bool, component: &LitStr) -> 
     } else {
         quote! {
             {
-                let imp = imp.clone();
-                #rt::BlockingHandlers::add(handlers, #component, #wire, move |req: #rt::Request| {
+                let __weft_imp = imp.clone();
+                #rt::BlockingHandlers::add(handlers, #component, #wire, move |__weft_req: #rt::Request| {
                     #decode
-                    let result = imp.#ident(#ctx #(#names),*);
-                    Ok(#rt::encode_results(&result))
+                    let __weft_result = __weft_imp.#ident(#ctx #(#names),*);
+                    ::core::result::Result::Ok(#rt::encode_results(&__weft_result))
                 });
             }
         }

@@ -68,7 +68,7 @@ fn strukt(fields: &Fields, side: Side, codec: &TokenStream) -> TokenStream {
             quote! {
                 fn decode(dec: &mut #codec::Decoder<'_>) -> ::core::result::Result<Self, #codec::CodecError> {
                     #( let #vars = <#types as #codec::Decode>::decode(dec)?; )*
-                    Ok(#build)
+                    ::core::result::Result::Ok(#build)
                 }
             }
         }
@@ -108,8 +108,8 @@ fn enumeration(
         Side::Decode => quote! {
             fn decode(dec: &mut #codec::Decoder<'_>) -> ::core::result::Result<Self, #codec::CodecError> {
                 let v = <#repr as #codec::Decode>::decode(dec)?;
-                #( if v == Self::#variants as #repr { return Ok(Self::#variants); } )*
-                Err(#codec::CodecError::OutOfRange { ty: stringify!(#name), value: v as i128 })
+                #( if v == Self::#variants as #repr { return ::core::result::Result::Ok(Self::#variants); } )*
+                ::core::result::Result::Err(#codec::CodecError::OutOfRange { ty: ::core::stringify!(#name), value: v as i128 })
             }
         },
     })
