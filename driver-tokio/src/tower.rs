@@ -24,7 +24,7 @@ use crate::client::{Connection, Tokio};
 use crate::server::HandlerMap;
 use bytes::Bytes;
 use std::future::{Future, poll_fn};
-use std::pin::Pin;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use tower_service::Service;
@@ -155,6 +155,10 @@ impl HandlerMap {
     /// An error becomes the caller's application error ([`CallError::Remote`])
     /// carrying the error's chain: a tower timeout arrives as
     /// `request timed out`, a load shedder's refusal as `service overloaded`.
+    /// A request cancelled (by its caller, its deadline or a lost
+    /// connection) while it waits for the service to be ready, or while the
+    /// service runs it, is dropped there, so it holds no permit and never
+    /// runs late.
     ///
     /// ```
     /// use bytes::Bytes;
@@ -173,11 +177,28 @@ impl HandlerMap {
     {
         self.set(component, method, move |req: Request| {
             let mut service = service.clone();
+            let cancelled = req.cancellation();
             async move {
-                poll_fn(|cx| service.poll_ready(cx))
-                    .await
-                    .map_err(handler_error)?;
-                service.call(req).await.map_err(handler_error)
+                let run = async {
+                    poll_fn(|cx| service.poll_ready(cx))
+                        .await
+                        .map_err(handler_error)?;
+                    service.call(req).await.map_err(handler_error)
+                };
+                // The server never drops a handler's future: a layer that
+                // waits (a concurrency limit) would otherwise keep a
+                // cancelled request queued and then run it.
+                let (mut run, mut cancelled) = (pin!(run), pin!(cancelled));
+                poll_fn(|cx| {
+                    if let Poll::Ready(out) = run.as_mut().poll(cx) {
+                        return Poll::Ready(out);
+                    }
+                    cancelled
+                        .as_mut()
+                        .poll(cx)
+                        .map(|_| Err(HandlerError::cancelled()))
+                })
+                .await
             }
         });
     }

@@ -170,3 +170,72 @@ async fn server_layers_limit_and_shed_load_with_an_error_the_caller_reads() {
     release.notify_one();
     assert_eq!(&again.await.unwrap().unwrap()[..], b"3");
 }
+
+#[tokio::test]
+async fn a_request_cancelled_while_a_layer_holds_it_never_runs() {
+    let release = std::sync::Arc::new(Notify::new());
+    // What the inner service was handed: the arguments, and whether the
+    // request was already cancelled then.
+    let (ran_tx, mut ran) = mpsc::unbounded_channel();
+    let held = release.clone();
+    let inner = tower::service_fn(move |req: Request| {
+        let held = held.clone();
+        let _ = ran_tx.send((req.args.clone(), req.is_cancelled()));
+        async move {
+            if &req.args[..] == b"hold" {
+                held.notified().await;
+            }
+            Ok::<Bytes, std::io::Error>(req.args)
+        }
+    });
+    let mut handlers = HandlerMap::new();
+    handlers.set_service(
+        "weft.Test",
+        "Limited",
+        ServiceBuilder::new().concurrency_limit(1).service(inner),
+    );
+    handlers.set(
+        "weft.Test",
+        "Echo",
+        |req: Request| async move { Ok(req.args) },
+    );
+    let conn = connect(serve(handlers).await).await;
+    let limited = MethodKey::new("weft.Test", "Limited");
+    let first = tokio::spawn({
+        let conn = conn.clone();
+        async move {
+            conn.call(limited, Bytes::from_static(b"hold"), Default::default())
+                .await
+        }
+    });
+    assert_eq!(&ran.recv().await.unwrap().0[..], b"hold");
+    // Waits for the permit until its deadline.
+    let late = weft_tokio::CallOptions {
+        deadline: Some(std::time::Instant::now() + Duration::from_millis(100)),
+        ..Default::default()
+    };
+    let err = conn
+        .call(limited, Bytes::from_static(b"late"), late)
+        .await
+        .unwrap_err();
+    assert!(err.is_deadline_exceeded(), "{err}");
+    // A round trip, so the server has passed the late call's deadline too.
+    conn.call(echo(), Bytes::from_static(b"x"), Default::default())
+        .await
+        .unwrap();
+    release.notify_one();
+    assert_eq!(&first.await.unwrap().unwrap()[..], b"hold");
+    let after = within(
+        "the permit",
+        conn.call(limited, Bytes::from_static(b"after"), Default::default()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(&after[..], b"after");
+    let (args, cancelled) = ran.recv().await.unwrap();
+    assert_eq!(
+        (&args[..], cancelled),
+        (&b"after"[..], false),
+        "the cancelled request ran once the permit was free"
+    );
+}

@@ -3,6 +3,7 @@
 use super::PeerAddr;
 use super::cancel::CancelToken;
 use bytes::Bytes;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use weft_proto::{CancelReason, Metadata, TraceContext};
@@ -78,6 +79,14 @@ impl Request {
     /// any executor: it waits through the task's `Waker`.
     pub async fn cancelled(&self) -> CancelReason {
         self.cancel.cancelled().await
+    }
+
+    /// The same as [`cancelled`](Self::cancelled), as a future that owns
+    /// what it needs: for code that hands the request itself on (to a
+    /// `tower::Service`, say) and must still see it cancelled.
+    pub fn cancellation(&self) -> impl Future<Output = CancelReason> + Send + use<> {
+        let token = self.cancel.clone();
+        async move { token.cancelled().await }
     }
 
     /// Blocks the thread until the request is cancelled or `timeout`
