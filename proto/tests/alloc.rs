@@ -118,6 +118,56 @@ fn large_elements_are_not_reserved_ahead() {
     assert!(largest <= 64 * 1024, "{largest} bytes reserved");
 }
 
+/// A `None` is one byte on the wire and a whole `Option<T>` in memory: a
+/// megabyte of them as `Vec<Option<[u8; 4096]>>` would take 4 GB. Decoding
+/// stops at `MAX_MEMORY_RATIO` bytes per input byte, before allocating.
+#[test]
+fn wide_elements_cannot_take_many_times_their_input() {
+    use weft_proto::codec::{self, CodecError};
+    let n = 1usize << 20;
+    let mut input = (n as u32).to_le_bytes().to_vec();
+    input.resize(4 + n, 0);
+    let (largest, r) = counting::largest_allocation(|| {
+        codec::decode::<Vec<Option<[u8; 4096]>>>(&input).map(|v| v.len())
+    });
+    assert!(
+        matches!(r, Err(CodecError::TooMuchMemory { input: i, .. }) if i == input.len()),
+        "{r:?}"
+    );
+    assert!(largest <= 64 * 1024, "{largest} bytes allocated");
+    // The same in maps, and spread over many small vectors.
+    let mut maps = (n as u32 / 2).to_le_bytes().to_vec();
+    for k in 0..n as u32 / 2 {
+        maps.extend_from_slice(&k.to_le_bytes());
+        maps.push(0);
+    }
+    let r =
+        codec::decode::<std::collections::BTreeMap<u32, Option<[u8; 512]>>>(&maps).map(|m| m.len());
+    assert!(matches!(r, Err(CodecError::TooMuchMemory { .. })), "{r:?}");
+    let many = codec::encode(&vec![vec![None::<[u8; 256]>; 64]; 4096]);
+    let r = codec::decode::<Vec<Vec<Option<[u8; 256]>>>>(&many).map(|v| v.len());
+    assert!(matches!(r, Err(CodecError::TooMuchMemory { .. })), "{r:?}");
+    // Go's shape for a slice of pointers, Option<Box<T>>, decodes: 8 bytes
+    // a None.
+    let ok = codec::decode::<Vec<Option<Box<[u8; 4096]>>>>(&input).unwrap();
+    assert_eq!(ok.len(), n);
+    // So do narrow elements, and small inputs of wide ones.
+    let strings = codec::encode(&vec![None::<String>; n]);
+    assert_eq!(
+        codec::decode::<Vec<Option<String>>>(&strings)
+            .unwrap()
+            .len(),
+        n
+    );
+    let small = codec::encode(&vec![None::<[u8; 64]>; 512]);
+    assert_eq!(
+        codec::decode::<Vec<Option<[u8; 64]>>>(&small)
+            .unwrap()
+            .len(),
+        512
+    );
+}
+
 /// Large frames are read into buffers of their own; once the application
 /// drops a frame, its buffer serves the next one: after the first few, a
 /// 1 MiB frame costs one small allocation (the view's owner) instead of a

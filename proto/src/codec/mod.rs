@@ -120,6 +120,26 @@ pub enum CodecError {
     /// A `time.Time` in a format Go never writes.
     #[error("codec: invalid time.Time encoding: {0}")]
     InvalidTime(&'static str),
+    /// Containers whose elements take more memory than their input allows
+    /// ([`MAX_MEMORY_RATIO`]): a `None` is one byte on the wire but a whole
+    /// `Option<T>` in a vector, so a request within the message limit
+    /// could otherwise take many times that limit.
+    #[error(
+        "codec: the value at offset {offset} would take {need} bytes of memory, past \
+         the {budget} its {input}-byte input allows (a pointer in Go is an \
+         `Option<Box<T>>` here)"
+    )]
+    TooMuchMemory {
+        /// What the container being decoded would take.
+        need: usize,
+        /// What was left of the budget, [`MAX_MEMORY_RATIO`] bytes per
+        /// input byte.
+        budget: usize,
+        /// The input's length.
+        input: usize,
+        /// Where in the input.
+        offset: usize,
+    },
     /// Containers (boxes, slices, maps) nested deeper than [`MAX_DEPTH`]:
     /// a recursive type's value as long as its input allows would take
     /// the decoding thread's whole stack, and a stack overflow aborts the
@@ -322,6 +342,18 @@ impl Encoder {
 /// comes near it; past it decoding fails with [`CodecError::TooDeep`].
 pub const MAX_DEPTH: u32 = 128;
 
+/// Bytes of memory the containers of one decoded value may take per byte
+/// of input (plus [`MEMORY_ALLOWANCE`]), counting each vector's and map's
+/// elements and each box at their size in memory. Go's own decoder
+/// allocates at most 8 bytes per input byte (a nil pointer in a slice);
+/// the widest common Rust shape, `Vec<Option<String>>` of `None`s, takes 24.
+/// Past it decoding fails with [`CodecError::TooMuchMemory`].
+pub const MAX_MEMORY_RATIO: usize = 32;
+
+/// Memory any value may take whatever its input's size, so that small
+/// inputs of wide types (`[Option<[u8; 64]>]` of `None`s) still decode.
+pub const MEMORY_ALLOWANCE: usize = 64 * 1024;
+
 /// Reads values from the front of a byte slice.
 #[derive(Debug, Clone)]
 pub struct Decoder<'a> {
@@ -329,6 +361,8 @@ pub struct Decoder<'a> {
     total: usize,
     /// Containers being decoded around the current value.
     depth: u32,
+    /// Bytes of memory containers may still take ([`MAX_MEMORY_RATIO`]).
+    budget: usize,
 }
 
 impl<'a> Decoder<'a> {
@@ -338,7 +372,29 @@ impl<'a> Decoder<'a> {
             buf: input,
             total: input.len(),
             depth: 0,
+            budget: input
+                .len()
+                .saturating_mul(MAX_MEMORY_RATIO)
+                .saturating_add(MEMORY_ALLOWANCE),
         }
+    }
+
+    /// Accounts for `n` values of `size` bytes that a container is about to
+    /// hold, against the memory this input allows ([`MAX_MEMORY_RATIO`]).
+    /// Containers call it before decoding their elements; an implementation
+    /// by hand that allocates per element should too.
+    pub fn reserve(&mut self, n: usize, size: usize) -> Result<(), CodecError> {
+        let need = n.saturating_mul(size);
+        if need > self.budget {
+            return Err(CodecError::TooMuchMemory {
+                need,
+                budget: self.budget,
+                input: self.total,
+                offset: self.offset(),
+            });
+        }
+        self.budget -= need;
+        Ok(())
     }
 
     /// Decodes a container's contents with `f`, one level deeper: at most

@@ -208,7 +208,10 @@ impl<T: Decode> Decode for Vec<T> {
     fn decode(dec: &mut Decoder<'_>) -> Result<Self, CodecError> {
         match dec.read_len(1)? {
             None => Ok(Vec::new()),
-            Some(n) => dec.nested(|dec| T::decode_elements(dec, n)),
+            Some(n) => {
+                dec.reserve(n, size_of::<T>())?;
+                dec.nested(|dec| T::decode_elements(dec, n))
+            }
         }
     }
 }
@@ -281,6 +284,7 @@ impl<K: Encode, V: Encode> Encode for BTreeMap<K, V> {
 impl<K: Decode + Eq + Hash, V: Decode, S: BuildHasher + Default> Decode for HashMap<K, V, S> {
     fn decode(dec: &mut Decoder<'_>) -> Result<Self, CodecError> {
         let n = dec.read_len(2)?.unwrap_or(0);
+        dec.reserve(n, size_of::<(K, V)>())?;
         let mut m = HashMap::with_capacity_and_hasher(super::cautious::<(K, V)>(n), S::default());
         dec.nested(|dec| {
             for _ in 0..n {
@@ -296,6 +300,7 @@ impl<K: Decode + Eq + Hash, V: Decode, S: BuildHasher + Default> Decode for Hash
 impl<K: Decode + Ord, V: Decode> Decode for BTreeMap<K, V> {
     fn decode(dec: &mut Decoder<'_>) -> Result<Self, CodecError> {
         let n = dec.read_len(2)?.unwrap_or(0);
+        dec.reserve(n, size_of::<(K, V)>())?;
         let mut m = BTreeMap::new();
         dec.nested(|dec| {
             for _ in 0..n {
@@ -381,6 +386,7 @@ impl<T: Encode> Encode for Box<T> {
 
 impl<T: Decode> Decode for Box<T> {
     fn decode(dec: &mut Decoder<'_>) -> Result<Self, CodecError> {
+        dec.reserve(1, size_of::<T>())?;
         dec.nested(T::decode).map(Box::new)
     }
 }
