@@ -134,6 +134,61 @@ fn bench_makes_exactly_n_calls_and_reports_its_transport() {
     assert_eq!(p["mode"], "closed");
 }
 
+/// `weft bench` with `args`, stopped by `timeout` after `limit` seconds
+/// (exit 124) if it does not end by itself: a hang fails the test instead
+/// of stalling the suite.
+fn bench_within(limit: u32, args: &[&str]) -> serde_json::Value {
+    let o = Command::new("timeout")
+        .arg(limit.to_string())
+        .arg(WEFT)
+        .args([&["bench", "--json", "--warmup", "0"][..], args].concat())
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    serde_json::from_str(out.lines().next().unwrap()).unwrap()
+}
+
+#[test]
+fn bench_ends_when_calls_never_do() {
+    // Every call waits for a cancel that never comes: after the measured
+    // phase and a grace, the bench closes the connection and reports them.
+    for driver in ["tokio", "mio"] {
+        let p = bench_within(
+            30,
+            &[
+                "--driver",
+                driver,
+                "--method",
+                "CancelWait",
+                "--duration",
+                "0.2",
+                "-c",
+                "2",
+            ],
+        );
+        assert_eq!(p["calls"], 0, "{driver}");
+        assert_eq!(p["errors_by_kind"]["communication"], 2, "{driver}");
+    }
+}
+
+#[test]
+fn a_slow_open_loop_ends_with_its_duration() {
+    // One call every 100 s: the bench must not wait for the next one.
+    for driver in ["tokio", "mio"] {
+        let p = bench_within(
+            20,
+            &["--driver", driver, "--rate", "0.01", "--duration", "0.3"],
+        );
+        assert_eq!(p["mode"], "open", "{driver}");
+    }
+}
+
 #[test]
 fn bench_counts_errors_by_kind_instead_of_stopping() {
     let p = &bench_json(&["-n", "20", "--method", "Error", "--data", "no"])[0];

@@ -72,6 +72,33 @@ impl Control {
     }
 }
 
+/// How long calls still running when the measured phase ends may take to
+/// finish before their connections are closed under them (a server that
+/// stopped answering must not hang the bench).
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// The longest an open loop sleeps before looking whether to stop, so a low
+/// rate does not keep the bench running a whole interval past its end.
+const STOP_CHECK: Duration = Duration::from_millis(50);
+
+fn abandoned_note() {
+    eprintln!(
+        "weft bench: calls were still running {}s after the end; closed their connections",
+        STOP_GRACE.as_secs()
+    );
+}
+
+/// Sleeps until `at` or until `control` says stop; false if stopped.
+fn pause_until(control: &Control, at: Instant) -> bool {
+    while let Some(wait) = at.checked_duration_since(Instant::now()) {
+        if control.stop.load(Ordering::Relaxed) {
+            return false;
+        }
+        std::thread::sleep(wait.min(STOP_CHECK));
+    }
+    true
+}
+
 /// What every worker needs.
 #[derive(Clone)]
 pub struct Job {
@@ -158,7 +185,10 @@ pub fn tokio_load(
                 let mut calls = Vec::new();
                 for i in 0u64.. {
                     let at = job.intended(start, i);
-                    tokio::time::sleep_until(at.into()).await;
+                    while Instant::now() < at && !control.stop.load(Ordering::Relaxed) {
+                        let slice = at.min(Instant::now() + STOP_CHECK);
+                        tokio::time::sleep_until(slice.into()).await;
+                    }
                     let Some(measured) = control.next() else {
                         break;
                     };
@@ -188,12 +218,23 @@ pub fn tokio_load(
         }
     }
     phases();
+    let grace_end = tokio::time::Instant::now() + STOP_GRACE;
     let mut total = Record::new();
-    for t in tasks {
-        total.merge(
-            rt.block_on(t)
-                .map_err(|e| Failed(format!("load task: {e}")))?,
-        );
+    let mut closed = false;
+    for mut t in tasks {
+        let done = rt.block_on(async { tokio::time::timeout_at(grace_end, &mut t).await });
+        let joined = match done {
+            Ok(joined) => joined,
+            Err(_) => {
+                if !closed {
+                    closed = true;
+                    abandoned_note();
+                    conns.iter().for_each(weft_tokio::Connection::close);
+                }
+                rt.block_on(t)
+            }
+        };
+        total.merge(joined.map_err(|e| Failed(format!("load task: {e}")))?);
     }
     for c in conns {
         c.close();
@@ -259,8 +300,8 @@ pub fn mio_load(
                     let start = Instant::now();
                     for i in 0u64.. {
                         let at = job.intended(start, i);
-                        if let Some(wait) = at.checked_duration_since(Instant::now()) {
-                            std::thread::sleep(wait);
+                        if !pause_until(control, at) {
+                            break;
                         }
                         let Some(measured) = control.next() else {
                             break;
@@ -273,6 +314,15 @@ pub fn mio_load(
             }
         }
         phases();
+        let grace_end = Instant::now() + STOP_GRACE;
+        while workers.iter().any(|w| !w.is_finished()) {
+            if Instant::now() >= grace_end {
+                abandoned_note();
+                clients.iter().for_each(weft_mio::Client::close);
+                break;
+            }
+            std::thread::sleep(STOP_CHECK);
+        }
         let mut total = Record::new();
         for w in workers {
             total.merge(
