@@ -127,7 +127,8 @@ pub fn run(args: CallArgs) -> Result<ExitCode, Failed> {
     let tls = args.tls.client(&args.addr)?;
     let result = rt.block_on(async {
         let opts = CallOptions {
-            deadline: timeout.map(|t| Instant::now() + t),
+            // A timeout past what the clock can hold is no deadline.
+            deadline: timeout.and_then(|t| Instant::now().checked_add(t)),
             metadata,
             retry: args.retry,
             ..CallOptions::default()

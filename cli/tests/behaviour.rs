@@ -178,6 +178,31 @@ fn bench_ends_when_calls_never_do() {
 }
 
 #[test]
+fn durations_past_the_clock_do_not_panic() {
+    // A timeout the clock cannot hold is no deadline: the call fails for
+    // its own reason (nothing listens there), not with a panic (101).
+    let o = run(&[
+        "call",
+        "--addr",
+        "tcp://127.0.0.1:1",
+        "--method",
+        "Who",
+        "--timeout",
+        "9999999999999999999",
+    ]);
+    assert_ne!(
+        o.status.code(),
+        Some(101),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("unreachable"));
+    // A rate so low its second call would start past the clock's end.
+    let p = bench_within(20, &["--rate", "1e-20", "--duration", "0.2"]);
+    assert_eq!(p["mode"], "open");
+}
+
+#[test]
 fn a_slow_open_loop_ends_with_its_duration() {
     // One call every 100 s: the bench must not wait for the next one.
     for driver in ["tokio", "mio"] {

@@ -122,10 +122,13 @@ impl Job {
         }
     }
 
-    /// When the `i`-th call of an open loop should start.
-    fn intended(&self, start: Instant, i: u64) -> Instant {
+    /// When the `i`-th call of an open loop should start; `None` past what
+    /// the clock can hold (a rate so low the call would never start).
+    fn intended(&self, start: Instant, i: u64) -> Option<Instant> {
         let rate = self.rate.expect("open loop");
-        start + Duration::from_secs_f64(i as f64 / rate)
+        Duration::try_from_secs_f64(i as f64 / rate)
+            .ok()
+            .and_then(|d| start.checked_add(d))
     }
 }
 
@@ -184,7 +187,9 @@ pub fn tokio_load(
                 let start = Instant::now();
                 let mut calls = Vec::new();
                 for i in 0u64.. {
-                    let at = job.intended(start, i);
+                    let Some(at) = job.intended(start, i) else {
+                        break;
+                    };
                     while Instant::now() < at && !control.stop.load(Ordering::Relaxed) {
                         let slice = at.min(Instant::now() + STOP_CHECK);
                         tokio::time::sleep_until(slice.into()).await;
@@ -299,7 +304,9 @@ pub fn mio_load(
                 scope.spawn(move || {
                     let start = Instant::now();
                     for i in 0u64.. {
-                        let at = job.intended(start, i);
+                        let Some(at) = job.intended(start, i) else {
+                            break;
+                        };
                         if !pause_until(control, at) {
                             break;
                         }

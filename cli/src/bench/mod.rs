@@ -373,7 +373,10 @@ fn measure_weft(args: &BenchArgs, job: &Job) -> Result<Point, Failed> {
 /// short.
 fn phases(args: &BenchArgs, control: &Control, label: &str) -> (f64, bool) {
     let step = Duration::from_millis(50);
-    let warmup_end = Instant::now() + args.warmup.0.unwrap_or_default();
+    let warmup = args.warmup.0.unwrap_or_default();
+    let warmup_end = Instant::now()
+        .checked_add(warmup)
+        .unwrap_or_else(far_future);
     while Instant::now() < warmup_end && !INTERRUPTED.load(Ordering::Relaxed) {
         std::thread::sleep(step.min(warmup_end.saturating_duration_since(Instant::now())));
     }
@@ -410,6 +413,12 @@ fn phases(args: &BenchArgs, control: &Control, label: &str) -> (f64, bool) {
         start.elapsed().as_secs_f64(),
         INTERRUPTED.load(Ordering::Relaxed),
     )
+}
+
+/// An instant no run reaches (a year away), for durations past what the
+/// clock can hold.
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(365 * 24 * 3600)
 }
 
 /// A bar over the measured time or calls; hidden when standard error is
