@@ -53,6 +53,11 @@ impl RootCerts {
     }
 
     fn store(&self) -> Result<rustls::RootCertStore, TlsError> {
+        // rustls takes an empty store, and every handshake then fails with
+        // an unknown issuer: say so where the mistake is made.
+        if self.0.is_empty() {
+            return Err(TlsError::Config("no root certificates to trust".into()));
+        }
         let mut store = rustls::RootCertStore::empty();
         for c in &self.0 {
             store
@@ -342,5 +347,19 @@ impl TlsEndpoint {
     /// A fresh rustls client connection for this replica.
     pub fn connection(&self) -> io::Result<rustls::ClientConnection> {
         self.tls.connect(self.endpoint.host())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_root_set_is_refused_where_it_is_made() {
+        let err = ClientTls::new(&RootCerts::default(), None).unwrap_err();
+        assert!(
+            matches!(&err, TlsError::Config(m) if m.contains("no root certificates")),
+            "{err}"
+        );
     }
 }

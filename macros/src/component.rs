@@ -55,6 +55,32 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
             "weft: a component needs at least one method",
         ));
     }
+    // The generated clients' own methods, which a component method of the
+    // same name would collide with.
+    const RESERVED: [&str; 4] = ["new", "with_options", "conn", "blocking"];
+    if let Some(m) = methods
+        .iter()
+        .find(|m| RESERVED.contains(&m.ident.unraw().to_string().as_str()))
+    {
+        return Err(syn::Error::new_spanned(
+            &m.ident,
+            "weft: the generated clients have a method of this name; name the Rust \
+             method otherwise and keep the Go name with `#[weft(name = \"...\")]`",
+        ));
+    }
+    let mut wires = std::collections::BTreeSet::new();
+    for m in &methods {
+        if m.wire == "ready" || !wires.insert(m.wire.as_str()) {
+            return Err(syn::Error::new_spanned(
+                &m.ident,
+                format!(
+                    "weft: two methods would be `{}` on the wire (`ready` is the one \
+                     every component serves); rename one or set `#[weft(name = \"...\")]`",
+                    m.wire
+                ),
+            ));
+        }
+    }
     let is_async = methods[0].is_async;
     if let Some(m) = methods.iter().find(|m| m.is_async != is_async) {
         return Err(syn::Error::new_spanned(

@@ -122,10 +122,16 @@ fn repr(input: &DeriveInput) -> syn::Result<syn::Ident> {
     let mut found = None;
     for attr in input.attrs.iter().filter(|a| a.path().is_ident("repr")) {
         attr.parse_nested_meta(|meta| {
-            if let Some(id) = meta.path.get_ident()
-                && INTS.contains(&id.to_string().as_str())
-            {
-                found = Some(id.clone());
+            match meta.path.get_ident() {
+                Some(id) if INTS.contains(&id.to_string().as_str()) => found = Some(id.clone()),
+                // Encoded as i64 these would not be what they say (a C int
+                // is 4 bytes; i128 would be cut).
+                _ => {
+                    return Err(meta.error(
+                        "weft: an encoded enum's repr is one of i8..i64, u8..u64, isize \
+                         or usize (its Go integer type), or none for Go's int",
+                    ));
+                }
             }
             Ok(())
         })?;
