@@ -81,7 +81,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for LazyTls<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let s = ready!(self.get_mut().poll_handshake(cx))?;
-        Pin::new(s).poll_read(cx, buf).map_err(describe_io)
+        match ready!(Pin::new(s).poll_read(cx, buf)) {
+            // A peer that hangs up without a close_notify (a crash, or a
+            // server closing an idle connection) ends the stream, as it
+            // does on the mio driver and over plaintext: the frames tell
+            // whether anything was cut short, so the error would say
+            // nothing more than "closed", only less plainly.
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Poll::Ready(Ok(())),
+            read => Poll::Ready(read.map_err(describe_io)),
+        }
     }
 }
 

@@ -373,6 +373,62 @@ impl Write for RawStream {
     }
 }
 
+/// A TLS server that answers the handshakes, reads the first request and
+/// hangs up without a close_notify (as a crashed process does).
+fn hang_up_mid_call(tls: ServerTls) -> weft_proto::NetEndpoint {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = weft_proto::NetEndpoint::Tcp(listener.local_addr().unwrap().to_string());
+    std::thread::spawn(move || {
+        let (mut tcp, _) = listener.accept().unwrap();
+        let mut conn = tls.accept().unwrap();
+        let mut plain = Vec::new();
+        // The version frame, then the start of the request.
+        while plain.len() <= 20 {
+            if conn.complete_io(&mut tcp).is_err() {
+                return;
+            }
+            let mut buf = [0u8; 4096];
+            match conn.reader().read(&mut buf) {
+                Ok(n) => plain.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => return,
+            }
+            if plain.len() == 20 {
+                conn.writer().write_all(&plain[..20]).unwrap();
+                conn.complete_io(&mut tcp).unwrap();
+            }
+        }
+        // Dropped without a close_notify.
+    });
+    endpoint
+}
+
+/// Over TLS a client says what it says over plaintext when its server goes
+/// away mid-call: no close_notify arrives, and the framing, not TLS, tells
+/// what was cut short (the call). Both client drivers.
+fn a_hang_up_over_tls_reads_as_a_close(client: Driver) {
+    let pki = Pki::new();
+    let ep = TlsEndpoint::new(hang_up_mid_call(pki.server()), pki.client());
+    let c = TestClient::connect_tls(client, vec![ep], ClientOptions::default()).unwrap();
+    let err = c.call("Echo", "hi", guarded()).unwrap_err();
+    let text = err.to_string();
+    assert!(err.is_communication(), "{text}");
+    assert!(text.contains("peer closed the connection"), "{text}");
+    c.close();
+}
+
+mod a_hang_up_over_tls_reads_as_a_close {
+    #[test]
+    fn tokio() {
+        super::a_hang_up_over_tls_reads_as_a_close(weft_tests::Driver::Tokio)
+    }
+    #[test]
+    fn mio() {
+        super::a_hang_up_over_tls_reads_as_a_close(weft_tests::Driver::Mio)
+    }
+}
+
 macro_rules! pairs {
     ($($scenario:ident),* $(,)?) => {
         $(
