@@ -468,3 +468,26 @@ fn shard_key_matches_the_go_hasher() {
     hasher.write(&12u64);
     assert_eq!(Some(hasher.sum64()), h["sum64"].as_u64());
 }
+
+/// A Go error of a type this side has not registered (`fmt.Errorf("…: %w",
+/// &ConflictError{…})`): its fields cannot be read, but the entries before
+/// it are kept and the type is named, rather than the whole error lost.
+#[test]
+fn an_unregistered_error_type_keeps_what_came_before() {
+    use weft_proto::codec::{ErrorList, ErrorListEntry};
+    let bytes = file("errors/wrapped_automarshal.bin");
+    let list =
+        ErrorList::<weft_proto::codec::NoRegisteredErrors>::decode_error(&mut Decoder::new(&bytes))
+            .unwrap()
+            .expect("an error");
+    assert_eq!(list.entries.len(), 2, "{list}");
+    let ErrorListEntry::Emulated(last) = &list.entries[1] else {
+        panic!("{list:?}");
+    };
+    assert!(last.message.contains("has not registered"), "{list}");
+    assert!(last.message.contains("*"), "names the Go type: {list}");
+    let ErrorListEntry::Emulated(first) = &list.entries[0] else {
+        panic!("{list:?}");
+    };
+    assert!(!first.message.is_empty());
+}

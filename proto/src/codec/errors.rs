@@ -247,7 +247,19 @@ impl<R: RegisteredError> AppError for ErrorList<R> {
                             by_value: tag == TAG_VALUE,
                             error: error?,
                         }),
-                        None => return Err(CodecError::UnregisteredError { type_key }),
+                        // Its layout is unknown, so nothing after it can be
+                        // read; the list is the last thing in a response,
+                        // so what came before is kept and the type named
+                        // (a Go client panics here).
+                        None => {
+                            entries.push(ErrorListEntry::Emulated(ErrorEntry {
+                                message: format!(
+                                    "an error of type {type_key}, which this side has not registered"
+                                ),
+                                format: String::new(),
+                            }));
+                            break;
+                        }
                     }
                 }
                 tag => return Err(CodecError::UnknownErrorTag { tag, offset }),
@@ -257,7 +269,8 @@ impl<R: RegisteredError> AppError for ErrorList<R> {
     }
 }
 
-/// Ordinary errors only (tag 3); a registered type fails to decode.
+/// Ordinary errors only (tag 3); an entry of a registered type reads as one
+/// that names its type, and ends the list.
 impl AppError for RemoteError {
     fn encode_error(&self, enc: &mut Encoder) {
         // The same bytes as an error response's payload.

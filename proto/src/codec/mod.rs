@@ -159,14 +159,6 @@ pub enum CodecError {
         /// Where in the input.
         offset: usize,
     },
-    /// An error list entry of a Go type this side has not registered: its
-    /// layout is unknown, so nothing after it can be read (a Go client
-    /// panics here).
-    #[error("codec: error type {type_key} is not registered")]
-    UnregisteredError {
-        /// Go's type key, `*pkg.Type(import/path)`.
-        type_key: String,
-    },
 }
 
 /// A value in Service Weaver's encoding.
