@@ -4,6 +4,7 @@
 mod bench;
 mod call;
 mod raw;
+mod raw_tokio;
 mod serve;
 mod target;
 

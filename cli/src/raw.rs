@@ -85,6 +85,9 @@ impl Write for Sock {
 pub fn serve(args: RawArgs) -> Result<(), Failed> {
     let addr = args.addr;
     let err = |e: io::Error| Failed(format!("cannot listen on {addr}: {e}"));
+    if std::env::var("WEFT_RAW_SERVER").as_deref() == Ok("tokio") {
+        return crate::raw_tokio::serve(&addr).map_err(err);
+    }
     match &addr {
         NetEndpoint::Tcp(a) => {
             let l = TcpListener::bind(a).map_err(err)?;
@@ -121,6 +124,10 @@ fn echo_conn(sock: Sock) {
         }
         let word = u64::from_le_bytes(header[8..].try_into().expect("8 bytes"));
         let len = (word >> 8) as usize;
+        // A baseline peer sends small frames; a length like this is garbage.
+        if len > MAX_FRAME {
+            return;
+        }
         payload.resize(len, 0);
         if input.read_exact(&mut payload).is_err() {
             return;
@@ -153,9 +160,18 @@ pub fn client(
     concurrency: usize,
     duration: Duration,
 ) -> io::Result<(Vec<u64>, u64)> {
+    let shape = Shape::from_env();
+    if shape == Shape::Tokio {
+        if concurrency != 1 {
+            return Err(io::Error::other(
+                "WEFT_RAW_SHAPE=tokio runs one call in flight only",
+            ));
+        }
+        return crate::raw_tokio::ping_pong(addr, request, response_len, duration);
+    }
     let sock = Sock::connect(addr)?;
     let small = concurrency * request.len().max(response_len) <= ONE_THREAD_BYTES;
-    match Shape::from_env() {
+    match shape {
         Shape::Auto if concurrency == 1 => ping_pong(sock, request, response_len, duration),
         Shape::Auto | Shape::OneThread if small => {
             one_thread(sock, request, response_len, concurrency, duration)
@@ -183,6 +199,9 @@ enum Shape {
     /// One thread busy-polling a non-blocking socket: not a blocking
     /// client, and it burns its core.
     Spin,
+    /// A task on a default multi-thread Tokio runtime: Tokio's own floor,
+    /// one call in flight only (`raw_tokio.rs`).
+    Tokio,
 }
 
 impl Shape {
@@ -191,10 +210,14 @@ impl Shape {
             Ok("one-thread") => Shape::OneThread,
             Ok("two-threads") => Shape::TwoThreads,
             Ok("spin") => Shape::Spin,
+            Ok("tokio") => Shape::Tokio,
             _ => Shape::Auto,
         }
     }
 }
+
+/// The largest frame the echo server takes (the default message limit).
+const MAX_FRAME: usize = 100 << 20;
 
 /// In-flight bytes, each way, up to which one thread both writes and reads:
 /// well inside the sockets' buffers, so a blocking write cannot wait on a
