@@ -282,3 +282,53 @@ fn an_abandoned_call_counts_as_cancelled() {
     client.close();
     server.abort();
 }
+
+/// A server whose future is dropped (as `select!` with a shutdown signal
+/// does) ends the requests its connections had in flight: the gauge comes
+/// back to zero and they count as cancelled.
+#[test]
+fn dropping_a_tokio_server_ends_its_requests() {
+    use std::sync::{Mutex, mpsc};
+    let _turn = turn();
+    let comp = "github.com/acme/Dropped/Cart";
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (started_tx, started) = mpsc::channel::<()>();
+    let started_tx = Mutex::new(started_tx);
+    let mut h = weft_tokio::HandlerMap::new();
+    h.set(comp, "Hang", move |_req: weft_tokio::Request| {
+        let _ = started_tx.lock().unwrap().send(());
+        std::future::pending::<weft_tokio::HandlerResult>()
+    });
+    let bind: NetEndpoint = "tcp://127.0.0.1:0".parse().unwrap();
+    let listener = rt.block_on(weft_tokio::Listener::bind(&bind)).unwrap();
+    let endpoint = listener.local_endpoint().unwrap();
+    let server = rt.spawn(weft_tokio::serve(listener, h, Default::default()));
+    changes();
+    let client = weft_mio::Client::connect(
+        weft_mio::ConstantResolver::new([endpoint]),
+        Default::default(),
+    )
+    .unwrap();
+    let call = client.start(
+        MethodKey::new(comp, "Hang"),
+        Bytes::new(),
+        CallOptions::default(),
+    );
+    started.recv().unwrap();
+    server.abort();
+    // The client sees the connection go once the server's connection task
+    // (which owns the socket and the requests) is dropped.
+    let err = call.wait().unwrap_err();
+    assert!(err.is_communication(), "{err}");
+    let labels = [("component", comp), ("method", "Hang")];
+    let mut m = changes();
+    assert_eq!(m.gauge("weft_server_in_flight", &labels), 0.0);
+    assert_eq!(
+        m.counter(
+            "weft_server_errors_total",
+            &[labels[0], labels[1], ("kind", "cancelled")]
+        ),
+        1
+    );
+    client.close();
+}

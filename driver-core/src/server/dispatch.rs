@@ -92,6 +92,23 @@ pub struct Dispatcher<H: ?Sized> {
     peer: Option<Arc<PeerAddr>>,
 }
 
+/// A connection dropped without its `Failed` event (its task aborted when
+/// the server's future was dropped, or a panic): its requests end here as
+/// that event would end them, so their handlers stop, their spans close
+/// and the in-flight gauge comes back down.
+impl<H: ?Sized> Drop for Dispatcher<H> {
+    fn drop(&mut self) {
+        if self.cancels.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        for (_, r) in self.cancels.drain() {
+            r.cancel.cancel(CancelReason::ConnectionLost);
+            r.end(now, Err(ServerError::Cancelled));
+        }
+    }
+}
+
 impl<H: ?Sized> fmt::Debug for Dispatcher<H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Dispatcher")
