@@ -24,11 +24,22 @@ pub(crate) fn context_of(span: &Span) -> Option<TraceContext> {
     })
 }
 
-/// Makes the caller's span, named by the context that arrived on the
-/// wire, the parent of `span`. Without one (or with an invalid one) the
-/// span starts a new trace.
-pub(crate) fn set_remote_parent(span: &Span, trace: Option<&TraceContext>) {
-    let Some(t) = trace else { return };
+/// The context of the caller's current span, if it has one (an
+/// OpenTelemetry layer records it).
+pub(crate) fn current_context() -> Option<TraceContext> {
+    let span = Span::current();
+    if span.is_none() {
+        return None;
+    }
+    context_of(&span)
+}
+
+/// The OpenTelemetry context naming the caller's span from `trace` as a
+/// remote parent; empty without one.
+pub(crate) fn remote_context(trace: Option<&TraceContext>) -> Context {
+    let Some(t) = trace else {
+        return Context::new();
+    };
     let sc = SpanContext::new(
         TraceId::from_bytes(t.trace_id),
         SpanId::from_bytes(t.span_id),
@@ -37,6 +48,18 @@ pub(crate) fn set_remote_parent(span: &Span, trace: Option<&TraceContext>) {
         TraceState::default(),
     );
     if sc.is_valid() {
-        let _ = span.set_parent(Context::new().with_remote_span_context(sc));
+        Context::new().with_remote_span_context(sc)
+    } else {
+        Context::new()
+    }
+}
+
+/// Makes the caller's span, named by the context that arrived on the
+/// wire, the parent of `span`. Without one (or with an invalid one) the
+/// span starts a new trace.
+pub(crate) fn set_remote_parent(span: &Span, trace: Option<&TraceContext>) {
+    let cx = remote_context(trace);
+    if cx.has_active_span() {
+        let _ = span.set_parent(cx);
     }
 }

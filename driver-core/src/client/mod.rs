@@ -154,11 +154,15 @@ impl<R: Runtime> Client<R> {
         let now = Instant::now();
         // Made before the lock: a subscriber's work is not done under it.
         let span = observe::call_span(&method, opts.method_name);
+        // The call's span when it is recorded, else the caller's own: a
+        // subscriber that filters out weft's DEBUG spans still propagates
+        // the trace its own spans are in.
         #[cfg(feature = "opentelemetry")]
-        if opts.trace.is_none()
-            && let Some(span) = &span
-        {
-            opts.trace = crate::otel::context_of(span);
+        if opts.trace.is_none() {
+            opts.trace = match &span {
+                Some(span) => crate::otel::context_of(span),
+                None => crate::otel::current_context(),
+            };
         }
         let request_bytes = args.len();
         let mut work = WorkList::new();

@@ -81,6 +81,16 @@ impl Request {
         self.cancel.cancelled().await
     }
 
+    /// The caller's span as an OpenTelemetry parent: weft's `weft.handle`
+    /// span (DEBUG) continues the caller's trace by itself, and a handler
+    /// whose subscriber filters it out makes its own spans continue it
+    /// with `span.set_parent(req.otel_context())`. Empty when the request
+    /// carried no trace context.
+    #[cfg(feature = "opentelemetry")]
+    pub fn otel_context(&self) -> opentelemetry::Context {
+        crate::otel::remote_context(self.trace.as_ref())
+    }
+
     /// The same as [`cancelled`](Self::cancelled), as a future that owns
     /// what it needs: for code that hands the request itself on (to a
     /// `tower::Service`, say) and must still see it cancelled.
