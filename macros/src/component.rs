@@ -281,7 +281,7 @@ fn method(f: &mut syn::TraitItemFn) -> syn::Result<Method> {
             context = true;
             continue;
         }
-        if matches!(&*pt.ty, Type::Reference(_) | Type::ImplTrait(_)) {
+        if matches!(peel(&pt.ty), Type::Reference(_) | Type::ImplTrait(_)) {
             return Err(syn::Error::new_spanned(
                 &pt.ty,
                 "weft: component arguments are owned values with an encoding \
@@ -345,9 +345,11 @@ fn method(f: &mut syn::TraitItemFn) -> syn::Result<Method> {
 
 /// `&Request` (any path ending in `Request`): the call's context.
 fn is_request_ref(ty: &Type) -> bool {
-    let Type::Reference(r) = ty else { return false };
+    let Type::Reference(r) = peel(ty) else {
+        return false;
+    };
     r.mutability.is_none()
-        && matches!(&*r.elem, Type::Path(p) if p.qself.is_none()
+        && matches!(peel(&r.elem), Type::Path(p) if p.qself.is_none()
             && p.path.segments.last().is_some_and(|s| s.ident == "Request" && s.arguments.is_empty()))
 }
 
@@ -357,7 +359,7 @@ fn result_types(output: &ReturnType) -> syn::Result<(Type, Type)> {
     let ReturnType::Type(_, ty) = output else {
         return Err(syn::Error::new_spanned(output, msg));
     };
-    if let Type::Path(p) = &**ty
+    if let Type::Path(p) = peel(ty)
         && let Some(last) = p.path.segments.last()
         && last.ident == "Result"
         && let syn::PathArguments::AngleBracketed(a) = &last.arguments
@@ -368,6 +370,16 @@ fn result_types(output: &ReturnType) -> syn::Result<(Type, Type)> {
         return Ok((ok.clone(), err.clone()));
     }
     Err(syn::Error::new_spanned(ty, msg))
+}
+
+/// A type as written, through the invisible group a `macro_rules!`
+/// fragment (`$t:ty`) wraps it in, and through parentheses.
+fn peel(ty: &Type) -> &Type {
+    match ty {
+        Type::Group(g) => peel(&g.elem),
+        Type::Paren(p) => peel(&p.elem),
+        other => other,
+    }
 }
 
 /// `async fn m(..) -> R` becomes `fn m(..) -> impl Future<Output = R> + Send`

@@ -38,6 +38,33 @@ pub trait Edge {
     async fn empty_error(&self) -> Result<u64, ErrorList>;
 }
 
+/// A component written by a `macro_rules!`: its `$t:ty` fragments reach
+/// the attribute wrapped in invisible groups, which must read as the
+/// types they hold (this compiles, and is served below).
+macro_rules! component_of {
+    ($name:ident, $req:ty, $arg:ty, $ret:ty) => {
+        #[weft_tokio::component(name = "github.com/acme/edge/Macro")]
+        pub trait $name {
+            async fn get(&self, ctx: $req, key: $arg) -> $ret;
+        }
+    };
+}
+
+component_of!(
+    FromMacro,
+    &weft_tokio::Request,
+    String,
+    Result<String, ErrorList>
+);
+
+struct Macro;
+
+impl FromMacro for Macro {
+    async fn get(&self, _ctx: &weft_tokio::Request, key: String) -> Result<String, ErrorList> {
+        Ok(key)
+    }
+}
+
 mod blocking {
     use super::Kind;
     use weft_mio::codec::ErrorList;
@@ -153,6 +180,7 @@ fn tokio_server_mio_client() {
     let endpoint = listener.local_endpoint().unwrap();
     let mut h = weft_tokio::HandlerMap::new();
     EdgeServer::register(&mut h, AsyncEdge);
+    FromMacroServer::register(&mut h, Macro);
     let shutdown = weft_tokio::Shutdown::new();
     rt.spawn(weft_tokio::serve_with_shutdown(
         listener,
@@ -174,6 +202,14 @@ fn tokio_server_mio_client() {
         )
         .unwrap();
     assert_eq!(weft_tokio::codec::decode::<String>(&raw).unwrap(), "m");
+    let raw = conn
+        .call(
+            MethodKey::new("github.com/acme/edge/Macro", "Get"),
+            weft_tokio::codec::encode("k"),
+            Default::default(),
+        )
+        .unwrap();
+    assert_eq!(weft_tokio::codec::decode::<String>(&raw).unwrap(), "k");
     let client = blocking::EdgeBlockingClient::new(conn);
     assert_eq!(
         client.names("r".into(), 1, 2, true, "h".into()).unwrap(),
