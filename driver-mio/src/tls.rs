@@ -56,9 +56,17 @@ impl TlsStream {
     }
 
     pub(crate) fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // A write that fails here (the peer hung up) is reported only once
+        // nothing more can be read: what the peer sent before it left (its
+        // last records, or an alert saying why) tells more than EPIPE.
+        let mut write_failed = None;
         loop {
             // Handshake messages (and alerts) before anything else.
-            self.flush_records()?;
+            if write_failed.is_none()
+                && let Err(e) = self.flush_records()
+            {
+                write_failed = Some(weft_driver::tls::describe_write_io(e));
+            }
             match self.conn.reader().read(buf) {
                 Ok(n) => return Ok(n),
                 // The peer hung up without close_notify: an end all the same.
@@ -68,8 +76,10 @@ impl TlsStream {
             }
             // At the end, reader() reports it on the next turn; during the
             // handshake it is a peer that did not speak TLS.
-            if self.conn.read_tls(&mut self.sock)? == 0 && self.conn.is_handshaking() {
-                return Err(closed_in_handshake());
+            match self.conn.read_tls(&mut self.sock) {
+                Ok(0) if self.conn.is_handshaking() => return Err(closed_in_handshake()),
+                Ok(_) => {}
+                Err(e) => return Err(write_failed.unwrap_or(e)),
             }
             if let Err(e) = self.conn.process_new_packets() {
                 // The alert rustls queued tells the peer why.
