@@ -32,8 +32,21 @@ impl Throwaway {
             CertificateParams::new(vec!["127.0.0.1".into(), "localhost".into()]).map_err(failed)?;
         let key = KeyPair::generate().map_err(failed)?;
         let cert = params.signed_by(&key, &ca, &ca_key).map_err(failed)?;
-        let dir = std::env::temp_dir().join(format!("weft-bench-tls-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).map_err(failed)?;
+        // A directory of our own, made fresh (not one someone else made
+        // at a name they could guess) and readable by us alone: the key is
+        // a throwaway, but a key all the same.
+        let dir = std::env::temp_dir().join(format!(
+            "weft-bench-tls-{}-{:016x}",
+            std::process::id(),
+            std::hash::BuildHasher::hash_one(&std::hash::RandomState::new(), std::process::id())
+        ));
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(&dir)
+                .map_err(failed)?;
+        }
         let (cert_path, key_path) = (dir.join("server.pem"), dir.join("server.key"));
         std::fs::write(&cert_path, cert.pem()).map_err(failed)?;
         std::fs::write(&key_path, key.serialize_pem()).map_err(failed)?;
