@@ -157,6 +157,9 @@ impl World {
             s.dead = false;
             s.healthy = true;
         }
+        for c in self.conns.values_mut() {
+            c.room = None;
+        }
         for id in self.conn_ids(|c| !c.held.is_empty()) {
             let now = self.now;
             let c = self.conns.get_mut(&id).expect("listed");

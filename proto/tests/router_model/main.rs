@@ -156,6 +156,10 @@ struct Conn {
     /// Calls whose `Cancel` or `Expire` reached this link before their
     /// `Start` did, with which command it was.
     overtaken: BTreeMap<PoolCallId, &'static str>,
+    /// Bytes the client's socket still takes; `None`: all it is given. A
+    /// server that stops reading, so the link's backlog bound and the
+    /// router's congestion handling come into play.
+    room: Option<usize>,
 }
 
 /// A command on its way from the router to a link.
@@ -254,6 +258,11 @@ enum Op {
     Flush(u64),
     /// One round of a prompt driver: everything in transit delivered.
     Prompt,
+    /// A connection's socket takes only `n` more bytes, or everything.
+    Room {
+        pick: usize,
+        n: Option<u16>,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -281,6 +290,8 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(server, dead)| Op::Dead { server, dead }),
         1 => any::<u64>().prop_map(Op::Flush),
         1 => Just(Op::Prompt),
+        4 => (any::<usize>(), prop::option::weighted(0.7, 0u16..300))
+            .prop_map(|(pick, n)| Op::Room { pick, n }),
     ]
 }
 
@@ -319,6 +330,7 @@ fn run(seed: u64, least_pending: bool, initial: u8, ops: &[Op], close_early: boo
             }
             Op::Answer(pick) => w.server_answers(pick),
             Op::Dead { server, dead } => w.set_dead(SERVERS[server], dead),
+            Op::Room { pick, n } => w.set_room(pick, n.map(usize::from)),
             Op::Prompt => {
                 w.prompt_round();
             }

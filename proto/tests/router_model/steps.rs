@@ -135,6 +135,7 @@ impl World {
                         connected_reported: false,
                         failed_reported: false,
                         overtaken: BTreeMap::new(),
+                        room: None,
                     },
                 );
                 self.pump_conn(conn);
@@ -195,6 +196,16 @@ impl World {
         c.to_client.clear();
         c.link.handle_transport_closed(now, "network broke");
         c.server.handle_transport_closed(now, "network broke");
+        self.pump_conn(id);
+    }
+
+    pub(super) fn set_room(&mut self, pick: usize, room: Option<usize>) {
+        let ids = self.conn_ids(|_| true);
+        if ids.is_empty() {
+            return;
+        }
+        let id = ids[pick % ids.len()];
+        self.conns.get_mut(&id).expect("listed").room = room;
         self.pump_conn(id);
     }
 

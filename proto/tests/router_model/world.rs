@@ -7,6 +7,11 @@ impl World {
         let base = Instant::now();
         let config = PoolConfig {
             seed,
+            // A few requests' worth: the bound and congestion come up often.
+            conn: ConnConfig {
+                max_request_backlog: 64,
+                ..ConnConfig::default()
+            },
             ..PoolConfig::default()
         };
         let endpoints = mask_endpoints(initial);
@@ -177,7 +182,21 @@ impl World {
         loop {
             let mut progressed = false;
             scratch.clear();
-            c.link.drain_transmit(scratch);
+            match &mut c.room {
+                None => c.link.drain_transmit(scratch),
+                Some(left) => {
+                    while *left > 0 {
+                        let chunk = c.link.transmit().first_chunk();
+                        let n = chunk.len().min(*left);
+                        if n == 0 {
+                            break;
+                        }
+                        scratch.extend_from_slice(&chunk[..n]);
+                        c.link.advance_transmit(n);
+                        *left -= n;
+                    }
+                }
+            }
             if !scratch.is_empty() {
                 progressed = true;
                 if !c.broken {
@@ -199,6 +218,10 @@ impl World {
                     ConnEvent::Failed(_) => {
                         assert!(!c.failed_reported, "{id:?} failed twice");
                         c.failed_reported = true;
+                    }
+                    ConnEvent::Congested { .. } => {
+                        assert!(c.connected_reported, "{id:?} congested before connecting");
+                        assert!(!c.failed_reported, "{id:?} congested after failing");
                     }
                     other => panic!("a link event the model does not know: {other:?}"),
                 }
