@@ -122,8 +122,7 @@ fn echo_conn(sock: Sock) {
         if input.read_exact(&mut header).is_err() {
             return;
         }
-        let word = u64::from_le_bytes(header[8..].try_into().expect("8 bytes"));
-        let len = (word >> 8) as usize;
+        let len = payload_len(&header);
         // A baseline peer sends small frames; a length like this is garbage.
         if len > MAX_FRAME {
             return;
@@ -132,15 +131,7 @@ fn echo_conn(sock: Sock) {
         if input.read_exact(&mut payload).is_err() {
             return;
         }
-        // Strip the request header, as a server hands only the arguments
-        // to its handler, and answer with them.
-        let hlen = payload
-            .get(..4)
-            .map_or(0, |b| u32::from_le_bytes(b.try_into().expect("4")) as usize);
-        let args = payload.get(4 + hlen..).unwrap_or(&[]);
-        reply.extend_from_slice(&header[..8]);
-        reply.extend_from_slice(&(2u64 | ((args.len() as u64) << 8)).to_le_bytes());
-        reply.extend_from_slice(args);
+        push_reply(&header, &payload, &mut reply);
         // Coalesce replies while more requests are already buffered.
         if input.buffer().is_empty() || reply.len() > 128 * 1024 {
             if out.write_all(&reply).is_err() {
@@ -153,6 +144,26 @@ fn echo_conn(sock: Sock) {
 
 /// Runs the raw client for `duration` with `concurrency` requests in flight
 /// on one socket; returns latencies (ns) and the call count.
+/// The payload length a frame header announces (the second word, above
+/// its low byte, which is the message type).
+pub fn payload_len(header: &[u8; 16]) -> usize {
+    let word = u64::from_le_bytes(header[8..].try_into().expect("8 bytes"));
+    (word >> 8) as usize
+}
+
+/// Appends the response frame that answers the request `header` +
+/// `payload`: its arguments echoed, the request header stripped, as a
+/// server hands only the arguments to its handler.
+pub fn push_reply(header: &[u8; 16], payload: &[u8], reply: &mut Vec<u8>) {
+    let hlen = payload
+        .get(..4)
+        .map_or(0, |b| u32::from_le_bytes(b.try_into().expect("4")) as usize);
+    let args = payload.get(4 + hlen..).unwrap_or(&[]);
+    reply.extend_from_slice(&header[..8]);
+    reply.extend_from_slice(&(2u64 | ((args.len() as u64) << 8)).to_le_bytes());
+    reply.extend_from_slice(args);
+}
+
 pub fn client(
     addr: &NetEndpoint,
     request: &[u8],

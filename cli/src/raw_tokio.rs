@@ -101,21 +101,14 @@ async fn echo(mut s: impl AsyncRead + AsyncWrite + Unpin) -> io::Result<()> {
             return Ok(());
         }
         let mut used = 0;
-        // Whole frames: a 16-byte header whose second word carries the
-        // payload length above its low byte.
+        // Whole frames, each answered as the blocking echo answers it.
         while let Some(header) = input.get(used..used + 16) {
-            let word = u64::from_le_bytes(header[8..].try_into().expect("8 bytes"));
-            let len = (word >> 8) as usize;
+            let header: &[u8; 16] = header.try_into().expect("16 bytes");
+            let len = crate::raw::payload_len(header);
             let Some(payload) = input.get(used + 16..used + 16 + len) else {
                 break;
             };
-            let hlen = payload
-                .get(..4)
-                .map_or(0, |b| u32::from_le_bytes(b.try_into().expect("4")) as usize);
-            let args = payload.get(4 + hlen..).unwrap_or(&[]);
-            reply.extend_from_slice(&header[..8]);
-            reply.extend_from_slice(&(2u64 | ((args.len() as u64) << 8)).to_le_bytes());
-            reply.extend_from_slice(args);
+            crate::raw::push_reply(header, payload, &mut reply);
             used += 16 + len;
         }
         input.drain(..used);

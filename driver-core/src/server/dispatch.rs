@@ -98,13 +98,8 @@ pub struct Dispatcher<H: ?Sized> {
 /// and the in-flight gauge comes back down.
 impl<H: ?Sized> Drop for Dispatcher<H> {
     fn drop(&mut self) {
-        if self.cancels.is_empty() {
-            return;
-        }
-        let now = Instant::now();
-        for (_, r) in self.cancels.drain() {
-            r.cancel.cancel(CancelReason::ConnectionLost);
-            r.end(now, Err(ServerError::Cancelled));
+        if !self.cancels.is_empty() {
+            self.end_all(Instant::now());
         }
     }
 }
@@ -265,11 +260,17 @@ impl<H: ?Sized> Dispatcher<H> {
                 self.closed = true;
                 // No answer can be delivered: each request ends here, and
                 // its handler's result later finds nothing to answer.
-                for (_, r) in self.cancels.drain() {
-                    r.cancel.cancel(CancelReason::ConnectionLost);
-                    r.end(now, Err(ServerError::Cancelled));
-                }
+                self.end_all(now);
             }
+        }
+    }
+
+    /// Ends every request in flight as cancelled by a lost connection:
+    /// handlers are told, spans and metrics record it.
+    fn end_all(&mut self, now: Instant) {
+        for (_, r) in self.cancels.drain() {
+            r.cancel.cancel(CancelReason::ConnectionLost);
+            r.end(now, Err(ServerError::Cancelled));
         }
     }
 
