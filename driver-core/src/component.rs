@@ -209,7 +209,11 @@ impl<C> Stub<C> {
     fn prepare(&self, index: usize, shard_key: u64) -> (&StubMethod, CallOptions, u32) {
         let m = &self.methods[index];
         let opts = CallOptions {
-            deadline: self.opts.timeout.map(|t| Instant::now() + t),
+            // A timeout too long for the clock to represent is no deadline.
+            deadline: self
+                .opts
+                .timeout
+                .and_then(|t| Instant::now().checked_add(t)),
             metadata: self.opts.metadata.clone(),
             retry: m.retry,
             shard_key,

@@ -61,10 +61,11 @@ impl Endpoint for NetEndpoint {
 /// Connects to the first of `addr`'s addresses that answers, all within
 /// `timeout`.
 fn connect_tcp(addr: &str, timeout: Duration) -> io::Result<std::net::TcpStream> {
-    let deadline = Instant::now() + timeout;
+    // A timeout past the clock's range leaves each attempt the whole of it.
+    let deadline = Instant::now().checked_add(timeout);
     let mut last = None;
     for a in addr.to_socket_addrs()? {
-        let left = deadline.saturating_duration_since(Instant::now());
+        let left = deadline.map_or(timeout, |d| d.saturating_duration_since(Instant::now()));
         if left.is_zero() {
             break;
         }

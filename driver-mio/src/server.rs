@@ -459,7 +459,9 @@ impl Shared {
         let tick = limit.max(WATCHDOG_TICK);
         let mut quiet_since = Instant::now();
         loop {
-            thread::sleep(tick);
+            // Parked rather than asleep, so that a stop (which unparks)
+            // need not wait out a long tick. An early wake just checks.
+            thread::park_timeout(tick);
             let s = self.sched();
             if s.shutdown {
                 return;

@@ -4,7 +4,7 @@ use crate::client::ConnConfig;
 use crate::error::{ConnError, DecodeError, PeerError};
 use crate::frame::FrameDecoder;
 use crate::idmap::{SeededIdMap, SeededIds};
-use crate::timer::TimerQueue;
+use crate::timer::{TimerQueue, later};
 use crate::transmit::Transmit;
 use crate::{Message, Metadata, MethodKey, RemoteError, TraceContext, Version};
 use bytes::{Bytes, BytesMut};
@@ -211,7 +211,7 @@ impl ServerConn {
             in_flight: SeededIdMap::with_hasher(SeededIds::new(config.hash_seed)),
             deadlines: TimerQueue::default(),
             events: VecDeque::new(),
-            handshake_due: Some(now + config.handshake_timeout),
+            handshake_due: Some(later(now, config.handshake_timeout)),
             frame_due: None,
             read_paused: false,
             frame_restart: false,
@@ -303,7 +303,7 @@ impl ServerConn {
         if self.failure.is_some() || !self.decoder.is_mid_frame() {
             self.frame_due = None;
         } else if completed || self.frame_due.is_none() {
-            self.frame_due = Some(self.now + self.config.body_timeout);
+            self.frame_due = Some(later(self.now, self.config.body_timeout));
         }
     }
 
@@ -481,7 +481,7 @@ impl ServerConn {
     /// The frame in progress, if any, gets the whole body timeout from now.
     fn restart_frame_timer(&mut self) {
         if self.frame_due.is_some() {
-            self.frame_due = Some(self.now + self.config.body_timeout);
+            self.frame_due = Some(later(self.now, self.config.body_timeout));
         }
     }
 
@@ -502,7 +502,7 @@ impl ServerConn {
             } else {
                 // The server was not reading: nothing to blame the client
                 // for. The frame's time runs again from when it does.
-                self.frame_due = Some(self.now + timeout);
+                self.frame_due = Some(later(self.now, timeout));
             }
         }
         if self.linger_until.is_some_and(|t| t <= self.now) {

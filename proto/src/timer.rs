@@ -10,7 +10,23 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// `now + by`, or for a duration past the clock's range (a configured
+/// `Duration::MAX`, say) the latest instant within a century: such a timer
+/// never fires in practice, and nobody's arithmetic on it overflows.
+pub(crate) fn later(now: Instant, by: Duration) -> Instant {
+    if let Some(t) = now.checked_add(by) {
+        return t;
+    }
+    let mut ahead = Duration::from_secs(100 * 365 * 24 * 60 * 60).min(by);
+    loop {
+        if let Some(t) = now.checked_add(ahead) {
+            return t;
+        }
+        ahead /= 2;
+    }
+}
 
 /// A min-heap of timers with lazy deletion.
 #[derive(Debug)]

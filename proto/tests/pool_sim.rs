@@ -562,3 +562,45 @@ fn readiness_follows_the_replicas() {
     c.pool.close(now);
     assert_eq!(c.pool.readiness(), Readiness::Closed);
 }
+
+#[test]
+fn timeouts_and_backoffs_past_the_clocks_range_mean_never() {
+    use weft_proto::{Backoff, PoolConfig};
+    let config = PoolConfig {
+        seed: 1,
+        connect_timeout: Duration::MAX,
+        backoff: Backoff {
+            initial: Duration::MAX,
+            max: Duration::MAX,
+            ..Backoff::default()
+        },
+        ..PoolConfig::default()
+    };
+    let servers = [("hang", Kind::Hang), ("dead", Kind::Dead)];
+    let mut c = Cluster::with_pool_config(
+        &servers,
+        &["hang", "dead"],
+        true,
+        Box::new(RoundRobin::new()),
+        config,
+    )
+    .unwrap();
+    // A call that waits for a replica ends at its own deadline: the
+    // handshake never times out and the dead replica is never redialed.
+    let t0 = c.now;
+    let deadline = t0 + Duration::from_secs(1);
+    let id = c.call(&CallOptions {
+        deadline: Some(deadline),
+        retry: true,
+        ..patient()
+    });
+    c.drive_until(|c| c.result(id).is_some());
+    assert_eq!(c.now, deadline);
+    assert_eq!(
+        c.result(id),
+        Some(&Err(CallError::DeadlineWaitingForReplica(
+            "dead: connection refused".into()
+        )))
+    );
+    assert_eq!(c.dialed.len(), 2, "one dial each, no redial");
+}

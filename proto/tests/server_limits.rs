@@ -145,6 +145,36 @@ fn a_frame_that_trickles_in_slower_than_the_body_timeout_closes_the_connection()
 }
 
 #[test]
+fn timeouts_past_the_clocks_range_never_fire() {
+    let config = ServerConfig {
+        handshake_timeout: Duration::MAX,
+        body_timeout: Duration::MAX,
+        idle_timeout: Some(Duration::MAX),
+        ..ServerConfig::default()
+    };
+    let t0 = Instant::now();
+    let far = t0 + Duration::from_secs(50 * 365 * 24 * 60 * 60);
+    let mut conn = ServerConn::new(t0, config);
+    assert!(conn.poll_timeout().is_none_or(|t| t > far));
+    conn.handle_input(t0, &version());
+    let req = request(1, &[1; 100]);
+    conn.handle_input(t0, &req[..50]);
+    assert!(conn.poll_timeout().is_none_or(|t| t > far));
+    conn.handle_input(t0, &req[50..]);
+    assert_eq!(events(&mut conn).len(), 1);
+    conn.respond(t0, 1, Ok(Bytes::new()));
+    // Idle now: the idle timer, too, is past any real wait.
+    assert!(conn.poll_timeout().is_none_or(|t| t > far));
+    conn.handle_timeout(far);
+    assert!(conn.failure().is_none(), "{:?}", conn.failure());
+    assert_eq!(
+        sent(&mut conn).len(),
+        2,
+        "the version reply and the response"
+    );
+}
+
+#[test]
 fn a_protocol_error_in_the_handshakes_read_still_gets_the_version_reply() {
     let now = Instant::now();
     let mut conn = ServerConn::new(now, ServerConfig::default());

@@ -203,6 +203,48 @@ fn a_frame_held_at_the_handler_limit_is_not_timed_out(_: Driver, s: Driver, t: T
     server.stop();
 }
 
+/// Every timeout may be `Duration::MAX` ("never"): the server serves a
+/// frame that arrives in two parts, and stops when told, rather than
+/// overflowing the clock (a panic under the mio server's lock wedged it)
+/// or sleeping its watchdog for ever.
+fn timeouts_past_the_clocks_range_never_fire(_: Driver, s: Driver, t: Transport) {
+    let opts = ServerOptions {
+        handshake_timeout: Duration::MAX,
+        body_timeout: Duration::MAX,
+        idle_timeout: Some(Duration::MAX),
+        inline_handler_duration: Some(Duration::MAX),
+        shutdown_grace: Duration::MAX,
+        ..ServerOptions::default()
+    };
+    let server = TestServer::start_with(s, t, "s", opts);
+    let mut go = Raw::connect(&server.endpoint);
+    let mut tx = Transmit::new(0);
+    tx.push_version(Version::CURRENT);
+    let mut first = Vec::new();
+    tx.drain_into(&mut first);
+    let echo = request(1, "Echo", "far");
+    first.extend_from_slice(&echo[..echo.len() / 2]);
+    go.stream().write_all(&first).unwrap();
+    assert!(go.answered_within(SOON), "no version reply");
+    go.stream().write_all(&echo[echo.len() / 2..]).unwrap();
+    assert_eq!(
+        go.read_messages(1),
+        [Message::Response {
+            id: 1,
+            payload: Bytes::from_static(b"far")
+        }]
+    );
+    let (done, stopped) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        server.stop();
+        let _ = done.send(());
+    });
+    assert!(
+        stopped.recv_timeout(SOON).is_ok(),
+        "the server did not stop"
+    );
+}
+
 /// A request whose header does not decode is answered with an error
 /// naming the problem; the connection, and the next request, go on.
 fn a_request_with_a_bad_header_is_refused_alone(_: Driver, s: Driver, t: Transport) {
@@ -258,4 +300,5 @@ server_suite!(
     idle_connections_are_ended,
     a_frame_held_at_the_handler_limit_is_not_timed_out,
     a_request_with_a_bad_header_is_refused_alone,
+    timeouts_past_the_clocks_range_never_fire,
 );

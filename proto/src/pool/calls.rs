@@ -4,6 +4,7 @@ use super::router::{Router, Timer};
 use super::{Command, ConnId, PoolCallId, PoolEvent, ReplicaState};
 use crate::MethodKey;
 use crate::call::{CallError, CallOptions};
+use crate::timer::later;
 use bytes::Bytes;
 use std::time::Instant;
 
@@ -166,7 +167,7 @@ impl Router {
         }
         let attempt = call.attempt;
         call.attempt = call.attempt.saturating_add(1);
-        let at = self.now + self.config.backoff.delay(attempt, &mut self.rng);
+        let at = later(self.now, self.config.backoff.delay(attempt, &mut self.rng));
         // A retry that cannot start before the deadline waits for the
         // deadline timer instead, which ends the call.
         let call = self.calls.get_mut(&id).expect("live call");

@@ -6,6 +6,7 @@ use crate::balance::{ReadyReplica, ReplicaId, addr_hash};
 use crate::call::CallError;
 use crate::error::ConnError;
 use crate::idmap::IdMap;
+use crate::timer::later;
 use bytes::Bytes;
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -171,7 +172,7 @@ impl Router {
         r.dialing = Some(conn);
         let addr = r.addr.clone();
         self.actions.push_back(Action::Dial { conn, addr });
-        let at = self.now + self.config.connect_timeout;
+        let at = later(self.now, self.config.connect_timeout);
         self.push_timer(at, Timer::ConnectTimeout { slot, conn });
     }
 
@@ -205,7 +206,7 @@ impl Router {
         let r = self.replica_mut(slot);
         r.attempt = r.attempt.saturating_add(1);
         let replica = r.id;
-        self.push_timer(self.now + delay, Timer::Redial { slot, replica });
+        self.push_timer(later(self.now, delay), Timer::Redial { slot, replica });
     }
 
     pub(super) fn redial_due(&mut self, slot: usize, replica: ReplicaId) {

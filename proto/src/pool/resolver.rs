@@ -3,6 +3,7 @@
 
 use super::router::{Router, Timer};
 use super::{Action, EndpointsVersion, Resolution};
+use crate::timer::later;
 use std::time::{Duration, Instant};
 
 /// An answer that brings nothing new and took at least this long came
@@ -85,7 +86,7 @@ impl Router {
         let attempt = state.attempt;
         state.attempt = state.attempt.saturating_add(1);
         let delay = self.config.backoff.delay(attempt, &mut self.rng);
-        self.push_timer(self.now + delay, Timer::Resolve);
+        self.push_timer(later(self.now, delay), Timer::Resolve);
     }
 
     pub(super) fn resolve_due(&mut self) {

@@ -3,6 +3,7 @@
 
 use super::{CancelReason, IDLE_REASON, LINGER, SHUTDOWN_REASON, ServerConn};
 use crate::error::ConnError;
+use crate::timer::later;
 use crate::{RemoteError, Version};
 use std::time::Instant;
 
@@ -83,7 +84,7 @@ impl ServerConn {
                     && self.failure.is_none()
                     && self.version.is_some() =>
             {
-                self.now.checked_add(t)
+                Some(later(self.now, t))
             }
             _ => None,
         };

@@ -107,12 +107,25 @@ impl Cluster {
         balancer: Box<dyn Balancer>,
         conn: ConnConfig,
     ) -> Result<Self, CallError> {
-        let now = Instant::now();
         let config = PoolConfig {
             seed,
             conn,
             ..PoolConfig::default()
         };
+        Self::with_pool_config(servers, endpoints, constant, balancer, config)
+    }
+
+    /// [`new`](Self::new) with the whole pool configuration (its seed
+    /// seeds the simulation too).
+    pub fn with_pool_config(
+        servers: &[(&str, Kind)],
+        endpoints: &[&str],
+        constant: bool,
+        balancer: Box<dyn Balancer>,
+        config: PoolConfig,
+    ) -> Result<Self, CallError> {
+        let now = Instant::now();
+        let seed = config.seed;
         let endpoints: Vec<String> = endpoints.iter().map(|s| s.to_string()).collect();
         let initial = Resolution {
             addrs: endpoints.clone(),
