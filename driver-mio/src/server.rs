@@ -41,6 +41,9 @@ const WAKER: Token = Token(0);
 const LISTENER: Token = Token(1);
 /// How often the watchdog looks for a handler past its inline time.
 const WATCHDOG_TICK: Duration = Duration::from_micros(500);
+const WATCHDOG_NAME: &str = "weft-mio-watchdog";
+/// How long a stop waits for handlers to return once cancelled.
+const STOP_WAIT: Duration = Duration::from_secs(1);
 
 /// Handlers that may run at once, each holding a thread.
 const MAX_RUNNING: usize = 256;
@@ -294,7 +297,7 @@ impl Server {
         let _ = tls;
         let s = shared.clone();
         let watchdog = thread::Builder::new()
-            .name("weft-mio-watchdog".into())
+            .name(WATCHDOG_NAME.into())
             .spawn(move || s.watchdog())?;
         *shared.watchdog.lock().expect("unpoisoned") = Some(watchdog.thread().clone());
         shared.threads.lock().expect("unpoisoned").push(watchdog);
@@ -370,6 +373,8 @@ impl Shared {
             }
             if s.shutdown {
                 s.threads -= 1;
+                // `stop` waits on this for the last thread.
+                self.cv.notify_all();
                 return;
             }
             if epoch.is_none() {

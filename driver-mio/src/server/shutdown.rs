@@ -2,6 +2,8 @@
 //! to every connection's core, which decides the rest.
 
 use super::{Conns, Server, Shared};
+use super::{STOP_WAIT, WATCHDOG_NAME};
+use std::thread;
 use std::time::Instant;
 use weft_driver::server::Shutdown;
 
@@ -11,8 +13,10 @@ impl Server {
     /// told to go elsewhere (goaway), the requests already received run to
     /// completion, and after [`ServerOptions::shutdown_grace`](super::ServerOptions::shutdown_grace)
     /// the handlers still running are cancelled and their callers answered
-    /// with a cancellation error. Then the server's threads are joined (a
-    /// handler that ignores its cancellation holds this up). To stop at
+    /// with a cancellation error. Then the server's threads are joined; a
+    /// handler that ignores its cancellation gets one more second, then
+    /// keeps its thread and finishes on its own (logged as a warning). A
+    /// handler may shut down its own server. To stop at
     /// once, or to hurry a shutdown in progress from another thread, use
     /// [`shutdown_handle`](Self::shutdown_handle); dropping the server
     /// stops at once.
@@ -58,7 +62,8 @@ impl Server {
     }
 
     /// Stops at once: every connection closed, its handlers cancelled,
-    /// the threads joined.
+    /// the threads joined (within [`STOP_WAIT`] for handlers that ignore
+    /// their cancellation).
     pub(super) fn stop(&self) {
         // Workers stop leading first: wake the leader out of poll and the
         // followers out of their wait; each sees the flag on its way out.
@@ -78,9 +83,41 @@ impl Server {
             // Cancels every handler still running, so the joins below end.
             self.shared.process(&mut conns, now);
         }
+        // Wait for the threads to leave, but not for ever: a handler that
+        // ignores its cancellation keeps its thread, which then finishes on
+        // its own (as a Tokio server's handler task would). A stop from
+        // inside a handler does not wait for its own thread.
         let threads = std::mem::take(&mut *self.shared.threads.lock().expect("unpoisoned"));
+        let me = thread::current().id();
+        let own = threads.iter().any(|t| t.thread().id() == me);
+        let all_left = {
+            let s = self.shared.sched();
+            let (s, waited) = self
+                .shared
+                .cv
+                .wait_timeout_while(s, STOP_WAIT, |s| s.threads > usize::from(own))
+                .expect("weft-mio scheduler poisoned");
+            drop(s);
+            !waited.timed_out()
+        };
+        let mut stuck = 0;
         for t in threads {
-            let _ = t.join();
+            if t.thread().id() == me {
+                continue;
+            }
+            // The watchdog leaves at once once unparked; the workers have
+            // left (or are just returning) unless the wait ran out.
+            if all_left || t.is_finished() || t.thread().name() == Some(WATCHDOG_NAME) {
+                let _ = t.join();
+            } else {
+                stuck += 1;
+            }
+        }
+        if stuck > 0 {
+            tracing::warn!(
+                threads = stuck,
+                "weft-mio server stopped with handlers still running: they ignored their cancellation"
+            );
         }
     }
 }

@@ -3,6 +3,7 @@
 use super::*;
 use crate::{CallOptions, Client, ClientOptions, ConstantResolver, MethodKey};
 use bytes::Bytes;
+use std::sync::mpsc;
 
 /// Worker threads alive, against the scheduler's count, once no
 /// spawn is half done (a thread is counted just before it starts).
@@ -94,4 +95,107 @@ fn the_leader_waits_in_poll_without_the_connection_lock() {
         "the leader holds the connections while it waits"
     );
     server.shutdown();
+}
+
+/// A server with one `Block` handler that ignores its cancellation until
+/// the returned sender is dropped, and tells when it has started.
+fn blocking_server(opts: ServerOptions) -> (Server, mpsc::Receiver<()>, mpsc::Sender<()>) {
+    let (started_tx, started) = mpsc::channel();
+    let (release, released) = mpsc::channel::<()>();
+    let started_tx = Mutex::new(started_tx);
+    let released = Mutex::new(released);
+    let mut handlers = HandlerMap::new();
+    handlers.set("t", "Block", move |_: Request| {
+        let _ = started_tx.lock().unwrap().send(());
+        let _ = released.lock().unwrap().recv();
+        Ok(Bytes::new())
+    });
+    let server = Server::bind(&"tcp://127.0.0.1:0".parse().unwrap(), handlers, opts).expect("bind");
+    (server, started, release)
+}
+
+/// Starts a `Block` call on its own thread; it ends when the server does.
+fn call_block(server: &Server) -> thread::JoinHandle<Result<Bytes, crate::CallError>> {
+    let endpoint = server.local_endpoint().clone();
+    thread::spawn(move || {
+        let client = Client::connect(ConstantResolver::new([endpoint]), ClientOptions::default())
+            .expect("connect");
+        client.call(
+            MethodKey::new("t", "Block"),
+            Bytes::new(),
+            CallOptions::default(),
+        )
+    })
+}
+
+/// Runs `f` on a thread; whether it returned within ten seconds.
+fn returns(f: impl FnOnce() + Send + 'static) -> bool {
+    let (done, returned) = mpsc::channel();
+    thread::spawn(move || {
+        f();
+        let _ = done.send(());
+    });
+    returned.recv_timeout(Duration::from_secs(10)).is_ok()
+}
+
+#[test]
+fn a_handler_that_ignores_its_cancellation_does_not_hold_up_a_stop() {
+    for graceful in [true, false] {
+        let opts = ServerOptions {
+            shutdown_grace: Duration::from_millis(10),
+            ..ServerOptions::default()
+        };
+        let (server, started, release) = blocking_server(opts);
+        let call = call_block(&server);
+        started.recv().unwrap();
+        let stopped = if graceful {
+            returns(move || server.shutdown())
+        } else {
+            returns(move || drop(server))
+        };
+        assert!(
+            stopped,
+            "graceful {graceful}: the stop waited for the handler"
+        );
+        // Its caller was answered: with the cancellation after the grace,
+        // by the closed connection after a drop.
+        let err = call.join().unwrap().unwrap_err();
+        assert_eq!(err.is_cancelled(), graceful, "{err}");
+        drop(release);
+    }
+}
+
+#[test]
+fn a_handler_may_stop_its_own_server() {
+    let slot: Arc<Mutex<Option<Server>>> = Arc::default();
+    let (stopped_tx, stopped) = mpsc::channel();
+    let stopped_tx = Mutex::new(stopped_tx);
+    let mut handlers = HandlerMap::new();
+    let own = slot.clone();
+    handlers.set("t", "Stop", move |_: Request| {
+        let server = own.lock().unwrap().take();
+        if let Some(server) = server {
+            server.shutdown();
+        }
+        let _ = stopped_tx.lock().unwrap().send(());
+        Ok(Bytes::new())
+    });
+    let opts = ServerOptions {
+        shutdown_grace: Duration::from_millis(10),
+        ..ServerOptions::default()
+    };
+    let server = Server::bind(&"tcp://127.0.0.1:0".parse().unwrap(), handlers, opts).expect("bind");
+    let endpoint = server.local_endpoint().clone();
+    *slot.lock().unwrap() = Some(server);
+    let client = Client::connect(ConstantResolver::new([endpoint]), ClientOptions::default())
+        .expect("connect");
+    let _ = client.call(
+        MethodKey::new("t", "Stop"),
+        Bytes::new(),
+        CallOptions::default(),
+    );
+    assert!(
+        stopped.recv_timeout(Duration::from_secs(10)).is_ok(),
+        "the shutdown from inside a handler did not return"
+    );
 }
