@@ -677,3 +677,26 @@ fn a_replica_back_in_the_resolver_after_a_goaway_is_redialed_not_reused() {
     c.drive_until(|c| c.pool.replica_state("a") == ReplicaState::Idle);
     assert_ne!(c.live_conns("a"), old, "a new connection");
 }
+
+#[test]
+fn idle_goaways_do_not_make_a_replica_back_off() {
+    let idle = Duration::from_secs(1);
+    let mut c = cluster(&[("a", FAST)], &["a"]);
+    c.server_config.idle_timeout = Some(idle);
+    c.drive_until(all_ready);
+    // A quiet client: the server sends each connection away when idle,
+    // and the replica comes back after the first backoff step, every time
+    // (before, each cycle counted as a failed attempt: after a minute of
+    // quiet a call waited up to the 5 s cap for the next dial).
+    c.run_for(Duration::from_secs(60));
+    let times: Vec<_> = c.dialed.iter().map(|(t, _)| *t).collect();
+    assert!(times.len() > 50, "{} dials", times.len());
+    for gap in times.windows(2).map(|w| w[1] - w[0]) {
+        assert!(gap < idle + Duration::from_millis(50), "{gap:?}");
+    }
+    let t0 = c.now;
+    let (id, result) = c.call_and_wait(&CallOptions::default());
+    assert!(result.is_ok(), "{result:?}");
+    assert_eq!(c.served_by(id), "a");
+    assert!(c.now - t0 < Duration::from_millis(50), "{:?}", c.now - t0);
+}

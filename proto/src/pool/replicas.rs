@@ -357,11 +357,17 @@ impl Router {
     }
 
     /// A replica whose server said goaway has drained: its connection is
-    /// closed and a new one dialed after backoff. Not a failure: it does
-    /// not count towards fail-fast, so calls wait for it (or go to others).
+    /// closed and a new one dialed after the first backoff step. Not a
+    /// failure: it does not count towards fail-fast, so calls wait for it
+    /// (or go to others), and it does not grow the backoff (a server's
+    /// idle timeout sends a quiet client's connections away over and
+    /// over; escalating made the first call after a quiet spell wait up
+    /// to the backoff's cap). A server that sends every connection away
+    /// at once is redialed once per first step (Go: 10 ms).
     fn redial_after_goaway(&mut self, slot: usize) {
         self.remove_ready(slot);
         let r = self.replica_mut(slot);
+        r.attempt = 0;
         let conn = r.conn.take().expect("open connection");
         r.state = ReplicaState::Disconnected;
         r.going_away = false;

@@ -10,7 +10,8 @@ use weft_proto::{
     Action, ConnId, EndpointsVersion, Pool, PoolConfig, PoolEvent, Resolution, ResolverKind,
 };
 use weft_proto::{
-    Balancer, CallError, CallOptions, ConnConfig, MethodKey, PoolCallId, ServerConn, ServerEvent,
+    Balancer, CallError, CallOptions, ConnConfig, MethodKey, PoolCallId, ServerConfig, ServerConn,
+    ServerEvent,
 };
 
 /// How a simulated server behaves.
@@ -76,6 +77,8 @@ pub struct Cluster {
     pub args: Bytes,
     /// Connections with bytes a server's socket had no room for.
     stalled: BTreeSet<ConnId>,
+    /// Every server's settings, for the connections it accepts from now.
+    pub server_config: ServerConfig,
 }
 
 pub const ECHO: fn() -> MethodKey = || MethodKey::new("weft.Test", "Who");
@@ -172,6 +175,7 @@ impl Cluster {
             closed: Vec::new(),
             args: Bytes::from_static(b"?"),
             stalled: BTreeSet::new(),
+            server_config: ServerConfig::default(),
         })
     }
 
@@ -457,7 +461,7 @@ impl Cluster {
                         conn,
                         SimConn {
                             addr,
-                            server: ServerConn::new(now, ConnConfig::default()),
+                            server: ServerConn::new(now, self.server_config),
                             to_server: VecDeque::new(),
                             to_client: VecDeque::new(),
                             received: 0,
