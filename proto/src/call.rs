@@ -110,6 +110,12 @@ pub enum CallError {
     /// text is the server's reason.
     #[error("not processed: the server is going away ({0})")]
     Unprocessed(String),
+    /// The connection failed while the request still waited to be queued
+    /// for it (behind a server that stopped reading, or before the
+    /// handshake): it never went out, so sending it again is safe, and a
+    /// pool sends it to another replica by itself.
+    #[error("not sent: the connection failed first: {0}")]
+    NotSent(ConnError),
 }
 
 impl CallError {
@@ -119,10 +125,10 @@ impl CallError {
         matches!(self, Self::Connection(_) | Self::BadErrorPayload(_))
     }
 
-    /// The server did not run the call because it is going away: sending
-    /// it again is safe.
+    /// The server did not run the call (it is going away, or the request
+    /// never went out): sending it again is safe.
     pub fn is_unprocessed(&self) -> bool {
-        matches!(self, Self::Unprocessed(_))
+        matches!(self, Self::Unprocessed(_) | Self::NotSent(_))
     }
 
     /// No replica was reachable (including a deadline that passed while
@@ -168,7 +174,7 @@ impl CallError {
             Self::Connection(_) | Self::BadErrorPayload(_) => "communication",
             Self::RequestTooLarge { .. } => "too_large",
             Self::Unreachable(_) | Self::DeadlineWaitingForReplica(_) => "unreachable",
-            Self::Unprocessed(_) => "unprocessed",
+            Self::Unprocessed(_) | Self::NotSent(_) => "unprocessed",
         }
     }
 

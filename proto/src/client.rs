@@ -552,10 +552,17 @@ impl ClientConn {
         tracing::debug!(error = %err, calls = self.calls.len(), "client connection failed");
         let mut ids: Vec<u64> = self.calls.drain().map(|(id, _)| id).collect();
         ids.sort_unstable();
+        // Requests still waiting were never encoded, let alone sent.
+        let mut unsent: Vec<u64> = self.waiting.drain(..).collect();
+        unsent.sort_unstable();
         for id in ids {
-            self.done(id, Err(CallError::Connection(err.clone())));
+            let error = if unsent.binary_search(&id).is_ok() {
+                CallError::NotSent(err.clone())
+            } else {
+                CallError::Connection(err.clone())
+            };
+            self.done(id, Err(error));
         }
-        self.waiting.clear();
         self.deadlines.clear();
         self.tx.advance(self.tx.len());
         self.events.push_back(ClientEvent::Failed(err.clone()));

@@ -148,6 +148,37 @@ fn a_waiting_request_that_ends_is_never_sent() {
 }
 
 #[test]
+fn waiting_requests_of_a_failed_connection_end_as_never_sent() {
+    let now = Instant::now();
+    let mut conn = connected(now);
+    let queued: Vec<_> = (0..4)
+        .map(|_| start(&mut conn, now, &CallOptions::default()))
+        .collect();
+    let waiting: Vec<_> = (0..2)
+        .map(|_| start(&mut conn, now, &CallOptions::default()))
+        .collect();
+    conn.handle_transport_closed(now, "network broke");
+    let ended: Vec<_> = std::iter::from_fn(|| conn.poll_event())
+        .filter_map(|e| match e {
+            ClientEvent::Done { id, result } => Some((id, result.unwrap_err())),
+            _ => None,
+        })
+        .collect();
+    let broke = weft_proto::ConnError::Transport("network broke".into());
+    let want: Vec<_> = queued
+        .iter()
+        .map(|id| (*id, CallError::Connection(broke.clone())))
+        .chain(
+            waiting
+                .iter()
+                .map(|id| (*id, CallError::NotSent(broke.clone()))),
+        )
+        .collect();
+    assert_eq!(ended, want);
+    assert!(ended[4].1.is_unprocessed() && !ended[0].1.is_unprocessed());
+}
+
+#[test]
 fn one_request_larger_than_the_backlog_still_goes() {
     let now = Instant::now();
     let mut conn = connected(now);
@@ -269,14 +300,78 @@ fn room_at_a_congested_replica_takes_a_backlog_not_every_waiting_call() {
     c.set_deaf("b", false);
     c.run_for(Duration::from_millis(50));
     let stuck = ids.iter().filter(|id| c.result(**id).is_none()).count();
-    // Four placed on a at first (its link's bound), and for its room one
-    // more than the bound's worth of arguments (the router counts
-    // argument bytes: 4 x 1 KiB is not past 4 KiB), less the two it
-    // answered.
-    assert_eq!(stuck, 4 + 5 - 2, "calls left on the stalled replica");
+    // Four placed on a at first (its link's bound), and for its room the
+    // first to take the router's count of request bytes past the bound
+    // (4 x 1070 > 4096), less the two it answered.
+    assert_eq!(stuck, 4 + 4 - 2, "calls left on the stalled replica");
     c.set_deaf("a", false);
     c.drive_until(|c| ids.iter().all(|id| c.result(*id).is_some()));
     for id in &ids {
         assert!(matches!(c.result(*id), Some(Ok(_))), "{:?}", c.result(*id));
     }
+}
+
+#[test]
+fn calls_with_empty_arguments_count_against_the_backlog_too() {
+    // Each request is then its frame and header alone: 46 bytes.
+    const EMPTY: usize = 16 + 4 + 16 + 8 + 1 + 1;
+    let per_backlog = BACKLOG / EMPTY + 1;
+    let mut c = cluster();
+    c.args = Bytes::new();
+    c.set_deaf("a", true);
+    c.set_deaf("b", true);
+    let ids: Vec<_> = (0..1000).map(|_| c.call(&CallOptions::default())).collect();
+    c.run_for(Duration::from_millis(10));
+    assert_eq!(c.pool.readiness(), Readiness::Congested);
+    c.set_room("a", 2 * EMPTY);
+    c.run_for(Duration::from_millis(10));
+    c.set_deaf("b", false);
+    c.run_for(Duration::from_millis(50));
+    // Counting argument bytes alone, room at a took every waiting call.
+    let stuck = ids.iter().filter(|id| c.result(**id).is_none()).count();
+    assert!(
+        stuck <= 2 * per_backlog,
+        "{stuck} calls left on the stalled replica"
+    );
+    c.set_deaf("a", false);
+    c.drive_until(|c| ids.iter().all(|id| c.result(*id).is_some()));
+    for id in &ids {
+        assert!(matches!(c.result(*id), Some(Ok(_))), "{:?}", c.result(*id));
+    }
+}
+
+#[test]
+fn a_call_still_waiting_in_a_link_that_fails_goes_to_another_replica() {
+    let mut c = cluster();
+    c.set_deaf("a", true);
+    c.set_deaf("b", true);
+    let ids: Vec<_> = (0..60).map(|_| c.call(&CallOptions::default())).collect();
+    c.run_for(Duration::from_millis(10));
+    // Room for two at a: the router places four more there; the link
+    // queues what fits under its bound and keeps the rest waiting.
+    c.set_room("a", 2 * REQUEST);
+    c.run_for(Duration::from_millis(10));
+    c.set_deaf("b", false);
+    c.run_for(Duration::from_millis(50));
+    let stuck: Vec<_> = ids
+        .iter()
+        .filter(|id| c.result(**id).is_none())
+        .copied()
+        .collect();
+    assert_eq!(stuck.len(), 6);
+    let a = c.live_conns("a")[0];
+    c.break_conn(a);
+    c.drive_until(|c| stuck.iter().all(|id| c.result(*id).is_some()));
+    // Those in a's queue may have gone out: they fail. The waiting ones
+    // never did: b serves them.
+    let served_by_b = stuck
+        .iter()
+        .filter(|id| matches!(c.result(**id), Some(Ok(_))) && c.served_by(**id) == "b")
+        .count();
+    let failed = stuck
+        .iter()
+        .filter(|id| matches!(c.result(**id), Some(Err(CallError::Connection(_)))))
+        .count();
+    assert!(served_by_b >= 1, "{served_by_b} re-placed");
+    assert_eq!(served_by_b + failed, 6);
 }

@@ -277,7 +277,8 @@ fn dropped_link_ends_every_call_once_with_a_communication_error() {
             let done = p.done_for(id);
             assert_eq!(done.len(), 1, "{id:?} ended {} times", done.len());
             if let Err(e) = done[0] {
-                assert!(e.is_communication(), "{e}");
+                // Requests still waiting for the handshake never went out.
+                assert!(e.is_communication() || e.is_unprocessed(), "{e}");
                 assert!(e.to_string().contains("link dropped"));
             }
         }

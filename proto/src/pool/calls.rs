@@ -4,6 +4,8 @@ use super::router::{Router, Timer};
 use super::{Command, ConnId, PoolCallId, PoolEvent, ReplicaState};
 use crate::MethodKey;
 use crate::call::{CallError, CallOptions};
+use crate::frame::HEADER_LEN;
+use crate::header::HeaderFields;
 use crate::timer::later;
 use bytes::Bytes;
 use std::time::Instant;
@@ -40,6 +42,20 @@ impl PoolCall {
         self.placed.is_none() && self.retry_at.is_none()
     }
 
+    /// Bytes its request takes in a link's transmit queue (the deadline
+    /// is a fixed-size field, so the time it goes out does not matter):
+    /// what the router charges a replica it places the call on, so that
+    /// calls with empty arguments count too.
+    fn request_len(&self) -> usize {
+        let fields = HeaderFields {
+            method: self.method,
+            deadline_micros: 0,
+            trace: self.opts.trace.as_ref(),
+            metadata: self.opts.metadata.as_ref(),
+        };
+        HEADER_LEN + 4 + fields.encoded_len() + self.args.len()
+    }
+
     /// Fails at once rather than waiting when no replica is reachable.
     fn fails_fast(&self) -> bool {
         !(self.opts.wait_for_ready || self.opts.retry)
@@ -66,7 +82,7 @@ impl Router {
         if r.state == ReplicaState::Idle {
             r.state = ReplicaState::Active;
         }
-        r.placed_bytes = r.placed_bytes.saturating_add(call.args.len());
+        r.placed_bytes = r.placed_bytes.saturating_add(call.request_len());
         let full = r.placed_bytes > backlog;
         if full {
             // Until the link says how much of it went out.

@@ -38,9 +38,9 @@ pub(super) struct Replica {
     /// ([`ConnEvent::Congested`](super::ConnEvent::Congested)): while set,
     /// the replica is out of the balancer even when idle or active.
     pub(super) congested: bool,
-    /// Argument bytes of calls placed here since the link last reported
-    /// its congestion: past the backlog bound the router stops placing
-    /// here and asks ([`Command::ReportCongestion`](super::Command::ReportCongestion)),
+    /// Request bytes (frame, header, arguments) of calls placed here since
+    /// the link last reported its congestion: past the backlog bound the
+    /// router stops placing here and asks ([`Command::ReportCongestion`](super::Command::ReportCongestion)),
     /// since its commands reach the link later than it sends them.
     pub(super) placed_bytes: usize,
     /// Calls placed here whose link has not reported their end yet,
@@ -325,6 +325,14 @@ impl Router {
             match result {
                 // Never run: it goes elsewhere, whatever its retry option.
                 Err(CallError::Unprocessed(_)) if !self.closed => self.replace(call.0),
+                // Never sent: its connection has failed (the link reports
+                // that next), so it must not be placed there again.
+                Err(CallError::NotSent(_)) if !self.closed => {
+                    if self.replicas[slot].is_some() {
+                        self.remove_ready(slot);
+                    }
+                    self.replace(call.0);
+                }
                 result => self.call_ended(call.0, result),
             }
         }
