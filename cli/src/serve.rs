@@ -127,8 +127,9 @@ pub fn run(args: ServeArgs) -> Result<(), Failed> {
     }
     let bind_failed = |e: std::io::Error| Failed(format!("cannot listen on {addr}: {e}"));
     // Only a socket this process bound is its to remove: a failed bind
-    // leaves whatever is at the path (a live server's socket, a file).
-    let mut bound = false;
+    // leaves whatever is at the path (a live server's socket, a file), and
+    // a successor that bound the path while this one drained keeps its own.
+    let mut bound = None;
     let result = rt.block_on(async {
         if let Some(m) = args.metrics_addr {
             metrics_exporter_prometheus::PrometheusBuilder::new()
@@ -143,7 +144,7 @@ pub fn run(args: ServeArgs) -> Result<(), Failed> {
                 let mut listener = weft_tokio::Listener::bind(&addr)
                     .await
                     .map_err(bind_failed)?;
-                bound = true;
+                bound = socket_identity(&addr);
                 announce(
                     &listener.local_endpoint().map_err(bind_failed)?,
                     tls.is_some(),
@@ -165,7 +166,7 @@ pub fn run(args: ServeArgs) -> Result<(), Failed> {
                     None => weft_mio::Server::bind(&addr, mio_handlers(&service), opts),
                 }
                 .map_err(bind_failed)?;
-                bound = true;
+                bound = socket_identity(&addr);
                 announce(server.local_endpoint(), tls.is_some());
                 let shutdown = server.shutdown_handle();
                 // `Server::shutdown` blocks until the server has stopped, so it
@@ -182,11 +183,23 @@ pub fn run(args: ServeArgs) -> Result<(), Failed> {
         served.map_err(|e| Failed(format!("serving {addr}: {e}")))
     });
     if let NetEndpoint::Unix(path) = &addr
-        && bound
+        && bound.is_some()
+        && socket_identity(&addr) == bound
     {
         let _ = std::fs::remove_file(path);
     }
     result
+}
+
+/// The device and inode of the socket file at a Unix endpoint, which tell
+/// this process's socket from one bound at the same path later.
+fn socket_identity(addr: &NetEndpoint) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let NetEndpoint::Unix(path) = addr else {
+        return None;
+    };
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    Some((meta.dev(), meta.ino()))
 }
 
 /// A Unix socket file that nobody listens on (left by a crash) would make

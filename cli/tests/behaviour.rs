@@ -116,6 +116,33 @@ fn a_failed_bind_leaves_what_is_at_the_path() {
     }
 }
 
+#[test]
+fn a_server_removes_its_own_socket_and_not_its_successors() {
+    use std::os::unix::fs::MetadataExt;
+    for driver in ["tokio", "mio"] {
+        let dir = tmp(&format!("successor-{driver}"));
+        let path = dir.join("s.sock");
+        let addr = format!("unix://{}", path.display());
+        // Its own socket a server removes.
+        serve(&["--driver", driver], &addr).stop();
+        assert!(!path.exists(), "{driver}: its own socket was left");
+        let first = serve(&["--driver", driver], &addr);
+        // A successor takes the path over while the first still runs (as
+        // a restart does during the first one's drain).
+        std::fs::remove_file(&path).unwrap();
+        let successor = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let ino = std::fs::metadata(&path).unwrap().ino();
+        first.stop();
+        let left = std::fs::symlink_metadata(&path);
+        assert_eq!(
+            left.map(|m| m.ino()).ok(),
+            Some(ino),
+            "{driver}: the successor's socket was removed"
+        );
+        drop(successor);
+    }
+}
+
 fn bench_json(args: &[&str]) -> Vec<serde_json::Value> {
     let o = run(&[&["bench", "--json", "--warmup", "0"][..], args].concat());
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

@@ -3,6 +3,7 @@
 
 mod sim;
 
+use bytes::Bytes;
 use sim::cluster::{Cluster, Kind};
 use std::time::Duration;
 use weft_proto::ReplicaState;
@@ -603,4 +604,23 @@ fn timeouts_and_backoffs_past_the_clocks_range_mean_never() {
         )))
     );
     assert_eq!(c.dialed.len(), 2, "one dial each, no redial");
+}
+
+#[test]
+fn a_transport_that_took_nothing_is_not_handed_out_again() {
+    let mut c = cluster(&[("a", FAST)], &["a"], true);
+    c.drive_until(|c| c.pool.replica_state("a") == ReplicaState::Idle);
+    let now = c.now;
+    c.pool.start_call(
+        now,
+        weft_proto::MethodKey::new("weft.Test", "Echo"),
+        Bytes::new(),
+        opts(),
+    );
+    let conn = c.pool.poll_transmit().expect("the request to write");
+    assert!(!c.pool.transmit(conn).unwrap().is_empty());
+    // The transport is full: a driver that reports it must not be handed
+    // the same connection at once, or it spins.
+    c.pool.advance_transmit(conn, 0);
+    assert_eq!(c.pool.poll_transmit(), None);
 }

@@ -98,7 +98,13 @@ pub struct Dispatcher<H: ?Sized> {
 /// and the in-flight gauge comes back down.
 impl<H: ?Sized> Drop for Dispatcher<H> {
     fn drop(&mut self) {
-        if !self.cancels.is_empty() {
+        if std::thread::panicking() {
+            // Unwinding from a bug: the handlers are still told, but no
+            // span or metric code runs, where a second panic would abort.
+            for (_, r) in self.cancels.drain() {
+                r.cancel.cancel(CancelReason::ConnectionLost);
+            }
+        } else if !self.cancels.is_empty() {
             self.end_all(Instant::now());
         }
     }

@@ -21,7 +21,7 @@
 //! | `[]byte` | `Vec<u8>`, [`Bytes`] | `i32` length + bytes |
 //! | `[N]T` | `[T; N]` | N elements, no length |
 //! | `map[K]V` | `HashMap`, `BTreeMap` | `i32` length + key, value… |
-//! | `*T` | `Option<T>`, `Option<Box<T>>` | `00`, or `01` + T |
+//! | `*T` | `Option<Box<T>>`, `Option<T>` for a small `T` | `00`, or `01` + T |
 //! | `time.Duration` | `std::time::Duration` | `i64` nanoseconds |
 //! | `time.Time` | [`GoTime`] | Go's `MarshalBinary`, length-prefixed |
 //! | AutoMarshal struct | `#[derive(Encode, Decode)]` struct | fields in order |

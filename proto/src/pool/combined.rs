@@ -247,8 +247,14 @@ impl Pool {
 
     /// Reports that `n` bytes of `conn`'s transmit queue were written. Room
     /// made may end the link's congestion, which places waiting calls:
-    /// drain the outputs after it, as after an input.
+    /// drain the outputs after it, as after an input. Nothing written
+    /// (`n == 0`, a full transport) changes nothing: the connection is not
+    /// handed out by [`poll_transmit`](Self::poll_transmit) again until
+    /// new output, so the driver waits for the transport to take bytes.
     pub fn advance_transmit(&mut self, conn: ConnId, n: usize) {
+        if n == 0 {
+            return;
+        }
         if let Some(o) = self.links.get_mut(&conn.0) {
             o.link.advance_transmit(n);
             self.after_link_input(conn);
