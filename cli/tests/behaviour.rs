@@ -200,7 +200,7 @@ fn bench_ends_when_calls_never_do() {
             ],
         );
         assert_eq!(p["calls"], 0, "{driver}");
-        assert_eq!(p["errors_by_kind"]["communication"], 2, "{driver}");
+        assert_eq!(p["errors_by_kind"]["communication"], 2, "{driver}: {p}");
     }
 }
 

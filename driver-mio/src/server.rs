@@ -35,7 +35,7 @@ pub use weft_driver::server::{
 use weft_proto::{NetEndpoint, ServerConn};
 
 use crate::stream::Stream;
-use conn::{Conn, flush_conn, pump};
+use conn::{Conn, close_write, flush_conn, pump};
 
 const WAKER: Token = Token(0);
 const LISTENER: Token = Token(1);
@@ -653,6 +653,7 @@ impl Shared {
                 });
             }
             busy |= flush_conn(c, Token(t), &self.registry, now);
+            busy |= close_write(c, now);
             // Writing may have brought the queued output back under its
             // limit: a connection still readable is read next turn, since
             // edge-triggered readiness will not report it again.

@@ -34,6 +34,18 @@ impl Stream {
         Ok(Stream::Unix(mio::net::UnixStream::from_std(s)))
     }
 
+    /// Shuts the write half (under TLS, after a close_notify): the peer
+    /// reads the end of the stream. `WouldBlock` while TLS records wait
+    /// for the socket.
+    pub(crate) fn close_write(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.shutdown(std::net::Shutdown::Write),
+            Stream::Unix(s) => s.shutdown(std::net::Shutdown::Write),
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => s.close_write(),
+        }
+    }
+
     /// Whether bytes already accepted still wait for the socket (TLS
     /// records): a writer flushes even with nothing new to write.
     pub(crate) fn has_pending_output(&self) -> bool {

@@ -24,6 +24,7 @@ pub use weft_driver::tls::{
 pub struct TlsStream {
     pub(crate) sock: Stream,
     conn: rustls::Connection,
+    close_notify_sent: bool,
 }
 
 impl TlsStream {
@@ -32,7 +33,21 @@ impl TlsStream {
         TlsStream {
             sock,
             conn: conn.into(),
+            close_notify_sent: false,
         }
+    }
+
+    /// Says close_notify, then shuts the socket's write half once every
+    /// record is out (`WouldBlock` until then).
+    pub(crate) fn close_write(&mut self) -> io::Result<()> {
+        if !std::mem::replace(&mut self.close_notify_sent, true) {
+            self.conn.send_close_notify();
+        }
+        self.flush_records()?;
+        if self.conn.wants_write() {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        self.sock.close_write()
     }
 
     /// Whether encrypted bytes wait for the socket to take them.

@@ -472,6 +472,17 @@ impl ServerTask {
                     progressed = true;
                 }
             }
+            if self.conn.wants_close_write()
+                && let Poll::Ready(shut) = Pin::new(&mut *self.stream).poll_shutdown(cx)
+            {
+                match shut {
+                    Ok(()) => self.conn.handle_write_closed(now),
+                    Err(e) => self
+                        .conn
+                        .handle_transport_closed(now, format!("shutting down writes: {e}")),
+                }
+                progressed = true;
+            }
             // Writing may have brought the queued output back under its
             // limit: read again, as nothing else registered this task for
             // more bytes.

@@ -229,6 +229,18 @@ impl FrameDecoder {
         &mut self.buf
     }
 
+    /// Drops everything received and not yet handed out, the frame in
+    /// progress included: for input read only to be thrown away (a server
+    /// closing gracefully reads until the client closes).
+    pub fn discard_buffered(&mut self) {
+        if let Some(read_buf) = self.set_aside.take() {
+            self.buf = read_buf;
+        }
+        self.buf.clear();
+        self.pending = None;
+        self.skipping = 0;
+    }
+
     /// Appends received bytes.
     pub fn extend_from_slice(&mut self, data: &[u8]) {
         self.buf.extend_from_slice(data);

@@ -282,7 +282,19 @@ pub fn server_conn(data: &[u8]) {
             _ => {
                 out.clear();
                 conn.drain_transmit(&mut out);
+                // A graceful close: the driver shuts writes, and the client
+                // may close its end.
+                if conn.wants_close_write() {
+                    conn.handle_write_closed(now);
+                    if (op / 6) % 5 == 4 {
+                        conn.handle_transport_closed(now, "client closed");
+                        assert!(conn.is_finished(), "the client's close ends a half-close");
+                    }
+                }
             }
+        }
+        if conn.wants_close_write() {
+            assert!(conn.failure().is_some() && conn.transmit().is_empty());
         }
         while let Some(e) = conn.poll_event() {
             match e {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 mod drain;
 
-use drain::Drain;
+use drain::{Drain, HalfClose};
 
 /// A request for a handler.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -195,6 +195,8 @@ pub struct ServerConn {
     drain: Option<Drain>,
     /// When the connection counts as idle ([`ServerConfig::idle_timeout`]).
     idle_due: Option<Instant>,
+    /// A graceful close in progress (see [`wants_close_write`](Self::wants_close_write)).
+    half_close: Option<HalfClose>,
 }
 
 impl ServerConn {
@@ -220,6 +222,7 @@ impl ServerConn {
             last_request: 0,
             drain: None,
             idle_due: None,
+            half_close: None,
         }
     }
 
@@ -248,7 +251,10 @@ impl ServerConn {
     /// close).
     pub fn wants_read(&self) -> bool {
         let v0_draining = self.drain.is_some() && !self.version.is_some_and(Version::has_goaway);
-        self.failure.is_none() && self.tx.len() <= self.config.max_queued_output && !v0_draining
+        let serving = self.failure.is_none()
+            && self.tx.len() <= self.config.max_queued_output
+            && !v0_draining;
+        serving || self.reads_to_discard()
     }
 
     /// Whether a graceful shutdown has begun ([`shutdown`](Self::shutdown)).
@@ -260,7 +266,10 @@ impl ServerConn {
     /// closed, and nothing queued is left to write, in the core or held by
     /// the transport. Close the transport.
     pub fn is_finished(&self) -> bool {
-        self.failure.is_some() && self.tx.is_empty() && !self.output_held
+        self.failure.is_some()
+            && self.tx.is_empty()
+            && !self.output_held
+            && self.half_close.is_none()
     }
 
     // ---- inputs ----
@@ -273,6 +282,10 @@ impl ServerConn {
     /// Processes the bytes appended to [`read_buf`](Self::read_buf).
     pub fn handle_read(&mut self, now: Instant) {
         self.advance_time(now);
+        if self.half_close.is_some() {
+            // Closing: read only so that the close is not a reset.
+            return self.decoder.discard_buffered();
+        }
         let mut completed = false;
         // A TLS hello would otherwise be read as a frame header and fail
         // with a puzzling decode error, or wait out the body timeout.
@@ -325,6 +338,7 @@ impl ServerConn {
     /// The transport failed or reached end of stream.
     pub fn handle_transport_closed(&mut self, now: Instant, reason: impl Into<String>) {
         self.advance_time(now);
+        self.half_close = None;
         self.fail(ConnError::Transport(reason.into()));
     }
 
@@ -466,7 +480,10 @@ impl ServerConn {
             self.deadlines.next(),
             self.handshake_due,
             self.frame_due,
-            self.linger_until,
+            // Only while there is output left for it to drop.
+            self.linger_until
+                .filter(|_| !self.tx.is_empty() || self.output_held),
+            self.half_close.and_then(HalfClose::until),
             self.drain.and_then(|d| d.grace_due),
             self.drain.and_then(|d| d.close_due),
             self.idle_due,
@@ -507,8 +524,21 @@ impl ServerConn {
         }
         if self.linger_until.is_some_and(|t| t <= self.now) {
             self.linger_until = None;
+            if !self.tx.is_empty() || self.output_held {
+                // A client that did not take it will not read a close
+                // either.
+                self.half_close = None;
+            }
             self.tx.advance(self.tx.len());
             self.output_held = false;
+        }
+        if self
+            .half_close
+            .and_then(HalfClose::until)
+            .is_some_and(|t| t <= self.now)
+        {
+            tracing::debug!("closing: the client did not close its end within the linger");
+            self.half_close = None;
         }
         if let Some(d) = &mut self.drain {
             if d.grace_due.take_if(|t| *t <= self.now).is_some() {

@@ -160,6 +160,12 @@ fn shutdown_before_the_handshake_closes_at_once() {
     let mut server = ServerConn::new(now, ConnConfig::default());
     server.shutdown(now, now + Duration::from_secs(10));
     assert_eq!(server.failure(), Some(&ConnError::Closed));
+    // Nothing to send: writes are shut at once, and a client that closes
+    // its end finishes it.
+    assert!(server.wants_close_write());
+    server.handle_write_closed(now);
+    assert!(!server.is_finished() && server.wants_read());
+    server.handle_transport_closed(now, "client closed");
     assert!(server.is_finished());
 }
 
@@ -199,7 +205,22 @@ fn a_version_0_client_sees_no_goaway_only_its_answers_then_the_close() {
     server.respond(now, 1, Ok(Bytes::from_static(b"one")));
     assert_eq!(server.failure(), Some(&ConnError::Closed));
     let mut out = Vec::new();
+    assert!(!server.wants_close_write(), "the answers go first");
     server.drain_transmit(&mut out);
+    // Then the server half-closes, and reads (and drops) what the client
+    // sent meanwhile until it closes too: closing with it unread would
+    // reset the connection under answers the client may not have read.
+    assert!(server.wants_close_write());
+    assert!(!server.is_finished());
+    server.handle_write_closed(now);
+    assert!(!server.wants_close_write());
+    assert!(server.wants_read(), "read to the end");
+    while server.poll_event().is_some() {}
+    server.handle_input(now, &v0_client_bytes(&[3, 4]));
+    assert!(server.poll_event().is_none(), "late requests are dropped");
+    assert!(server.transmit().is_empty());
+    assert!(!server.is_finished());
+    server.handle_transport_closed(now, "client closed");
     assert!(server.is_finished());
     // Exactly what a Go server would have sent: its version (0), answers.
     assert_eq!(
@@ -221,6 +242,35 @@ fn a_version_0_client_sees_no_goaway_only_its_answers_then_the_close() {
             .iter()
             .all(|m| m.message_type() != MessageType::GoAway)
     );
+}
+
+#[test]
+fn a_client_that_never_closes_its_end_is_closed_after_the_linger() {
+    let now = Instant::now();
+    let mut server = ServerConn::new(now, ConnConfig::default());
+    server.handle_input(now, &v0_client_bytes(&[]));
+    server.shutdown(now, now + Duration::from_secs(10));
+    let mut out = Vec::new();
+    server.drain_transmit(&mut out);
+    assert!(server.wants_close_write());
+    let shut = now + Duration::from_millis(5);
+    server.handle_write_closed(shut);
+    assert_eq!(server.next_deadline(), Some(shut + weft_proto::LINGER));
+    server.handle_timeout(shut + weft_proto::LINGER - Duration::from_millis(1));
+    assert!(!server.is_finished());
+    server.handle_timeout(shut + weft_proto::LINGER);
+    assert!(server.is_finished());
+    assert!(!server.wants_read());
+}
+
+#[test]
+fn an_immediate_close_does_not_half_close() {
+    let now = Instant::now();
+    let mut server = ServerConn::new(now, ConnConfig::default());
+    server.handle_input(now, &v0_client_bytes(&[1]));
+    server.close(now);
+    assert!(!server.wants_close_write());
+    assert!(server.is_finished());
 }
 
 #[test]

@@ -144,6 +144,68 @@ fn a_go_client_is_answered_then_closed_and_never_sees_a_goaway(_: Driver, s: Dri
     );
 }
 
+/// A Go client does not know the server is draining and goes on sending.
+/// The server must not close with those requests unread: that resets the
+/// connection (TCP RST, or ECONNRESET on a Unix socket), and the client
+/// may lose answers it had not read yet. It half-closes once its answers
+/// are out and reads (and drops) what comes until the client closes.
+fn a_go_client_sending_during_the_drain_gets_its_answers_and_a_clean_close(
+    _: Driver,
+    s: Driver,
+    t: Transport,
+) {
+    let server = TestServer::start(s, t, "s");
+    let service = server.service.clone();
+    // A weft client, to see when the server has begun draining (its goaway).
+    let mut watcher = RawStream::connect(&server.endpoint);
+    let mut tx = Transmit::new(0);
+    tx.push_version(Version::LATEST);
+    let mut hello = Vec::new();
+    tx.drain_into(&mut hello);
+    watcher.write_all(&hello);
+    let mut peer = RawStream::connect(&server.endpoint);
+    peer.write_all(&go_client_hello("300"));
+    assert!(service.wait_started(1, SOON));
+    let stopper = thread::spawn(move || server.shutdown(LONG_GRACE));
+    let mut dec = FrameDecoder::new(1 << 20);
+    while !std::iter::from_fn(|| dec.next_message().map(Result::unwrap))
+        .any(|m| m.message_type() == MessageType::GoAway)
+    {
+        let mut buf = [0u8; 256];
+        let n = watcher.read(&mut buf);
+        assert!(n > 0, "the weft client saw no goaway");
+        dec.extend_from_slice(&buf[..n]);
+    }
+    drop(watcher);
+    // Draining now; the Go client sends on.
+    let mut more = Transmit::new(0);
+    for id in 2..10 {
+        let header = RequestHeader::new(MethodKey::new(COMPONENT, "Echo"));
+        more.push_request(id, header.fields(), &Bytes::from_static(b"late"));
+    }
+    let mut bytes = Vec::new();
+    more.drain_into(&mut bytes);
+    peer.write_all(&bytes);
+    // Its answer, then end of stream rather than a reset.
+    let bytes = peer.read_to_end();
+    let mut dec = FrameDecoder::new(1 << 20);
+    dec.extend_from_slice(&bytes);
+    let frames: Vec<Message> =
+        std::iter::from_fn(|| dec.next_message().map(Result::unwrap)).collect();
+    assert_eq!(
+        frames,
+        [
+            Message::Version(Version::CURRENT),
+            Message::Response {
+                id: 1,
+                payload: Bytes::new()
+            },
+        ]
+    );
+    drop(peer);
+    let _stopped = stopper.join().unwrap();
+}
+
 /// A blocking socket of either transport.
 enum RawStream {
     Tcp(std::net::TcpStream),
@@ -169,6 +231,13 @@ impl RawStream {
         match self {
             RawStream::Tcp(t) => t.write_all(b).unwrap(),
             RawStream::Unix(u) => u.write_all(b).unwrap(),
+        }
+    }
+
+    fn read(&mut self, buf: &mut [u8]) -> usize {
+        match self {
+            RawStream::Tcp(t) => t.read(buf).unwrap(),
+            RawStream::Unix(u) => u.read(buf).unwrap(),
         }
     }
 
@@ -222,4 +291,7 @@ suite!(
     goaway_moves_new_calls_to_the_other_replica,
 );
 
-server_suite!(a_go_client_is_answered_then_closed_and_never_sees_a_goaway);
+server_suite!(
+    a_go_client_is_answered_then_closed_and_never_sees_a_goaway,
+    a_go_client_sending_during_the_drain_gets_its_answers_and_a_clean_close,
+);

@@ -143,11 +143,12 @@ impl<H: ?Sized> Dispatcher<H> {
         self
     }
 
-    /// Whether the driver should read `conn`'s transport now: not once it
-    /// failed, and at the handler limit only up to [`READ_AHEAD`] bytes.
-    /// Pass every read's outcome to [`on_read`](Self::on_read).
+    /// Whether the driver should read `conn`'s transport now: as the core
+    /// says (after a failure only while a graceful close reads to drop),
+    /// and at the handler limit only up to [`READ_AHEAD`] bytes. Pass
+    /// every read's outcome to [`on_read`](Self::on_read).
     pub fn wants_read(&self, conn: &ServerConn) -> bool {
-        !self.closed && conn.wants_read() && (self.under_limit() || self.held < READ_AHEAD)
+        conn.wants_read() && (self.closed || self.under_limit() || self.held < READ_AHEAD)
     }
 
     /// Takes the outcome of one read into `conn.read_buf(..)` (not
@@ -161,7 +162,7 @@ impl<H: ?Sized> Dispatcher<H> {
                 self.decode_held(now, conn);
                 conn.handle_transport_closed(now, "client closed the connection");
             }
-            Ok(_) if self.under_limit() => {
+            Ok(_) if self.closed || self.under_limit() => {
                 self.held = 0;
                 conn.handle_read(now);
             }

@@ -63,6 +63,24 @@ pub(super) fn pump(
     }
 }
 
+/// Shuts the socket's write half when the core closes gracefully (see
+/// `ServerConn::wants_close_write`). Returns whether that changed
+/// something the next turn acts on.
+pub(super) fn close_write(c: &mut Conn, now: Instant) -> bool {
+    if !c.core.wants_close_write() {
+        return false;
+    }
+    match c.stream.close_write() {
+        Ok(()) => c.core.handle_write_closed(now),
+        // TLS records wait for the socket; its writability brings them.
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+        Err(e) => c
+            .core
+            .handle_transport_closed(now, format!("shutting down writes: {e}")),
+    }
+    true
+}
+
 /// Writes what the core has queued until the socket takes no more, and
 /// tells the core whether the stream still holds some (TLS records): a
 /// failed connection is not finished while it does. Returns whether

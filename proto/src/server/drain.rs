@@ -7,6 +7,26 @@ use crate::timer::later;
 use crate::{RemoteError, Version};
 use std::time::Instant;
 
+/// A graceful close: the transport's write half is shut once the output is
+/// out, then input is read and dropped until the client closes too, for
+/// up to [`LINGER`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum HalfClose {
+    /// Waiting for the output to go, then for the driver to shut writes.
+    Pending,
+    /// Writes are shut: reading until end of stream or this instant.
+    WritesShut { until: Instant },
+}
+
+impl HalfClose {
+    pub(super) fn until(self) -> Option<Instant> {
+        match self {
+            HalfClose::Pending => None,
+            HalfClose::WritesShut { until } => Some(until),
+        }
+    }
+}
+
 /// A graceful shutdown in progress (see [`ServerConn::shutdown`]).
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Drain {
@@ -132,11 +152,47 @@ impl ServerConn {
 
     /// Ends a drained connection: like [`fail`](Self::fail) with
     /// [`ConnError::Closed`], but what is queued (goaway, last answers) is
-    /// still written, for up to [`LINGER`].
+    /// still written, for up to [`LINGER`], and then the connection is
+    /// half-closed ([`wants_close_write`](Self::wants_close_write)).
     pub(super) fn close_gracefully(&mut self) {
+        if self.failure.is_some() {
+            return;
+        }
         if !self.tx.is_empty() || self.output_held {
             self.linger_until = Some(self.now + LINGER);
         }
+        self.half_close = Some(HalfClose::Pending);
         self.fail_keeping_output(ConnError::Closed, true);
+    }
+
+    /// Whether the driver should shut the transport's write half now
+    /// (`shutdown(Write)`; under TLS a close_notify first), then report it
+    /// with [`handle_write_closed`](Self::handle_write_closed). A graceful
+    /// close asks for it once its last output is out. Closing outright
+    /// with the client's bytes unread (a Go client goes on sending while
+    /// the server drains: it has no goaway) would reset the connection,
+    /// and the client could lose answers it had not read yet; so the
+    /// server says it is done writing, and reads (and drops) what comes
+    /// until the client closes its end, for up to [`LINGER`]. Then
+    /// [`is_finished`](Self::is_finished).
+    pub fn wants_close_write(&self) -> bool {
+        self.half_close == Some(HalfClose::Pending) && self.tx.is_empty() && !self.output_held
+    }
+
+    /// The transport's write half is shut (see
+    /// [`wants_close_write`](Self::wants_close_write)): input is read and
+    /// dropped until end of stream, or for [`LINGER`].
+    pub fn handle_write_closed(&mut self, now: Instant) {
+        self.advance_time(now);
+        if self.half_close == Some(HalfClose::Pending) {
+            self.half_close = Some(HalfClose::WritesShut {
+                until: self.now + LINGER,
+            });
+        }
+    }
+
+    /// Reading only to drop what arrives, so that the close is not a reset.
+    pub(super) fn reads_to_discard(&self) -> bool {
+        matches!(self.half_close, Some(HalfClose::WritesShut { .. }))
     }
 }

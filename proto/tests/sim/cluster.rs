@@ -510,12 +510,17 @@ impl Cluster {
                 c.server.handle_timeout(now);
             }
             // A stopping server closes a connection its core is done with,
-            // after the client has had every byte it sent.
-            if let Some(c) = self.conns.get(&id)
+            // after the client has had every byte it sent: it shuts its
+            // writes, the client sees the end and closes, and the server
+            // reads that end (all at once here).
+            if let Some(c) = self.conns.get_mut(&id)
                 && c.stopping
-                && c.server.is_finished()
+                && (c.server.is_finished() || c.server.wants_close_write())
                 && c.to_client.is_empty()
             {
+                c.server.handle_write_closed(now);
+                c.server.handle_transport_closed(now, "client closed");
+                assert!(c.server.is_finished());
                 self.conns.remove(&id);
                 self.pool.handle_transport_closed(now, id, "server closed");
             }

@@ -31,6 +31,10 @@ impl Rng {
 pub struct Link {
     queue: VecDeque<(Instant, Vec<u8>)>,
     pub delivered: usize,
+    /// The sender shut its writes: end of stream after the queued bytes.
+    pub shut: bool,
+    /// The receiver has been told of the end.
+    pub ended: bool,
 }
 
 impl Link {
@@ -49,8 +53,16 @@ impl Link {
         }
     }
 
-    fn next(&self) -> Option<Instant> {
-        self.queue.front().map(|(at, _)| *at)
+    fn next(&self, now: Instant) -> Option<Instant> {
+        match self.queue.front() {
+            Some((at, _)) => Some(*at),
+            None => self.end_due().then_some(now),
+        }
+    }
+
+    /// Every byte is delivered and the end of stream is not yet.
+    fn end_due(&self) -> bool {
+        self.queue.is_empty() && self.shut && !self.ended
     }
 
     /// Whether every byte sent has been delivered.
@@ -137,6 +149,11 @@ impl Pair {
                     .send(&mut self.rng, self.now, &self.scratch, self.max_delay_us);
                 progressed = true;
             }
+            if self.server.wants_close_write() {
+                self.server.handle_write_closed(self.now);
+                self.s2c.shut = true;
+                progressed = true;
+            }
             while let Some(e) = self.client.poll_event() {
                 self.client_events.push(e);
                 progressed = true;
@@ -177,8 +194,8 @@ impl Pair {
         [
             self.client.poll_timeout(),
             self.server.poll_timeout(),
-            self.c2s.next(),
-            self.s2c.next(),
+            self.c2s.next(self.now),
+            self.s2c.next(self.now),
             self.scheduled.peek().map(|Reverse((at, ..))| *at),
         ]
         .into_iter()
@@ -200,6 +217,17 @@ impl Pair {
         }
         if let Some(b) = self.s2c.pop_due(now) {
             self.client.handle_input(now, &b);
+        }
+        // A side that reads the end of the stream closes its own end, as
+        // drivers do.
+        if self.s2c.end_due() {
+            self.s2c.ended = true;
+            self.client.handle_transport_closed(now, "server closed");
+            self.c2s.shut = true;
+        }
+        if self.c2s.end_due() {
+            self.c2s.ended = true;
+            self.server.handle_transport_closed(now, "client closed");
         }
         while self
             .scheduled
