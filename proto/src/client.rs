@@ -393,10 +393,13 @@ impl ClientConn {
     }
 
     /// Reports that the first `n` bytes of [`transmit`](Self::transmit) were
-    /// written. Requests waiting for room are queued as it frees.
-    pub fn advance_transmit(&mut self, n: usize) {
+    /// written, at `now`. Requests waiting for room are queued as it frees,
+    /// their deadline headers saying what is left of their time at `now`
+    /// (one whose deadline has passed ends instead).
+    pub fn advance_transmit(&mut self, now: Instant, n: usize) {
         self.tx.advance(n);
         if !self.waiting.is_empty() && self.is_ready() {
+            self.advance_time(now);
             self.send_waiting();
         }
     }

@@ -171,7 +171,7 @@ pub fn client_conn(data: &[u8]) {
             5 => {
                 // A transport that takes part of the queue.
                 let n = usize::from(s.byte().unwrap_or(0));
-                conn.advance_transmit(n.min(conn.transmit().len()));
+                conn.advance_transmit(now, n.min(conn.transmit().len()));
             }
             3 => {
                 let n = usize::from(s.byte().unwrap_or(0));

@@ -57,9 +57,9 @@ fn start(conn: &mut ClientConn, now: Instant, opts: &CallOptions) -> weft_proto:
 }
 
 /// The transport takes `n` bytes.
-fn take(conn: &mut ClientConn, n: usize, wire: &mut Vec<u8>) {
+fn take(conn: &mut ClientConn, now: Instant, n: usize, wire: &mut Vec<u8>) {
     wire.extend_from_slice(&conn.transmit().first_chunk()[..n]);
-    conn.advance_transmit(n);
+    conn.advance_transmit(now, n);
 }
 
 #[test]
@@ -76,15 +76,15 @@ fn requests_past_the_backlog_wait_unencoded_and_go_in_order() {
     // Each time the transport takes bytes and the queue is back within its
     // bound, one more is queued.
     let mut wire = Vec::new();
-    take(&mut conn, REQUEST / 2, &mut wire);
+    take(&mut conn, now, REQUEST / 2, &mut wire);
     assert_eq!(conn.transmit().len(), 4 * REQUEST + REQUEST / 2);
-    take(&mut conn, 10, &mut wire);
+    take(&mut conn, now, 10, &mut wire);
     assert_eq!(conn.transmit().len(), 4 * REQUEST + REQUEST / 2 - 10);
-    take(&mut conn, REQUEST, &mut wire);
+    take(&mut conn, now, REQUEST, &mut wire);
     assert_eq!(conn.transmit().len(), 4 * REQUEST + REQUEST / 2 - 10);
     while conn.is_congested() {
         let n = conn.transmit().first_chunk().len();
-        take(&mut conn, n, &mut wire);
+        take(&mut conn, now, n, &mut wire);
         assert!(conn.transmit().len() <= BACKLOG + REQUEST);
     }
     conn.drain_transmit(&mut wire);
@@ -176,6 +176,34 @@ fn waiting_requests_of_a_failed_connection_end_as_never_sent() {
         .collect();
     assert_eq!(ended, want);
     assert!(ended[4].1.is_unprocessed() && !ended[0].1.is_unprocessed());
+}
+
+#[test]
+fn a_waiting_request_carries_the_time_left_when_the_transport_takes_it() {
+    let t0 = Instant::now();
+    let mut conn = connected(t0);
+    let opts = CallOptions {
+        deadline: Some(t0 + Duration::from_secs(10)),
+        ..CallOptions::default()
+    };
+    for _ in 0..5 {
+        start(&mut conn, t0, &opts);
+    }
+    assert!(conn.is_congested());
+    // Nothing else happens on the connection until its transport takes
+    // bytes, three seconds on: the fifth request goes then.
+    let mut wire = Vec::new();
+    let t3 = t0 + Duration::from_secs(3);
+    while conn.is_congested() {
+        let n = conn.transmit().first_chunk().len();
+        take(&mut conn, t3, n, &mut wire);
+    }
+    conn.drain_transmit(&mut wire);
+    let deadlines: Vec<i64> = requests(&wire).iter().map(|r| r.1).collect();
+    assert_eq!(
+        deadlines,
+        [10_000_000, 10_000_000, 10_000_000, 10_000_000, 7_000_000]
+    );
 }
 
 #[test]

@@ -621,6 +621,6 @@ fn a_transport_that_took_nothing_is_not_handed_out_again() {
     assert!(!c.pool.transmit(conn).unwrap().is_empty());
     // The transport is full: a driver that reports it must not be handed
     // the same connection at once, or it spins.
-    c.pool.advance_transmit(conn, 0);
+    c.pool.advance_transmit(now, conn, 0);
     assert_eq!(c.pool.poll_transmit(), None);
 }

@@ -163,7 +163,7 @@ impl<S: Transport> Inner<S> {
                 break stream.poll_flush(cx);
             }
             match stream.poll_write(cx, self.link.transmit()) {
-                Poll::Ready(Ok(n)) => self.link.advance_transmit(n),
+                Poll::Ready(Ok(n)) => self.link.advance_transmit(now, n),
                 Poll::Ready(Err(e)) => break Poll::Ready(Err(e)),
                 Poll::Pending => break Poll::Pending,
             }

@@ -251,12 +251,12 @@ impl Pool {
     /// (`n == 0`, a full transport) changes nothing: the connection is not
     /// handed out by [`poll_transmit`](Self::poll_transmit) again until
     /// new output, so the driver waits for the transport to take bytes.
-    pub fn advance_transmit(&mut self, conn: ConnId, n: usize) {
+    pub fn advance_transmit(&mut self, now: Instant, conn: ConnId, n: usize) {
         if n == 0 {
             return;
         }
         if let Some(o) = self.links.get_mut(&conn.0) {
-            o.link.advance_transmit(n);
+            o.link.advance_transmit(now, n);
             self.after_link_input(conn);
         }
     }

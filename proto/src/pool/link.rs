@@ -128,9 +128,9 @@ impl Link {
     }
 
     /// Reports that the first `n` bytes of [`transmit`](Self::transmit)
-    /// were written.
-    pub fn advance_transmit(&mut self, n: usize) {
-        self.conn.advance_transmit(n);
+    /// were written, at `now` (see [`ClientConn::advance_transmit`]).
+    pub fn advance_transmit(&mut self, now: Instant, n: usize) {
+        self.conn.advance_transmit(now, n);
     }
 
     /// Moves all pending bytes into `out` (in-memory transports, tests).

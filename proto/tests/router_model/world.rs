@@ -192,7 +192,7 @@ impl World {
                             break;
                         }
                         scratch.extend_from_slice(&chunk[..n]);
-                        c.link.advance_transmit(n);
+                        c.link.advance_transmit(now, n);
                         *left -= n;
                     }
                 }

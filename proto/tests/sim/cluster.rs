@@ -406,7 +406,7 @@ impl Cluster {
                     }
                     buf.extend_from_slice(&chunk[..n]);
                     left -= n;
-                    self.pool.advance_transmit(conn, n);
+                    self.pool.advance_transmit(self.now, conn, n);
                 }
                 let addr = c.addr.clone();
                 self.servers.get_mut(&addr).unwrap().room = Some(left);
