@@ -188,7 +188,11 @@ struct Shared {
 /// 256 handlers run at once, each on its own thread; past that, up to
 /// [`ServerOptions::max_queued_requests`] wait for one, and more are
 /// answered with an `overloaded` error. A handler that panics fails its own
-/// call with `handler panicked: <message>`.
+/// call with `handler panicked: <message>`. If accepting fails for good
+/// (the listener broke; running out of descriptors only pauses it), the
+/// server logs the error and shuts down gracefully, as
+/// [`shutdown_handle`](Self::shutdown_handle)`().graceful(shutdown_grace)`
+/// would.
 ///
 /// ```no_run
 /// use weft_mio::{HandlerMap, Request, Server, ServerOptions};
@@ -583,8 +587,13 @@ impl Shared {
                         conns.accept_paused_until = Some(now + pause);
                         return;
                     }
+                    // The listener broke: this server shuts down
+                    // gracefully (accepting ends, connections drain), as
+                    // a Tokio server's serve does before returning the
+                    // error.
                     AcceptFailure::Fatal => {
                         conns.accept_pending = false;
+                        self.shutdown.graceful(self.opts.shutdown_grace);
                         return;
                     }
                 },

@@ -239,7 +239,11 @@ pub async fn serve_until(
 /// Serves like [`serve`] until `shutdown` is triggered: gracefully
 /// ([`Shutdown::graceful`], as [`serve_until`] describes) or at once
 /// ([`Shutdown::immediate`], also after a graceful start). Returns once
-/// every connection is closed.
+/// every connection is closed. If accepting fails for good (the listener
+/// broke; running out of descriptors only pauses it), the connections
+/// drain as in a graceful shutdown of this server alone, with
+/// [`ServerOptions::shutdown_grace`], and then the accept error is
+/// returned; `shutdown` itself is not triggered.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
@@ -303,17 +307,25 @@ pub async fn serve_with_shutdown(
         }
     };
     drop(listener);
-    if result.is_err() {
-        shutdown.immediate();
-    }
+    // A listener that broke ends accepting, not the connections: they
+    // drain as in a graceful shutdown of this server alone (the caller's
+    // trigger, which other servers may share, is left alone), and the
+    // error is returned once they have.
+    let broken = result
+        .is_err()
+        .then(|| weft_driver::server::grace_deadline(Instant::now(), opts.shutdown_grace));
+    let deadline = |triggered: Option<Instant>| match (triggered, broken) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
     // Each connection drains by its core's rules; a later trigger (the
     // second signal) brings every deadline forward.
-    let _ = stop_tx.send(shutdown.deadline());
+    let _ = stop_tx.send(deadline(shutdown.deadline()));
     loop {
         tokio::select! {
             g = shutdown.changed(seen) => {
                 seen = g;
-                let _ = stop_tx.send(shutdown.deadline());
+                let _ = stop_tx.send(deadline(shutdown.deadline()));
             }
             joined = tasks.join_next() => if joined.is_none() { break },
         }

@@ -63,5 +63,5 @@ pub use panic::{
 };
 pub use peer::PeerAddr;
 pub use request::Request;
-pub use shutdown::{Changed, DEFAULT_SHUTDOWN_GRACE, Shutdown};
+pub use shutdown::{Changed, DEFAULT_SHUTDOWN_GRACE, Shutdown, grace_deadline};
 pub use weft_proto::{CancelReason, HandlerError, HandlerResult};

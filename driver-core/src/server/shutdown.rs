@@ -70,8 +70,7 @@ impl Shutdown {
     /// `Duration::MAX` (or any grace past the clock's range) waits for
     /// them as long as the clock can say.
     pub fn graceful(&self, grace: Duration) {
-        let now = Instant::now();
-        self.set(now.checked_add(grace).unwrap_or_else(|| latest_after(now)));
+        self.set(grace_deadline(Instant::now(), grace));
     }
 
     /// Stops at once: handlers still running are cancelled now.
@@ -144,6 +143,13 @@ impl Future for Changed<'_> {
         }
         Poll::Pending
     }
+}
+
+/// When a graceful shutdown starting at `now` cancels what still runs:
+/// `now + grace`, or for a grace past the clock's range the latest instant
+/// it can say.
+pub fn grace_deadline(now: Instant, grace: Duration) -> Instant {
+    now.checked_add(grace).unwrap_or_else(|| latest_after(now))
 }
 
 /// The latest instant the clock can represent after `now`, within a

@@ -199,3 +199,63 @@ fn a_handler_may_stop_its_own_server() {
         "the shutdown from inside a handler did not return"
     );
 }
+
+#[test]
+fn a_broken_listener_shuts_the_server_down_gracefully() {
+    let mut handlers = HandlerMap::new();
+    handlers.set("t", "Slow", |req: Request| {
+        // Ends early only if cancelled.
+        match req.wait_cancelled(Duration::from_millis(300)) {
+            Some(_) => Err(weft_driver::server::HandlerError::cancelled()),
+            None => Ok(req.args),
+        }
+    });
+    handlers.set("t", "Echo", |req: Request| Ok(req.args));
+    let server = Server::bind(
+        &"tcp://127.0.0.1:0".parse().unwrap(),
+        handlers,
+        ServerOptions::default(),
+    )
+    .expect("bind");
+    let client = Arc::new(
+        Client::connect(
+            ConstantResolver::new([server.local_endpoint().clone()]),
+            ClientOptions::default(),
+        )
+        .expect("connect"),
+    );
+    let call = |c: &Client, method| {
+        c.call(
+            MethodKey::new("t", method),
+            Bytes::from_static(b"x"),
+            CallOptions::default(),
+        )
+    };
+    call(&client, "Echo").unwrap();
+    let slow = {
+        let client = client.clone();
+        thread::spawn(move || call(&client, "Slow"))
+    };
+    // Sent after Slow on the one connection: once answered, Slow is in.
+    call(&client, "Echo").unwrap();
+    {
+        let conns = server.shared.lock_conns();
+        let Some(Listener::Tcp(l)) = &conns.listener else {
+            panic!("a TCP listener")
+        };
+        // Shutting a listening socket's reads makes accept fail (EINVAL).
+        socket2::SockRef::from(l)
+            .shutdown(std::net::Shutdown::Read)
+            .unwrap();
+    }
+    // The server stops accepting and drains: the call in flight finishes.
+    assert_eq!(&slow.join().unwrap().unwrap()[..], b"x");
+    assert!(
+        server.shutdown_handle().deadline().is_some(),
+        "no shutdown began"
+    );
+    assert!(
+        returns(move || server.shutdown()),
+        "the shutdown did not end"
+    );
+}
