@@ -202,42 +202,34 @@ fn a_handler_may_stop_its_own_server() {
 
 #[test]
 fn a_broken_listener_shuts_the_server_down_gracefully() {
+    let (started_tx, started) = mpsc::channel();
+    let started_tx = Mutex::new(started_tx);
     let mut handlers = HandlerMap::new();
-    handlers.set("t", "Slow", |req: Request| {
+    handlers.set("t", "Slow", move |req: Request| {
+        let _ = started_tx.lock().unwrap().send(());
         // Ends early only if cancelled.
         match req.wait_cancelled(Duration::from_millis(300)) {
             Some(_) => Err(weft_driver::server::HandlerError::cancelled()),
             None => Ok(req.args),
         }
     });
-    handlers.set("t", "Echo", |req: Request| Ok(req.args));
     let server = Server::bind(
         &"tcp://127.0.0.1:0".parse().unwrap(),
         handlers,
         ServerOptions::default(),
     )
     .expect("bind");
-    let client = Arc::new(
-        Client::connect(
-            ConstantResolver::new([server.local_endpoint().clone()]),
-            ClientOptions::default(),
-        )
-        .expect("connect"),
-    );
-    let call = |c: &Client, method| {
-        c.call(
-            MethodKey::new("t", method),
+    let endpoint = server.local_endpoint().clone();
+    let slow = thread::spawn(move || {
+        let client = Client::connect(ConstantResolver::new([endpoint]), ClientOptions::default())
+            .expect("connect");
+        client.call(
+            MethodKey::new("t", "Slow"),
             Bytes::from_static(b"x"),
             CallOptions::default(),
         )
-    };
-    call(&client, "Echo").unwrap();
-    let slow = {
-        let client = client.clone();
-        thread::spawn(move || call(&client, "Slow"))
-    };
-    // Sent after Slow on the one connection: once answered, Slow is in.
-    call(&client, "Echo").unwrap();
+    });
+    started.recv().unwrap();
     {
         let conns = server.shared.lock_conns();
         let Some(Listener::Tcp(l)) = &conns.listener else {
