@@ -299,16 +299,24 @@ impl Server {
         });
         #[cfg(not(feature = "tls"))]
         let _ = tls;
-        let s = shared.clone();
+        // Owned from here: if a thread cannot start, dropping the server
+        // stops the ones that did.
+        let server = Server { shared, local };
+        let s = server.shared.clone();
         let watchdog = thread::Builder::new()
             .name(WATCHDOG_NAME.into())
             .spawn(move || s.watchdog())?;
-        *shared.watchdog.lock().expect("unpoisoned") = Some(watchdog.thread().clone());
-        shared.threads.lock().expect("unpoisoned").push(watchdog);
+        *server.shared.watchdog.lock().expect("unpoisoned") = Some(watchdog.thread().clone());
+        server
+            .shared
+            .threads
+            .lock()
+            .expect("unpoisoned")
+            .push(watchdog);
         for _ in 0..2 {
-            shared.spawn_worker()?;
+            server.shared.spawn_worker()?;
         }
-        Ok(Server { shared, local })
+        Ok(server)
     }
 
     /// The endpoint clients dial (with the real port).

@@ -750,3 +750,27 @@ fn idle_goaways_do_not_make_a_replica_back_off() {
     assert_eq!(c.served_by(id), "a");
     assert!(c.now - t0 < Duration::from_millis(50), "{:?}", c.now - t0);
 }
+
+#[test]
+fn a_shutdown_after_an_idle_goaway_still_brings_the_close_forward() {
+    let timeout = Duration::from_secs(30);
+    let now = Instant::now();
+    let mut server = ServerConn::new(
+        now,
+        weft_proto::ServerConfig {
+            idle_timeout: Some(timeout),
+            ..weft_proto::ServerConfig::default()
+        },
+    );
+    let mut tx = Transmit::new(0);
+    tx.push_version(Version::LATEST);
+    let mut hello = Vec::new();
+    tx.drain_into(&mut hello);
+    server.handle_input(now, &hello);
+    let idle = now + timeout;
+    server.handle_timeout(idle);
+    assert!(server.is_draining() && server.failure().is_none());
+    // The client does not close; a stop at once does not wait for it.
+    server.shutdown(idle, idle);
+    assert_eq!(server.failure(), Some(&ConnError::Closed));
+}

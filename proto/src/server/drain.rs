@@ -64,10 +64,13 @@ impl ServerConn {
             return;
         }
         match &mut self.drain {
+            // Already draining (a shutdown, or idle, which has no grace):
+            // the deadline can only come closer.
             Some(d) => {
-                if let Some(due) = &mut d.grace_due {
-                    *due = (*due).min(grace_deadline);
-                }
+                d.grace_due = Some(
+                    d.grace_due
+                        .map_or(grace_deadline, |due| due.min(grace_deadline)),
+                );
             }
             None => self.begin_drain(Some(grace_deadline), SHUTDOWN_REASON),
         }
