@@ -94,6 +94,16 @@ pub enum CallError {
         /// The limit.
         limit: u64,
     },
+    /// The response was larger than the client accepts
+    /// (`ConnConfig::max_payload`): it was discarded as it arrived, and
+    /// the connection's other calls go on.
+    #[error("response of {size} bytes exceeds the limit of {limit} bytes")]
+    ResponseTooLarge {
+        /// The response's size.
+        size: u64,
+        /// The client's limit.
+        limit: u64,
+    },
     /// No replica could be reached: the text names each endpoint and its
     /// last connection error.
     #[error("unreachable: {0}")]
@@ -172,7 +182,7 @@ impl CallError {
             Self::DeadlineExceeded => "deadline_exceeded",
             Self::Cancelled => "cancelled",
             Self::Connection(_) | Self::BadErrorPayload(_) => "communication",
-            Self::RequestTooLarge { .. } => "too_large",
+            Self::RequestTooLarge { .. } | Self::ResponseTooLarge { .. } => "too_large",
             Self::Unreachable(_) | Self::DeadlineWaitingForReplica(_) => "unreachable",
             Self::Unprocessed(_) | Self::NotSent(_) => "unprocessed",
         }

@@ -1,7 +1,7 @@
 //! One client-side connection as a sans-IO state machine.
 
 use crate::call::{CallError, CallOptions};
-use crate::error::{ConnError, PeerError};
+use crate::error::{ConnError, DecodeError, PeerError};
 use crate::frame::{DEFAULT_MAX_PAYLOAD, FrameDecoder};
 use crate::header::HeaderFields;
 use crate::idmap::IdMap;
@@ -174,7 +174,7 @@ impl ClientConn {
         ClientConn {
             now,
             state: State::Handshaking,
-            decoder: FrameDecoder::new(config.max_payload),
+            decoder: FrameDecoder::skipping_oversize_responses(config.max_payload),
             tx,
             max_backlog: config.max_request_backlog,
             last_id: 0,
@@ -248,6 +248,10 @@ impl ClientConn {
         while !matches!(self.state, State::Failed(_)) {
             match self.decoder.next_message() {
                 Some(Ok(msg)) => self.on_message(msg),
+                // That call's problem only: the decoder skips the payload.
+                Some(Err(DecodeError::ResponseTooLarge { id, len, max })) => {
+                    self.oversize_response(id, len, max);
+                }
                 Some(Err(e)) => self.fail(PeerError::Decode(e).into()),
                 None => break,
             }
@@ -485,6 +489,26 @@ impl ClientConn {
                 _,
                 other @ (Message::Request { .. } | Message::Cancel { .. } | Message::GoAway(_)),
             ) => self.fail(PeerError::UnexpectedMessage(other.message_type()).into()),
+        }
+    }
+
+    /// A response larger than this client accepts: that call fails, and
+    /// the decoder discards the payload as it arrives. Before the
+    /// handshake it is garbage like any other.
+    fn oversize_response(&mut self, id: u64, len: u64, max: u64) {
+        if matches!(self.state, State::Handshaking) {
+            let e = DecodeError::PayloadTooLarge { len, max };
+            return self.fail(PeerError::Decode(e).into());
+        }
+        if self.calls.remove(&id).is_some() {
+            tracing::debug!(id, len, max, "response over the size limit");
+            self.done(
+                id,
+                Err(CallError::ResponseTooLarge {
+                    size: len,
+                    limit: max,
+                }),
+            );
         }
     }
 

@@ -34,6 +34,19 @@ pub enum DecodeError {
         /// Configured maximum payload length.
         max: u64,
     },
+    /// A response announced a payload above the configured limit: not
+    /// fatal for a decoder made with
+    /// [`FrameDecoder::skipping_oversize_responses`](crate::frame::FrameDecoder::skipping_oversize_responses),
+    /// which discards it as it arrives.
+    #[error("response {id} of {len} bytes exceeds the limit of {max} bytes")]
+    ResponseTooLarge {
+        /// The call's request id.
+        id: u64,
+        /// Payload length announced by the header.
+        len: u64,
+        /// Configured maximum payload length.
+        max: u64,
+    },
     /// A version frame carried a non-zero id.
     #[error("invalid ID {0} in handshake")]
     VersionNonZeroId(u64),

@@ -118,6 +118,24 @@ pub struct Frame {
     pub payload: Bytes,
 }
 
+/// The oversize frames a decoder skips: those that concern one call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Skip {
+    Requests,
+    Responses,
+}
+
+impl Skip {
+    fn skips(self, ty: u8) -> bool {
+        match self {
+            Skip::Requests => ty == MessageType::Request as u8,
+            Skip::Responses => {
+                ty == MessageType::Response as u8 || ty == MessageType::ErrorResponse as u8
+            }
+        }
+    }
+}
+
 /// Turns a byte stream, delivered in chunks of any size, into frames.
 ///
 /// Bytes go in through [`read_buf`](Self::read_buf) (read straight into it)
@@ -142,8 +160,9 @@ pub struct FrameDecoder {
     max_payload: u64,
     /// Header of the frame whose payload is still arriving.
     pending: Option<FrameHeader>,
-    /// Whether an oversize request is skipped rather than fatal.
-    skip_oversize_requests: bool,
+    /// Which oversize frames are skipped rather than fatal: requests (a
+    /// server's decoder) or responses (a client's).
+    skip_oversize: Option<Skip>,
     /// Bytes of an oversize request's payload still to discard.
     skipping: u64,
     /// While a large frame is read into a buffer of its own (`buf`), the
@@ -160,7 +179,7 @@ impl FrameDecoder {
             buf: BytesMut::new(),
             max_payload,
             pending: None,
-            skip_oversize_requests: false,
+            skip_oversize: None,
             skipping: 0,
             set_aside: None,
             large: Pool::default(),
@@ -173,7 +192,19 @@ impl FrameDecoder {
     /// carries on with the next frame. Any other oversize frame is fatal.
     pub fn skipping_oversize_requests(max_payload: u64) -> Self {
         FrameDecoder {
-            skip_oversize_requests: true,
+            skip_oversize: Some(Skip::Requests),
+            ..Self::new(max_payload)
+        }
+    }
+
+    /// A decoder for a client: a *response* (or error response) longer
+    /// than `max_payload` is reported as [`DecodeError::ResponseTooLarge`]
+    /// and skipped like an oversize request at a server, so that one call
+    /// fails and the connection's others go on. Any other oversize frame
+    /// is fatal.
+    pub fn skipping_oversize_responses(max_payload: u64) -> Self {
+        FrameDecoder {
+            skip_oversize: Some(Skip::Responses),
             ..Self::new(max_payload)
         }
     }
@@ -307,12 +338,15 @@ impl FrameDecoder {
                 };
                 let h = match FrameHeader::decode(raw, self.max_payload) {
                     Err(DecodeError::PayloadTooLarge { len, max })
-                        if self.skip_oversize_requests && raw[8] == MessageType::Request as u8 =>
+                        if self.skip_oversize.is_some_and(|s| s.skips(raw[8])) =>
                     {
                         let id = u64::from_le_bytes(*raw.first_chunk::<8>().expect("16 bytes"));
                         self.buf.advance(HEADER_LEN);
                         self.skipping = len;
-                        return Err(DecodeError::RequestTooLarge { id, len, max });
+                        return Err(match self.skip_oversize {
+                            Some(Skip::Requests) => DecodeError::RequestTooLarge { id, len, max },
+                            _ => DecodeError::ResponseTooLarge { id, len, max },
+                        });
                     }
                     other => other?,
                 };

@@ -562,3 +562,36 @@ fn a_request_over_the_limit_fails_alone_and_is_never_sent() {
     );
     assert!(p.client.failure().is_none(), "the connection carries on");
 }
+
+#[test]
+fn a_response_over_the_clients_limit_fails_that_call_alone() {
+    let config = weft_proto::ConnConfig {
+        max_payload: 1024,
+        ..weft_proto::ConnConfig::default()
+    };
+    let mut p = Pair::with_config(7, config);
+    let big = call(&mut p, b"big", &CallOptions::default());
+    let small = call(&mut p, b"small", &CallOptions::default());
+    p.drive_until(|p| requests(p).len() == 2);
+    let now = p.now;
+    // Answered in pieces, the large one first: the client skips its body
+    // as it arrives and reads the next answer.
+    p.server.respond(now, 1, Ok(Bytes::from(vec![7u8; 4096])));
+    p.server.respond(now, 2, Ok(Bytes::from_static(b"small")));
+    p.settle();
+    assert_eq!(
+        p.done_for(big),
+        [&Err(CallError::ResponseTooLarge {
+            size: 4096,
+            limit: 1024
+        })]
+    );
+    assert_eq!(p.done_for(small), [&Ok(Bytes::from_static(b"small"))]);
+    assert!(p.connected(), "the connection goes on");
+    let again = call(&mut p, b"again", &CallOptions::default());
+    p.drive_until(|p| requests(p).len() == 3);
+    let now = p.now;
+    p.server.respond(now, 3, Ok(Bytes::from_static(b"again")));
+    p.settle();
+    assert_eq!(p.done_for(again), [&Ok(Bytes::from_static(b"again"))]);
+}

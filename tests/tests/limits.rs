@@ -280,6 +280,84 @@ fn a_request_with_a_bad_header_is_refused_alone(_: Driver, s: Driver, t: Transpo
     server.stop();
 }
 
+/// A server that answers its first request with `big` bytes and echoes
+/// the others: the client under test accepts less than `big`.
+fn server_with_one_big_answer(big: usize) -> (NetEndpoint, std::thread::JoinHandle<()>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = NetEndpoint::Tcp(listener.local_addr().unwrap().to_string());
+    let serving = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut dec = FrameDecoder::new(1 << 20);
+        let mut first = true;
+        let mut buf = vec![0u8; 64 << 10];
+        loop {
+            let n = s.read(&mut buf).unwrap_or(0);
+            if n == 0 {
+                return;
+            }
+            dec.extend_from_slice(&buf[..n]);
+            let mut tx = Transmit::new(0);
+            while let Some(m) = dec.next_message() {
+                match m.unwrap() {
+                    Message::Version(v) => tx.push_version(v),
+                    Message::Request { id, args, .. } => {
+                        let answer = if std::mem::take(&mut first) {
+                            Bytes::from(vec![7u8; big])
+                        } else {
+                            args
+                        };
+                        tx.push_response(id, &answer);
+                    }
+                    _ => {}
+                }
+            }
+            let mut out = Vec::new();
+            tx.drain_into(&mut out);
+            if s.write_all(&out).is_err() {
+                return;
+            }
+        }
+    });
+    (endpoint, serving)
+}
+
+/// A response over the client's `max_message_size` fails its own call;
+/// the connection, and the calls after it, go on.
+fn a_response_over_the_clients_limit_fails_that_call_alone(c: Driver) {
+    let (endpoint, serving) = server_with_one_big_answer(256 << 10);
+    let opts = weft_tests::ClientOptions {
+        max_message_size: 64 << 10,
+        ..weft_tests::ClientOptions::default()
+    };
+    let client = weft_tests::TestClient::connect_with(c, vec![endpoint], opts).unwrap();
+    let err = client
+        .call("Echo", "big", weft_proto::CallOptions::default())
+        .unwrap_err();
+    assert_eq!(
+        err,
+        weft_proto::CallError::ResponseTooLarge {
+            size: 256 << 10,
+            limit: 64 << 10
+        }
+    );
+    for _ in 0..3 {
+        let answer = client.call("Echo", "next", weft_proto::CallOptions::default());
+        assert_eq!(answer.unwrap(), Bytes::from_static(b"next"));
+    }
+    client.close();
+    serving.join().unwrap();
+}
+
+#[test]
+fn tokio_client_survives_a_response_over_its_limit() {
+    a_response_over_the_clients_limit_fails_that_call_alone(Driver::Tokio);
+}
+
+#[test]
+fn mio_client_survives_a_response_over_its_limit() {
+    a_response_over_the_clients_limit_fails_that_call_alone(Driver::Mio);
+}
+
 /// Each server driver x transport, with the other driver's client.
 macro_rules! server_suite {
     ($($scenario:ident),* $(,)?) => {
