@@ -33,7 +33,10 @@ pub enum DnsTarget {
         port: u16,
     },
     /// SRV records of `name` (`_service._proto.name`), each naming a
-    /// replica's host and port (`dns+srv://_svc._tcp.name`).
+    /// replica's host and port (`dns+srv://_svc._tcp.name`). Only the
+    /// lowest priority's targets are replicas, the next priority's only
+    /// when none of those resolves (RFC 2782); weights are not used (the
+    /// balancer picks among the replicas).
     Srv {
         /// The SRV name.
         name: String,
@@ -217,31 +220,40 @@ impl Dns {
                     Err(e) => return Err(err(&e)),
                 };
                 let mut valid_until = srv.valid_until();
+                // RFC 2782: the lowest priority whose targets answer; the
+                // next only if none of them does. ("." is "no service".)
+                let mut by_priority: std::collections::BTreeMap<u16, Vec<(String, u16)>> =
+                    Default::default();
+                for record in srv.answers() {
+                    if let RData::SRV(s) = &record.data
+                        && !s.target.is_root()
+                    {
+                        let group = by_priority.entry(s.priority).or_default();
+                        group.push((s.target.to_utf8(), s.port));
+                    }
+                }
+                let targets: usize = by_priority.values().map(Vec::len).sum();
                 let mut eps = Vec::new();
                 let mut failed = None;
-                let mut targets = 0;
-                for record in srv.answers() {
-                    let RData::SRV(s) = &record.data else {
-                        continue;
-                    };
-                    // "." is RFC 2782's "no service here".
-                    if s.target.is_root() {
-                        continue;
+                for group in by_priority.values() {
+                    for (host, port) in group {
+                        // One target that does not resolve (a replica
+                        // going away, a stale record) must not hide the
+                        // others.
+                        match self.resolver.lookup_ip(host.as_str()).await {
+                            Ok(ips) => {
+                                valid_until = valid_until.min(ips.valid_until());
+                                eps.extend(ips.iter().map(|ip| tcp(ip, *port)));
+                            }
+                            Err(e) if e.is_no_records_found() => {}
+                            Err(e) => {
+                                tracing::debug!(target = %host, error = %e, "an SRV target did not resolve");
+                                failed = Some((host.clone(), e));
+                            }
+                        }
                     }
-                    targets += 1;
-                    let host = s.target.to_utf8();
-                    // One target that does not resolve (a replica going
-                    // away, a stale record) must not hide the others.
-                    match self.resolver.lookup_ip(host.as_str()).await {
-                        Ok(ips) => {
-                            valid_until = valid_until.min(ips.valid_until());
-                            eps.extend(ips.iter().map(|ip| tcp(ip, s.port)));
-                        }
-                        Err(e) if e.is_no_records_found() => {}
-                        Err(e) => {
-                            tracing::debug!(target = %host, error = %e, "an SRV target did not resolve");
-                            failed = Some((host, e));
-                        }
+                    if !eps.is_empty() {
+                        break;
                     }
                 }
                 // Every target failed: the lookup did, and the previous

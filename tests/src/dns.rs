@@ -15,7 +15,8 @@ use std::time::Duration;
 #[derive(Default)]
 struct Records {
     a: HashMap<String, Vec<Ipv4Addr>>,
-    srv: HashMap<String, Vec<(u16, String)>>,
+    /// (priority, port, target host) each.
+    srv: HashMap<String, Vec<(u16, u16, String)>>,
     /// Names answered with one of their addresses, a different one each
     /// time (as some DNS services answer with a random subset).
     rotating: HashMap<String, (Vec<Ipv4Addr>, usize)>,
@@ -85,9 +86,19 @@ impl TestDns {
         self.records.lock().unwrap().a_queries
     }
 
-    /// Replaces `name`'s SRV records: (port, target host) each.
+    /// Replaces `name`'s SRV records: (port, target host) each, all of
+    /// priority 0.
     pub fn set_srv(&self, name: &str, targets: &[(u16, &str)]) {
-        let v = targets.iter().map(|(p, t)| (*p, t.to_string())).collect();
+        let v: Vec<_> = targets.iter().map(|(p, t)| (0, *p, *t)).collect();
+        self.set_srv_prioritized(name, &v);
+    }
+
+    /// Replaces `name`'s SRV records: (priority, port, target host) each.
+    pub fn set_srv_prioritized(&self, name: &str, targets: &[(u16, u16, &str)]) {
+        let v = targets
+            .iter()
+            .map(|(prio, p, t)| (*prio, *p, t.to_string()))
+            .collect();
         self.records.lock().unwrap().srv.insert(key(name), v);
     }
 }
@@ -131,10 +142,11 @@ fn serve(sock: UdpSocket, records: &Mutex<Records>, stop: &AtomicBool) {
                     }
                 }
                 RecordType::SRV => {
-                    for (port, target) in recs.srv.get(&key(&name.to_utf8())).into_iter().flatten()
+                    for (priority, port, target) in
+                        recs.srv.get(&key(&name.to_utf8())).into_iter().flatten()
                     {
                         let target = Name::from_utf8(target).expect("srv target");
-                        let srv = SRV::new(0, 0, *port, target);
+                        let srv = SRV::new(*priority, 0, *port, target);
                         resp.add_answer(Record::from_rdata(name.clone(), TTL, RData::SRV(srv)));
                     }
                 }

@@ -214,6 +214,41 @@ fn an_srv_target_that_does_not_resolve_hides_no_other() {
     assert_eq!(answer.endpoints, [weft_tokio::tcp("127.0.0.1:7001")]);
 }
 
+/// SRV priorities (RFC 2782): only the lowest priority's targets are
+/// replicas; the next priority's only when none of those resolves.
+#[test]
+fn srv_records_of_a_higher_priority_are_a_fallback() {
+    let dns = weft_tests::dns::TestDns::start();
+    dns.set_a("up.weft.test.", &["127.0.0.1".parse().unwrap()]);
+    dns.set_a("backup.weft.test.", &["127.0.0.2".parse().unwrap()]);
+    dns.set_srv_prioritized(
+        "_weft._tcp.cart.weft.test.",
+        &[
+            (20, 7009, "backup.weft.test."),
+            (10, 7001, "up.weft.test."),
+            (10, 7002, "up.weft.test."),
+        ],
+    );
+    let answer = lookup(&dns, "dns+srv://_weft._tcp.cart.weft.test.");
+    assert_eq!(
+        answer.endpoints,
+        [
+            weft_tokio::tcp("127.0.0.1:7001"),
+            weft_tokio::tcp("127.0.0.1:7002")
+        ]
+    );
+    // The first priority's targets are gone: the backup serves.
+    dns.set_srv_prioritized(
+        "_weft._tcp.cart.weft.test.",
+        &[
+            (20, 7009, "backup.weft.test."),
+            (10, 7001, "gone.weft.test."),
+        ],
+    );
+    let answer = lookup(&dns, "dns+srv://_weft._tcp.cart.weft.test.");
+    assert_eq!(answer.endpoints, [weft_tokio::tcp("127.0.0.2:7009")]);
+}
+
 /// A records all removed: the client stops calling the replica and says
 /// the resolver names none.
 fn follows_a_name_to_no_records(c: Driver, s: Driver) {
