@@ -71,7 +71,7 @@ impl RemoteError {
     /// `errors.New(message)` so Go peers see an ordinary error.
     pub fn new(message: impl Into<String>) -> Self {
         let message = message.into();
-        let format = format!("(:&errors.errorString{{s:{message:?}}})");
+        let format = format!("(:&errors.errorString{{s:{}}})", go_quote(&message));
         RemoteError {
             entries: vec![ErrorEntry { message, format }],
         }
@@ -203,4 +203,83 @@ fn take_string(r: &mut &[u8], field: &'static str) -> Result<String, ErrorPayloa
     let (s, rest) = rest.split_at(len);
     *r = rest;
     Ok(String::from_utf8_lossy(s).into_owned())
+}
+
+/// `s` as Go's `strconv.Quote` (and so `%#v`) writes it, which Go clients
+/// compare when they match an error with `errors.Is`. ASCII is exact: `\a`
+/// `\b` `\f` `\n` `\r` `\t` `\v`, other control bytes as `\x..`. Beyond
+/// ASCII Go escapes what `unicode.IsPrint` refuses (`\u....`, `\U........`):
+/// here what Rust's debug format escapes (other than combining marks,
+/// which both print) and every space but U+0020, which is close to Go's
+/// table but not taken from it.
+fn go_quote(s: &str) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\x07' => out.push_str("\\a"),
+            '\x08' => out.push_str("\\b"),
+            '\x0c' => out.push_str("\\f"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\x0b' => out.push_str("\\v"),
+            ' '..='~' => out.push(c),
+            c if c.is_ascii() => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c if go_prints(c) => out.push(c),
+            c if (c as u32) < 0x10000 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => {
+                let _ = write!(out, "\\U{:08x}", c as u32);
+            }
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Whether Go's `unicode.IsPrint` holds for a non-ASCII `c` (see
+/// [`go_quote`]).
+fn go_prints(c: char) -> bool {
+    if c.is_whitespace() || c.is_control() {
+        return false;
+    }
+    // After a letter, a combining mark is not escaped by Rust either.
+    let mut buf = [0u8; 8];
+    buf[0] = b'a';
+    let n = 1 + c.encode_utf8(&mut buf[1..]).len();
+    let s = std::str::from_utf8(&buf[..n]).expect("utf-8");
+    s.escape_debug().eq(s.chars())
+}
+
+#[cfg(test)]
+mod go_quote_tests {
+    use super::go_quote;
+
+    /// Go 1.22: `fmt.Printf("%#v", s)` for each `s`.
+    #[test]
+    fn quotes_as_go_does() {
+        let cases = [
+            ("plain", r#""plain""#),
+            ("a\0b", r#""a\x00b""#),
+            ("\x1b[0m", r#""\x1b[0m""#),
+            ("\x7f", r#""\x7f""#),
+            ("\x07\x08\x0c\x0b\t\n\r", r#""\a\b\f\v\t\n\r""#),
+            ("q\"b\\'", r#""q\"b\\'""#),
+            ("é e\u{301} 😀 日本", "\"é e\u{301} 😀 日本\""),
+            ("\u{a0}\u{2028}\u{3000}", r#""\u00a0\u2028\u3000""#),
+            ("\u{200b}\u{feff}", r#""\u200b\ufeff""#),
+            ("\u{e0001}", r#""\U000e0001""#),
+            ("\u{85}", r#""\u0085""#),
+        ];
+        for (s, go) in cases {
+            assert_eq!(go_quote(s), go, "{s:?}");
+        }
+    }
 }
