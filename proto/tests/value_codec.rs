@@ -219,3 +219,34 @@ fn a_recursive_value_nested_past_the_limit_fails_rather_than_exhausting_the_stac
     let r = on_a_small_stack(move || codec::decode::<Nest>(&bytes).map(|_| ()));
     assert!(matches!(r, Err(CodecError::TooDeep { .. })), "{r:?}");
 }
+
+#[test]
+fn a_time_with_nanoseconds_past_a_second_is_carried_where_go_would_refuse_it() {
+    let t = GoTime {
+        seconds: 100,
+        nanos: 2_500_000_000,
+        offset: Some(3600),
+    };
+    let back: GoTime = codec::decode(&codec::encode(&t)).unwrap();
+    assert_eq!(
+        back,
+        GoTime {
+            seconds: 102,
+            nanos: 500_000_000,
+            offset: Some(3600)
+        }
+    );
+    // -1 h is an ordinary zone; -60 s is Go's UTC marker (the same instant, in UTC).
+    let azores = GoTime {
+        offset: Some(-3600),
+        ..back
+    };
+    let back: GoTime = codec::decode(&codec::encode(&azores)).unwrap();
+    assert_eq!(back.offset, Some(-3600));
+    let minus_one_minute = GoTime {
+        offset: Some(-60),
+        ..back
+    };
+    let back: GoTime = codec::decode(&codec::encode(&minus_one_minute)).unwrap();
+    assert_eq!((back.seconds, back.offset), (102, None));
+}

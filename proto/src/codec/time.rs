@@ -25,9 +25,13 @@ const YEAR1_TO_UNIX: i64 = 62_135_596_800;
 pub struct GoTime {
     /// Seconds since 0001-01-01 00:00:00 UTC (Go's zero time is 0).
     pub seconds: i64,
-    /// Nanoseconds within the second, below 10^9.
+    /// Nanoseconds within the second, below 10^9 (more is carried into
+    /// `seconds` when encoded, where Go would refuse the value).
     pub nanos: u32,
     /// The zone offset in seconds east of UTC; `None` is Go's UTC location.
+    /// An offset of exactly -60 s cannot be said in Go's format (-1
+    /// minute is its UTC marker): such a time reads back in UTC, the same
+    /// instant (Go's own `MarshalBinary` refuses it).
     pub offset: Option<i32>,
 }
 
@@ -81,10 +85,13 @@ impl Encode for GoTime {
                 (m, (rem != 0).then_some(rem as i8))
             }
         };
+        // Go refuses nanoseconds past a second: carry them.
+        let carried = i64::from(self.nanos / 1_000_000_000);
+        let nanos = self.nanos % 1_000_000_000;
         let mut body = [0u8; 16];
         body[0] = if seconds.is_some() { 2 } else { 1 };
-        body[1..9].copy_from_slice(&self.seconds.to_be_bytes());
-        body[9..13].copy_from_slice(&(self.nanos as i32).to_be_bytes());
+        body[1..9].copy_from_slice(&self.seconds.saturating_add(carried).to_be_bytes());
+        body[9..13].copy_from_slice(&(nanos as i32).to_be_bytes());
         body[13..15].copy_from_slice(&minutes.to_be_bytes());
         let len = match seconds {
             Some(s) => {
