@@ -338,6 +338,11 @@ fn transport_of(addr: &NetEndpoint) -> &'static str {
 
 fn measure_weft(args: &BenchArgs, job: &Job) -> Result<Point, Failed> {
     let control = Control::new(args.requests);
+    // With no warmup every call is measured, the first ones too: the
+    // workers start calling before the phase loop runs.
+    if args.warmup.0.unwrap_or_default().is_zero() {
+        control.measuring.store(true, Ordering::SeqCst);
+    }
     let label = format!(
         "weft-{} size {} x{}",
         args.driver.name(),
