@@ -250,3 +250,31 @@ fn a_time_with_nanoseconds_past_a_second_is_carried_where_go_would_refuse_it() {
     let back: GoTime = codec::decode(&codec::encode(&minus_one_minute)).unwrap();
     assert_eq!((back.seconds, back.offset), (102, None));
 }
+
+#[test]
+fn slices_of_empty_structs_take_no_bytes_per_element_and_a_bounded_count() {
+    // Go's `[]struct{}{{}, {}, {}}`: the length, and nothing else.
+    let wire = 3i32.to_le_bytes();
+    let v: Vec<()> = codec::decode(&wire).unwrap();
+    assert_eq!(v.len(), 3);
+    let v: Vec<[u8; 0]> = codec::decode(&wire).unwrap();
+    assert_eq!(v.len(), 3);
+    #[derive(Debug, Encode, Decode)]
+    struct Empty {}
+    #[derive(Debug, Encode, Decode)]
+    struct Nothing(Empty, ());
+    let v: Vec<Nothing> = codec::decode(&wire).unwrap();
+    assert_eq!(v.len(), 3);
+    assert_eq!(&codec::encode(&v)[..], &wire[..]);
+    // A claim of two billion costs no more than the memory budget allows.
+    let wire = i32::MAX.to_le_bytes();
+    assert!(matches!(
+        codec::decode::<Vec<()>>(&wire),
+        Err(CodecError::TooMuchMemory { .. })
+    ));
+    // Elements that do take bytes are still checked against those left.
+    assert!(matches!(
+        codec::decode::<Vec<u8>>(&3i32.to_le_bytes()),
+        Err(CodecError::Truncated { .. })
+    ));
+}

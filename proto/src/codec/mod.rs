@@ -216,11 +216,18 @@ pub trait Encode {
 /// A value read back from Service Weaver's encoding (see [`Encode`] for
 /// an implementation by hand).
 pub trait Decode: Sized {
+    /// The fewest bytes a value takes on the wire: a slice's or map's
+    /// length is checked against the bytes left with it. 1 unless a value
+    /// can take none (`()`, an empty struct, `[T; 0]`, and what is made of
+    /// only those: Go's `struct{}`), where it is 0.
+    const MIN_ENCODED_LEN: usize = 1;
+
     /// Reads one value.
     fn decode(dec: &mut Decoder<'_>) -> Result<Self, CodecError>;
 
-    /// Reads `n` elements; `n` is at most the bytes left. Overridden by
-    /// `u8` to copy instead of looping.
+    /// Reads `n` elements, `n` checked against the bytes left (with
+    /// [`MIN_ENCODED_LEN`](Self::MIN_ENCODED_LEN)) and the memory budget.
+    /// Overridden by `u8` to copy instead of looping.
     #[doc(hidden)]
     fn decode_elements(dec: &mut Decoder<'_>, n: usize) -> Result<Vec<Self>, CodecError> {
         let mut v = Vec::with_capacity(cautious::<Self>(n));

@@ -206,10 +206,12 @@ impl<T: Encode> Encode for Vec<T> {
 
 impl<T: Decode> Decode for Vec<T> {
     fn decode(dec: &mut Decoder<'_>) -> Result<Self, CodecError> {
-        match dec.read_len(1)? {
+        match dec.read_len(T::MIN_ENCODED_LEN)? {
             None => Ok(Vec::new()),
             Some(n) => {
-                dec.reserve(n, size_of::<T>())?;
+                // Elements that take no bytes are charged one each, which
+                // bounds the work a length claims.
+                dec.reserve(n, size_of::<T>().max(1))?;
                 dec.nested(|dec| T::decode_elements(dec, n))
             }
         }
@@ -242,6 +244,7 @@ impl<T: Encode, const N: usize> Encode for [T; N] {
 }
 
 impl<T: Decode, const N: usize> Decode for [T; N] {
+    const MIN_ENCODED_LEN: usize = N.saturating_mul(T::MIN_ENCODED_LEN);
     fn decode(dec: &mut Decoder<'_>) -> Result<Self, CodecError> {
         let v = T::decode_elements(dec, N)?;
         Ok(v.try_into().unwrap_or_else(|_| unreachable!("decoded N")))
@@ -283,8 +286,10 @@ impl<K: Encode, V: Encode> Encode for BTreeMap<K, V> {
 
 impl<K: Decode + Eq + Hash, V: Decode, S: BuildHasher + Default> Decode for HashMap<K, V, S> {
     fn decode(dec: &mut Decoder<'_>) -> Result<Self, CodecError> {
-        let n = dec.read_len(2)?.unwrap_or(0);
-        dec.reserve(n, size_of::<(K, V)>())?;
+        let n = dec
+            .read_len(K::MIN_ENCODED_LEN + V::MIN_ENCODED_LEN)?
+            .unwrap_or(0);
+        dec.reserve(n, size_of::<(K, V)>().max(1))?;
         let mut m = HashMap::with_capacity_and_hasher(super::cautious::<(K, V)>(n), S::default());
         dec.nested(|dec| {
             for _ in 0..n {
@@ -299,8 +304,10 @@ impl<K: Decode + Eq + Hash, V: Decode, S: BuildHasher + Default> Decode for Hash
 
 impl<K: Decode + Ord, V: Decode> Decode for BTreeMap<K, V> {
     fn decode(dec: &mut Decoder<'_>) -> Result<Self, CodecError> {
-        let n = dec.read_len(2)?.unwrap_or(0);
-        dec.reserve(n, size_of::<(K, V)>())?;
+        let n = dec
+            .read_len(K::MIN_ENCODED_LEN + V::MIN_ENCODED_LEN)?
+            .unwrap_or(0);
+        dec.reserve(n, size_of::<(K, V)>().max(1))?;
         let mut m = BTreeMap::new();
         dec.nested(|dec| {
             for _ in 0..n {
@@ -385,6 +392,7 @@ impl<T: Encode> Encode for Box<T> {
 }
 
 impl<T: Decode> Decode for Box<T> {
+    const MIN_ENCODED_LEN: usize = T::MIN_ENCODED_LEN;
     fn decode(dec: &mut Decoder<'_>) -> Result<Self, CodecError> {
         dec.reserve(1, size_of::<T>())?;
         dec.nested(T::decode).map(Box::new)
@@ -433,6 +441,7 @@ impl Encode for () {
 }
 
 impl Decode for () {
+    const MIN_ENCODED_LEN: usize = 0;
     fn decode(_: &mut Decoder<'_>) -> Result<Self, CodecError> {
         Ok(())
     }
@@ -452,6 +461,7 @@ macro_rules! tuple {
             }
         }
         impl<$($n: Decode),+> Decode for ($($n,)+) {
+            const MIN_ENCODED_LEN: usize = 0 $(+ $n::MIN_ENCODED_LEN)+;
             fn decode(dec: &mut Decoder<'_>) -> Result<Self, CodecError> {
                 Ok(($($n::decode(dec)?,)+))
             }
