@@ -35,8 +35,10 @@ pub enum DnsTarget {
     /// SRV records of `name` (`_service._proto.name`), each naming a
     /// replica's host and port (`dns+srv://_svc._tcp.name`). Only the
     /// lowest priority's targets are replicas, the next priority's only
-    /// when none of those resolves (RFC 2782); weights are not used (the
-    /// balancer picks among the replicas).
+    /// when none of those has an address (RFC 2782's failover, as far as a
+    /// resolver can tell: a target that resolves but is down is the
+    /// balancer's business); weights are not used (the balancer picks
+    /// among the replicas).
     Srv {
         /// The SRV name.
         name: String,
@@ -232,7 +234,6 @@ impl Dns {
                         group.push((s.target.to_utf8(), s.port));
                     }
                 }
-                let targets: usize = by_priority.values().map(Vec::len).sum();
                 let mut eps = Vec::new();
                 let mut failed = None;
                 for group in by_priority.values() {
@@ -252,15 +253,18 @@ impl Dns {
                             }
                         }
                     }
-                    if !eps.is_empty() {
+                    // The next priority only if this one has no
+                    // addresses at all: a lookup that failed (a timeout)
+                    // says nothing about its targets, and moving every
+                    // call to the backups on it would drain the primaries.
+                    if !eps.is_empty() || failed.is_some() {
                         break;
                     }
                 }
-                // Every target failed: the lookup did, and the previous
-                // set stands.
+                // Every target of the priority tried failed: the lookup
+                // did, and the previous set stands.
                 if let Some((host, e)) = failed
                     && eps.is_empty()
-                    && targets > 0
                 {
                     return Err(err(&format_args!("target {host}: {e}")));
                 }

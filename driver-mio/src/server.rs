@@ -492,8 +492,12 @@ impl Shared {
                 None if quiet_since.elapsed() > Duration::from_millis(10) => {
                     self.watchdog_parked.store(true, Ordering::Release);
                     drop(s);
-                    // A handler starting after the store unparks us.
+                    // A handler starting after the store unparks us, and
+                    // so does a stop, which must not wait out a tick.
                     thread::park();
+                    if self.sched().shutdown {
+                        return;
+                    }
                     quiet_since = Instant::now();
                 }
                 None => {}
@@ -670,7 +674,7 @@ impl Shared {
                 });
             }
             busy |= flush_conn(c, Token(t), &self.registry, now);
-            busy |= close_write(c, now);
+            busy |= close_write(c, Token(t), &self.registry, now);
             // Writing may have brought the queued output back under its
             // limit: a connection still readable is read next turn, since
             // edge-triggered readiness will not report it again.

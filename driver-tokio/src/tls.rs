@@ -131,7 +131,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for LazyTls<S> {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match &mut self.get_mut().state {
             State::Ready(s) => Pin::new(s).poll_shutdown(cx),
-            _ => Poll::Ready(Ok(())),
+            // No session to say close_notify in, and the socket is inside
+            // the handshake: the caller closes the connection outright.
+            State::Handshaking(_) => Poll::Ready(Err(io::Error::other(
+                "TLS: shut down before the handshake finished",
+            ))),
+            State::Failed => Poll::Ready(Err(io::Error::other("TLS: the handshake failed"))),
         }
     }
 }

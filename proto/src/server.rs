@@ -433,6 +433,8 @@ impl ServerConn {
     pub fn close(&mut self, now: Instant) {
         self.advance_time(now);
         self.fail(ConnError::Closed);
+        // Also a connection that was closing gracefully.
+        self.abandon_close();
     }
 
     // ---- outputs ----
@@ -483,7 +485,7 @@ impl ServerConn {
             // Only while there is output left for it to drop.
             self.linger_until
                 .filter(|_| !self.tx.is_empty() || self.output_held),
-            self.half_close.and_then(HalfClose::until),
+            self.half_close.map(HalfClose::until),
             self.drain.and_then(|d| d.grace_due),
             self.drain.and_then(|d| d.close_due),
             self.idle_due,
@@ -532,12 +534,8 @@ impl ServerConn {
             self.tx.advance(self.tx.len());
             self.output_held = false;
         }
-        if self
-            .half_close
-            .and_then(HalfClose::until)
-            .is_some_and(|t| t <= self.now)
-        {
-            tracing::debug!("closing: the client did not close its end within the linger");
+        if self.half_close.is_some_and(|h| h.until() <= self.now) {
+            tracing::debug!("closing: the half-close did not finish within the linger");
             self.half_close = None;
         }
         if let Some(d) = &mut self.drain {

@@ -774,3 +774,59 @@ fn a_shutdown_after_an_idle_goaway_still_brings_the_close_forward() {
     server.shutdown(idle, idle);
     assert_eq!(server.failure(), Some(&ConnError::Closed));
 }
+
+#[test]
+fn a_write_half_that_cannot_be_shut_is_given_up_after_the_linger() {
+    // Under TLS shutting writes is a record to write; a client that stopped
+    // reading never takes it.
+    let now = Instant::now();
+    let mut server = ServerConn::new(now, ConnConfig::default());
+    server.handle_input(now, &v0_client_bytes(&[]));
+    server.shutdown(now, now + Duration::from_secs(10));
+    let mut out = Vec::new();
+    server.drain_transmit(&mut out);
+    assert!(server.wants_close_write());
+    assert_eq!(server.next_deadline(), Some(now + weft_proto::LINGER));
+    server.handle_timeout(now + weft_proto::LINGER);
+    assert!(!server.wants_close_write());
+    assert!(server.is_finished());
+}
+
+#[test]
+fn a_stop_at_once_ends_a_graceful_close_in_progress() {
+    for stop in ["shutdown", "close"] {
+        for shut in [false, true] {
+            let now = Instant::now();
+            let mut server = ServerConn::new(now, ConnConfig::default());
+            server.handle_input(now, &v0_client_bytes(&[1]));
+            while server.poll_event().is_some() {}
+            server.shutdown(now, now + Duration::from_secs(10));
+            server.respond(now, 1, Ok(Bytes::from_static(b"one")));
+            if shut {
+                let mut out = Vec::new();
+                server.drain_transmit(&mut out);
+                server.handle_write_closed(now);
+            }
+            assert!(!server.is_finished(), "{stop} {shut}: closing gracefully");
+            match stop {
+                "shutdown" => server.shutdown(now, now),
+                _ => server.close(now),
+            }
+            assert!(server.is_finished(), "{stop} {shut}: waited on");
+            assert!(!server.wants_read() && !server.wants_close_write());
+        }
+    }
+}
+
+#[test]
+fn a_server_that_sends_every_connection_away_at_once_is_redialed_with_backoff() {
+    let mut c = cluster(&[("a", FAST)], &["a"]);
+    c.server_config.idle_timeout = Some(Duration::from_millis(5));
+    c.drive_until(all_ready);
+    c.run_for(Duration::from_secs(30));
+    let times: Vec<_> = c.dialed.iter().map(|(t, _)| *t).collect();
+    let gaps: Vec<Duration> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    // Not one dial per 5 ms idle + 10 ms first step: the backoff grows.
+    assert!(gaps.len() < 100, "{} dials in 30 s", gaps.len());
+    assert!(gaps.last().unwrap() > &Duration::from_secs(1), "{gaps:?}");
+}

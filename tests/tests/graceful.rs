@@ -163,19 +163,24 @@ fn a_go_client_sending_during_the_drain_gets_its_answers_and_a_clean_close(
     let mut hello = Vec::new();
     tx.drain_into(&mut hello);
     watcher.write_all(&hello);
+    let mut dec = FrameDecoder::new(1 << 20);
+    let mut read_until = |watcher: &mut RawStream, ty: MessageType| {
+        while !std::iter::from_fn(|| dec.next_message().map(Result::unwrap))
+            .any(|m| m.message_type() == ty)
+        {
+            let mut buf = [0u8; 256];
+            let n = watcher.read(&mut buf);
+            assert!(n > 0, "the weft client saw no {ty:?}");
+            dec.extend_from_slice(&buf[..n]);
+        }
+    };
+    // Past its handshake before the shutdown, so it gets a goaway.
+    read_until(&mut watcher, MessageType::Version);
     let mut peer = RawStream::connect(&server.endpoint);
     peer.write_all(&go_client_hello("300"));
     assert!(service.wait_started(1, SOON));
     let stopper = thread::spawn(move || server.shutdown(LONG_GRACE));
-    let mut dec = FrameDecoder::new(1 << 20);
-    while !std::iter::from_fn(|| dec.next_message().map(Result::unwrap))
-        .any(|m| m.message_type() == MessageType::GoAway)
-    {
-        let mut buf = [0u8; 256];
-        let n = watcher.read(&mut buf);
-        assert!(n > 0, "the weft client saw no goaway");
-        dec.extend_from_slice(&buf[..n]);
-    }
+    read_until(&mut watcher, MessageType::GoAway);
     drop(watcher);
     // Draining now; the Go client sends on.
     let mut more = Transmit::new(0);

@@ -66,14 +66,29 @@ pub(super) fn pump(
 /// Shuts the socket's write half when the core closes gracefully (see
 /// `ServerConn::wants_close_write`). Returns whether that changed
 /// something the next turn acts on.
-pub(super) fn close_write(c: &mut Conn, now: Instant) -> bool {
+pub(super) fn close_write(c: &mut Conn, token: Token, registry: &Registry, now: Instant) -> bool {
     if !c.core.wants_close_write() {
         return false;
     }
     match c.stream.close_write() {
         Ok(()) => c.core.handle_write_closed(now),
-        // TLS records wait for the socket; its writability brings them.
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+        // The close_notify waits for the socket: its writability brings
+        // the next try (the core gives up after its linger).
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            if c.write_blocked {
+                return false;
+            }
+            let both = Interest::READABLE | Interest::WRITABLE;
+            match registry.reregister(&mut c.stream, token, both) {
+                Ok(()) => {
+                    c.write_blocked = true;
+                    return false;
+                }
+                Err(e) => c
+                    .core
+                    .handle_transport_closed(now, format!("registering for writes: {e}")),
+            }
+        }
         Err(e) => c
             .core
             .handle_transport_closed(now, format!("shutting down writes: {e}")),

@@ -10,6 +10,11 @@ use crate::timer::later;
 use bytes::Bytes;
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A connection sent away (goaway) after living this long was a working
+/// one: the replica's backoff starts over.
+pub(super) const SETTLED: Duration = Duration::from_millis(500);
 
 #[derive(Debug)]
 pub(super) struct Replica {
@@ -28,6 +33,8 @@ pub(super) struct Replica {
     /// A call has succeeded on the current connection: if it drops, the
     /// replica is redialed at once and its backoff starts over.
     pub(super) proven: bool,
+    /// When the current connection finished its handshake.
+    pub(super) ready_at: Option<Instant>,
     /// The current connection's server said goaway: it carries no new
     /// call, and once drained the replica is redialed (or forgotten, if
     /// `removed`).
@@ -127,6 +134,7 @@ impl Router {
             attempt: 0,
             last_error: None,
             proven: false,
+            ready_at: None,
             going_away: false,
             removed: false,
             congested: false,
@@ -252,6 +260,7 @@ impl Router {
 
     /// The replica's handshake finished.
     pub(super) fn connected(&mut self, slot: usize) {
+        let now = self.now;
         let r = self.replica_mut(slot);
         if r.state != ReplicaState::Checking {
             return;
@@ -260,6 +269,7 @@ impl Router {
         r.state = ReplicaState::Idle;
         r.last_error = None;
         r.proven = false;
+        r.ready_at = Some(now);
         r.congested = false;
         r.placed_bytes = 0;
         self.add_ready(slot);
@@ -367,15 +377,22 @@ impl Router {
     /// A replica whose server said goaway has drained: its connection is
     /// closed and a new one dialed after the first backoff step. Not a
     /// failure: it does not count towards fail-fast, so calls wait for it
-    /// (or go to others), and it does not grow the backoff (a server's
-    /// idle timeout sends a quiet client's connections away over and
-    /// over; escalating made the first call after a quiet spell wait up
-    /// to the backoff's cap). A server that sends every connection away
-    /// at once is redialed once per first step (Go: 10 ms).
+    /// (or go to others), and after a connection that served a call or
+    /// lived [`SETTLED`] it does not grow the backoff (a server's idle
+    /// timeout sends a quiet client's connections away over and over;
+    /// escalating made the first call after a quiet spell wait up to the
+    /// backoff's cap). One sent away sooner does, so a server that sends
+    /// every connection away at once is not redialed in a tight loop.
     fn redial_after_goaway(&mut self, slot: usize) {
         self.remove_ready(slot);
+        let now = self.now;
         let r = self.replica_mut(slot);
-        r.attempt = 0;
+        let lived = r
+            .ready_at
+            .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+        if r.proven || lived >= SETTLED {
+            r.attempt = 0;
+        }
         let conn = r.conn.take().expect("open connection");
         r.state = ReplicaState::Disconnected;
         r.going_away = false;

@@ -12,17 +12,18 @@ use std::time::Instant;
 /// up to [`LINGER`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum HalfClose {
-    /// Waiting for the output to go, then for the driver to shut writes.
-    Pending,
+    /// Waiting for the output to go, then for the driver to shut writes
+    /// (under TLS that is a record to write, which a client that stopped
+    /// reading never takes): given up at `until`.
+    Pending { until: Instant },
     /// Writes are shut: reading until end of stream or this instant.
     WritesShut { until: Instant },
 }
 
 impl HalfClose {
-    pub(super) fn until(self) -> Option<Instant> {
+    pub(super) fn until(self) -> Instant {
         match self {
-            HalfClose::Pending => None,
-            HalfClose::WritesShut { until } => Some(until),
+            HalfClose::Pending { until } | HalfClose::WritesShut { until } => until,
         }
     }
 }
@@ -61,6 +62,11 @@ impl ServerConn {
     pub fn shutdown(&mut self, now: Instant, grace_deadline: Instant) {
         self.advance_time(now);
         if self.failure.is_some() {
+            // Closing already: a stop at once does not wait for its
+            // output or the client's end either.
+            if grace_deadline <= self.now {
+                self.abandon_close();
+            }
             return;
         }
         match &mut self.drain {
@@ -164,7 +170,9 @@ impl ServerConn {
         if !self.tx.is_empty() || self.output_held {
             self.linger_until = Some(self.now + LINGER);
         }
-        self.half_close = Some(HalfClose::Pending);
+        self.half_close = Some(HalfClose::Pending {
+            until: self.now + LINGER,
+        });
         self.fail_keeping_output(ConnError::Closed, true);
     }
 
@@ -179,7 +187,9 @@ impl ServerConn {
     /// until the client closes its end, for up to [`LINGER`]. Then
     /// [`is_finished`](Self::is_finished).
     pub fn wants_close_write(&self) -> bool {
-        self.half_close == Some(HalfClose::Pending) && self.tx.is_empty() && !self.output_held
+        matches!(self.half_close, Some(HalfClose::Pending { .. }))
+            && self.tx.is_empty()
+            && !self.output_held
     }
 
     /// The transport's write half is shut (see
@@ -187,11 +197,20 @@ impl ServerConn {
     /// dropped until end of stream, or for [`LINGER`].
     pub fn handle_write_closed(&mut self, now: Instant) {
         self.advance_time(now);
-        if self.half_close == Some(HalfClose::Pending) {
+        if matches!(self.half_close, Some(HalfClose::Pending { .. })) {
             self.half_close = Some(HalfClose::WritesShut {
                 until: self.now + LINGER,
             });
         }
+    }
+
+    /// A connection already closing stops waiting: its output is dropped
+    /// and it does not half-close.
+    pub(super) fn abandon_close(&mut self) {
+        self.half_close = None;
+        self.linger_until = None;
+        self.tx.advance(self.tx.len());
+        self.output_held = false;
     }
 
     /// Reading only to drop what arrives, so that the close is not a reset.
