@@ -66,7 +66,7 @@ fn strukt(fields: &Fields, side: Side, codec: &TokenStream) -> TokenStream {
                 Fields::Unit => quote!(Self),
             };
             quote! {
-                const MIN_ENCODED_LEN: usize = 0 #( + <#types as #codec::Decode>::MIN_ENCODED_LEN )*;
+                const MIN_ENCODED_LEN: usize = 0usize #( .saturating_add(<#types as #codec::Decode>::MIN_ENCODED_LEN) )*;
                 fn decode(dec: &mut #codec::Decoder<'_>) -> ::core::result::Result<Self, #codec::CodecError> {
                     #( let #vars = <#types as #codec::Decode>::decode(dec)?; )*
                     ::core::result::Result::Ok(#build)

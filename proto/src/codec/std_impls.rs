@@ -287,7 +287,7 @@ impl<K: Encode, V: Encode> Encode for BTreeMap<K, V> {
 impl<K: Decode + Eq + Hash, V: Decode, S: BuildHasher + Default> Decode for HashMap<K, V, S> {
     fn decode(dec: &mut Decoder<'_>) -> Result<Self, CodecError> {
         let n = dec
-            .read_len(K::MIN_ENCODED_LEN + V::MIN_ENCODED_LEN)?
+            .read_len(K::MIN_ENCODED_LEN.saturating_add(V::MIN_ENCODED_LEN))?
             .unwrap_or(0);
         dec.reserve(n, size_of::<(K, V)>().max(1))?;
         let mut m = HashMap::with_capacity_and_hasher(super::cautious::<(K, V)>(n), S::default());
@@ -305,7 +305,7 @@ impl<K: Decode + Eq + Hash, V: Decode, S: BuildHasher + Default> Decode for Hash
 impl<K: Decode + Ord, V: Decode> Decode for BTreeMap<K, V> {
     fn decode(dec: &mut Decoder<'_>) -> Result<Self, CodecError> {
         let n = dec
-            .read_len(K::MIN_ENCODED_LEN + V::MIN_ENCODED_LEN)?
+            .read_len(K::MIN_ENCODED_LEN.saturating_add(V::MIN_ENCODED_LEN))?
             .unwrap_or(0);
         dec.reserve(n, size_of::<(K, V)>().max(1))?;
         let mut m = BTreeMap::new();
@@ -461,7 +461,7 @@ macro_rules! tuple {
             }
         }
         impl<$($n: Decode),+> Decode for ($($n,)+) {
-            const MIN_ENCODED_LEN: usize = 0 $(+ $n::MIN_ENCODED_LEN)+;
+            const MIN_ENCODED_LEN: usize = 0usize $(.saturating_add($n::MIN_ENCODED_LEN))+;
             fn decode(dec: &mut Decoder<'_>) -> Result<Self, CodecError> {
                 Ok(($($n::decode(dec)?,)+))
             }
