@@ -319,13 +319,20 @@ pub async fn serve_with_shutdown(
         (a, b) => a.or(b),
     };
     // Each connection drains by its core's rules; a later trigger (the
-    // second signal) brings every deadline forward.
-    let _ = stop_tx.send(deadline(shutdown.deadline()));
+    // second signal) brings every deadline forward. Only a deadline that
+    // moved is sent: one already past, sent again, would read as a stop
+    // at once to connections finishing their close.
+    let mut sent = deadline(shutdown.deadline());
+    let _ = stop_tx.send(sent);
     loop {
         tokio::select! {
             g = shutdown.changed(seen) => {
                 seen = g;
-                let _ = stop_tx.send(deadline(shutdown.deadline()));
+                let moved = deadline(shutdown.deadline());
+                if moved != sent {
+                    sent = moved;
+                    let _ = stop_tx.send(sent);
+                }
             }
             joined = tasks.join_next() => if joined.is_none() { break },
         }

@@ -210,8 +210,9 @@ fn take_string(r: &mut &[u8], field: &'static str) -> Result<String, ErrorPayloa
 /// `\b` `\f` `\n` `\r` `\t` `\v`, other control bytes as `\x..`. Beyond
 /// ASCII Go escapes what `unicode.IsPrint` refuses (`\u....`, `\U........`):
 /// here what Rust's debug format escapes (other than combining marks,
-/// which both print) and every space but U+0020, which is close to Go's
-/// table but not taken from it.
+/// which both print) and every space but U+0020: the same rule as Go's,
+/// but Rust's Unicode version, which may be newer than the Go peer's (a
+/// character added since is escaped by Go, not here).
 fn go_quote(s: &str) -> String {
     use std::fmt::Write;
     let mut out = String::with_capacity(s.len() + 2);

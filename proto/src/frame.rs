@@ -125,19 +125,19 @@ enum Skip {
     Responses,
 }
 
-/// A client skips a response at most this many times its limit: a
-/// length past it is a broken stream (a server out of step with its own
-/// frames), and skipping it would swallow everything after it. (A server
-/// has its body timeout for that.)
-const MAX_RESPONSE_SKIP_FACTOR: u64 = 16;
+/// The longest response a client skips (64 GiB): a length past it is a
+/// broken stream (a server out of step with its own frames), and skipping
+/// it would swallow everything after it. (A server has its body timeout
+/// for that.)
+const MAX_RESPONSE_SKIP: u64 = 1 << 36;
 
 impl Skip {
-    fn skips(self, ty: u8, len: u64, max: u64) -> bool {
+    fn skips(self, ty: u8, len: u64) -> bool {
         match self {
             Skip::Requests => ty == MessageType::Request as u8,
             Skip::Responses => {
                 (ty == MessageType::Response as u8 || ty == MessageType::ErrorResponse as u8)
-                    && len <= max.saturating_mul(MAX_RESPONSE_SKIP_FACTOR)
+                    && len <= MAX_RESPONSE_SKIP
             }
         }
     }
@@ -208,8 +208,8 @@ impl FrameDecoder {
     /// than `max_payload` is reported as [`DecodeError::ResponseTooLarge`]
     /// and skipped like an oversize request at a server, so that one call
     /// fails and the connection's others go on. Any other oversize frame
-    /// is fatal, and so is a response claiming more than 16 times the
-    /// limit (a stream out of step, whose skip would swallow the rest).
+    /// is fatal, and so is a response claiming more than 64 GiB (a stream
+    /// out of step, whose skip would swallow the rest).
     pub fn skipping_oversize_responses(max_payload: u64) -> Self {
         FrameDecoder {
             skip_oversize: Some(Skip::Responses),
@@ -346,9 +346,7 @@ impl FrameDecoder {
                 };
                 let h = match FrameHeader::decode(raw, self.max_payload) {
                     Err(DecodeError::PayloadTooLarge { len, max })
-                        if self
-                            .skip_oversize
-                            .is_some_and(|s| s.skips(raw[8], len, max)) =>
+                        if self.skip_oversize.is_some_and(|s| s.skips(raw[8], len)) =>
                     {
                         let id = u64::from_le_bytes(*raw.first_chunk::<8>().expect("16 bytes"));
                         self.buf.advance(HEADER_LEN);

@@ -605,10 +605,10 @@ fn a_response_claiming_far_past_the_limit_is_a_broken_stream() {
     let mut p = Pair::with_config(8, config);
     let id = call(&mut p, b"x", &CallOptions::default());
     p.drive_until(|p| requests(p).len() == 1);
-    // A response header claiming 16 KiB and one byte: not skipped.
+    // A response header claiming 64 GiB and one byte: not skipped.
     let mut frame = vec![0u8; 16];
     frame[..8].copy_from_slice(&1u64.to_le_bytes());
-    let len_and_type = (16u64 * 1024 + 1) << 8 | weft_proto::MessageType::Response as u64;
+    let len_and_type = ((1u64 << 36) + 1) << 8 | weft_proto::MessageType::Response as u64;
     frame[8..].copy_from_slice(&len_and_type.to_le_bytes());
     p.inject_to_client(&frame);
     p.settle();

@@ -272,6 +272,12 @@ fn slices_of_empty_structs_take_no_bytes_per_element_and_a_bounded_count() {
         codec::decode::<Vec<()>>(&wire),
         Err(CodecError::TooMuchMemory { .. })
     ));
+    // Nor can arrays of them multiply the work (65 000 arrays of a
+    // million each, from four bytes).
+    assert!(matches!(
+        codec::decode::<Vec<[(); 1_000_000]>>(&65_000i32.to_le_bytes()),
+        Err(CodecError::TooMuchMemory { .. })
+    ));
     // Elements that do take bytes are still checked against those left.
     assert!(matches!(
         codec::decode::<Vec<u8>>(&3i32.to_le_bytes()),

@@ -246,6 +246,11 @@ impl<T: Encode, const N: usize> Encode for [T; N] {
 impl<T: Decode, const N: usize> Decode for [T; N] {
     const MIN_ENCODED_LEN: usize = N.saturating_mul(T::MIN_ENCODED_LEN);
     fn decode(dec: &mut Decoder<'_>) -> Result<Self, CodecError> {
+        if T::MIN_ENCODED_LEN == 0 {
+            // Elements of no bytes cost work all the same: charged, so
+            // that a slice of such arrays cannot multiply it unbounded.
+            dec.reserve(N, 1)?;
+        }
         let v = T::decode_elements(dec, N)?;
         Ok(v.try_into().unwrap_or_else(|_| unreachable!("decoded N")))
     }

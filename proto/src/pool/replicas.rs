@@ -16,6 +16,10 @@ use std::time::{Duration, Instant};
 /// one: the replica's backoff starts over.
 pub(super) const SETTLED: Duration = Duration::from_millis(500);
 
+/// How far goaways alone grow a replica's redial backoff: ten steps, about
+/// 140 ms with Go's 10 ms x 1.3.
+pub(super) const GOAWAY_MAX_ATTEMPT: u32 = 10;
+
 #[derive(Debug)]
 pub(super) struct Replica {
     pub(super) id: ReplicaId,
@@ -381,8 +385,11 @@ impl Router {
     /// lived [`SETTLED`] it does not grow the backoff (a server's idle
     /// timeout sends a quiet client's connections away over and over;
     /// escalating made the first call after a quiet spell wait up to the
-    /// backoff's cap). One sent away sooner does, so a server that sends
-    /// every connection away at once is not redialed in a tight loop.
+    /// backoff's cap). One sent away sooner does, up to
+    /// [`GOAWAY_MAX_ATTEMPT`] steps, so a server that sends every
+    /// connection away at once is not redialed in a tight loop, nor a
+    /// replica behind a short idle timeout left seconds from its next
+    /// dial.
     fn redial_after_goaway(&mut self, slot: usize) {
         self.remove_ready(slot);
         let now = self.now;
@@ -392,6 +399,8 @@ impl Router {
             .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
         if r.proven || lived >= SETTLED {
             r.attempt = 0;
+        } else {
+            r.attempt = r.attempt.min(GOAWAY_MAX_ATTEMPT);
         }
         let conn = r.conn.take().expect("open connection");
         r.state = ReplicaState::Disconnected;
