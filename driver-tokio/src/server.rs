@@ -462,9 +462,9 @@ impl ServerTask {
             }
             progressed |= self.poll_inline(cx, now);
             // Any completed read is progress: only a Pending read has
-            // registered this task for more bytes. At the handler limit the
-            // connection is not read (past a small read-ahead); a finishing
-            // handler wakes the task.
+            // registered this task for more bytes. With the requests
+            // waiting for a handler at their bound the connection is not
+            // read; a finishing handler wakes the task.
             let reading = self.requests.wants_read(&self.conn);
             if reading
                 && let Poll::Ready(read) =

@@ -323,9 +323,10 @@ fn frame_timed_out(conn: &ServerConn) -> bool {
         )))
 }
 
-/// At its handler limit the driver holds what it reads undecoded: a frame
-/// half-decoded before that is not the client's fault while the pause
-/// lasts, and gets its whole time again once the server decodes again.
+/// A driver that stops reading (its requests waiting for a handler hold
+/// all they may) tells the core: a frame half-decoded before that is not
+/// the client's fault while the pause lasts, and gets its whole time
+/// again once the server reads again.
 #[test]
 fn the_body_timeout_does_not_run_while_the_driver_holds_the_bytes() {
     let t0 = Instant::now();

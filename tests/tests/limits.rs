@@ -1,8 +1,8 @@
 //! Connection-level limits of `ServerOptions` over real sockets, on each
 //! server driver: `max_connections` pauses accepting, `idle_timeout` ends
 //! idle connections (a goaway first for a version-1 client), and
-//! `body_timeout` does not blame a client for bytes the server held back
-//! at its handler limit.
+//! `body_timeout` does not blame a client while a handler holds the
+//! connection's only slot.
 
 use bytes::Bytes;
 use std::io::{Read, Write};
@@ -162,9 +162,9 @@ fn request(id: u64, method: &str, args: &str) -> Vec<u8> {
     bytes
 }
 
-/// At its handler limit (one here) the server reads ahead without
-/// decoding; a frame it had begun to decode must not count as slow while
-/// the bytes that finish it wait in the server's buffer.
+/// At its handler limit (one here) the server goes on reading, and the
+/// requests it decodes wait; a frame that arrives in two parts while a
+/// handler runs past the body timeout is not counted slow.
 fn a_frame_held_at_the_handler_limit_is_not_timed_out(_: Driver, s: Driver, t: Transport) {
     let opts = ServerOptions {
         body_timeout: Duration::from_millis(200),
@@ -243,6 +243,45 @@ fn timeouts_past_the_clocks_range_never_fire(_: Driver, s: Driver, t: Transport)
         stopped.recv_timeout(SOON).is_ok(),
         "the server did not stop"
     );
+}
+
+/// At its handler limit (one here) the server still reads a cancel that
+/// arrives behind a waiting request: the running handler, which waits for
+/// its cancellation, ends, and the waiting request runs. (Holding the
+/// bytes undecoded at the limit left both waiting until a deadline.)
+fn a_cancel_behind_a_waiting_request_reaches_its_handler(_: Driver, s: Driver, t: Transport) {
+    let opts = ServerOptions {
+        max_concurrent_handlers_per_connection: 1,
+        ..ServerOptions::default()
+    };
+    let server = TestServer::start_with(s, t, "s", opts);
+    let service = server.service.clone();
+    let mut go = Raw::connect(&server.endpoint);
+    let mut tx = Transmit::new(0);
+    tx.push_version(Version::CURRENT);
+    let mut first = Vec::new();
+    tx.drain_into(&mut first);
+    first.extend_from_slice(&request(1, "CancelWait", ""));
+    go.stream().write_all(&first).unwrap();
+    assert!(service.wait_started(1, SOON), "the first call runs");
+    let mut then = request(2, "Echo", "after");
+    let mut cancel = Transmit::new(0);
+    cancel.push_cancel(1);
+    cancel.drain_into(&mut then);
+    go.stream().write_all(&then).unwrap();
+    let got = go.read_messages(3);
+    assert!(
+        matches!(&got[1], Message::ErrorResponse { id: 1, .. }),
+        "{got:?}"
+    );
+    assert_eq!(
+        got[2],
+        Message::Response {
+            id: 2,
+            payload: Bytes::from_static(b"after")
+        }
+    );
+    server.stop();
 }
 
 /// A request whose header does not decode is answered with an error
@@ -379,4 +418,5 @@ server_suite!(
     a_frame_held_at_the_handler_limit_is_not_timed_out,
     a_request_with_a_bad_header_is_refused_alone,
     timeouts_past_the_clocks_range_never_fire,
+    a_cancel_behind_a_waiting_request_reaches_its_handler,
 );

@@ -15,11 +15,16 @@ use weft_proto::{CancelReason, HandlerError, HandlerResult, SeededIds, ServerCon
 /// for it and its queue is full.
 pub const OVERLOADED: &str = "overloaded";
 
-/// Bytes a connection at its handler limit is still read, without being
-/// decoded: enough to see the client hang up (a closed client must cancel
-/// handlers that wait for it) unless it sent more than this after the
-/// limit was reached, not enough to hold much memory.
+/// What requests waiting for a handler may hold (their arguments, and
+/// 256 bytes each) before a connection at its handler limit is
+/// not read on: enough that a cancel or a hang-up sent behind a few
+/// waiting requests is seen (a handler waiting for its own cancellation
+/// must get it), not enough to hold much memory.
 pub const READ_AHEAD: usize = 64 * 1024;
+
+/// What a waiting request counts against [`READ_AHEAD`] besides its
+/// arguments: about what it takes in memory here and in the core.
+const WAITING_OVERHEAD: usize = 256;
 
 /// A request to hand to its handler.
 ///
@@ -67,10 +72,10 @@ impl InFlight {
 /// the core reaches the right handler and a broken connection reaches all
 /// of them. At most
 /// [`max_concurrent_handlers_per_connection`](ServerOptions::max_concurrent_handlers_per_connection)
-/// handlers run at once; requests past it wait here (cancels still reach
-/// them), and the connection is not read on, beyond a [`READ_AHEAD`] whose
-/// bytes stay undecoded until a handler finishes. The driver owns the
-/// [`ServerConn`] and lends it to each call.
+/// handlers run at once; requests past it wait here, decoded, so that
+/// cancels (and a hang-up) behind them still reach the handlers, and the
+/// connection is not read on once they hold [`READ_AHEAD`]. The driver
+/// owns the [`ServerConn`] and lends it to each call.
 pub struct Dispatcher<H: ?Sized> {
     /// Keyed by the client's request ids: a hash the client cannot aim at.
     cancels: HashMap<u64, InFlight, SeededIds>,
@@ -85,8 +90,8 @@ pub struct Dispatcher<H: ?Sized> {
     /// not yet finished.
     running: usize,
     limit: usize,
-    /// Bytes read into the core's buffer at the limit and not decoded.
-    held: usize,
+    /// What the waiting requests count against [`READ_AHEAD`].
+    waiting_bytes: usize,
     closed: bool,
     /// Who is on the other end: each request gets a reference.
     peer: Option<Arc<PeerAddr>>,
@@ -116,7 +121,7 @@ impl<H: ?Sized> fmt::Debug for Dispatcher<H> {
             .field("running", &self.running)
             .field("waiting", &self.waiting.len())
             .field("limit", &self.limit)
-            .field("held", &self.held)
+            .field("waiting_bytes", &self.waiting_bytes)
             .field("closed", &self.closed)
             .finish()
     }
@@ -131,7 +136,7 @@ impl<H: ?Sized> Dispatcher<H> {
             waiting: VecDeque::new(),
             running: 0,
             limit: opts.handlers_per_connection(),
-            held: 0,
+            waiting_bytes: 0,
             closed: false,
             peer: None,
         }
@@ -145,44 +150,31 @@ impl<H: ?Sized> Dispatcher<H> {
 
     /// Whether the driver should read `conn`'s transport now: as the core
     /// says (after a failure only while a graceful close reads to drop),
-    /// and at the handler limit only up to [`READ_AHEAD`] bytes. Pass
-    /// every read's outcome to [`on_read`](Self::on_read).
+    /// and not while the requests waiting for a handler hold
+    /// [`READ_AHEAD`]. Pass every read's outcome to
+    /// [`on_read`](Self::on_read).
     pub fn wants_read(&self, conn: &ServerConn) -> bool {
-        conn.wants_read() && (self.closed || self.under_limit() || self.held < READ_AHEAD)
+        conn.wants_read() && !self.full()
+    }
+
+    /// The waiting requests hold all they may: the connection is not read.
+    fn full(&self) -> bool {
+        !self.closed && self.waiting_bytes >= READ_AHEAD
     }
 
     /// Takes the outcome of one read into `conn.read_buf(..)` (not
-    /// `WouldBlock`/`Pending`, which are no read): decodes what arrived,
-    /// or holds it while the connection is at its handler limit; end of
-    /// stream or an error closes the connection, after decoding what was
-    /// held (so the requests in it are cancelled like the others).
+    /// `WouldBlock`/`Pending`, which are no read): decodes what arrived;
+    /// end of stream or an error closes the connection.
     pub fn on_read(&mut self, now: Instant, conn: &mut ServerConn, read: io::Result<usize>) {
         match read {
-            Ok(0) => {
-                self.decode_held(now, conn);
-                conn.handle_transport_closed(now, "client closed the connection");
-            }
-            Ok(_) if self.closed || self.under_limit() => {
-                self.held = 0;
-                conn.handle_read(now);
-            }
-            Ok(n) => self.held += n,
-            Err(e) => {
-                self.decode_held(now, conn);
-                conn.handle_transport_closed(now, format!("read: {e}"));
-            }
+            Ok(0) => conn.handle_transport_closed(now, "client closed the connection"),
+            Ok(_) => conn.handle_read(now),
+            Err(e) => conn.handle_transport_closed(now, format!("read: {e}")),
         }
     }
 
-    fn decode_held(&mut self, now: Instant, conn: &mut ServerConn) {
-        if self.held > 0 {
-            self.held = 0;
-            conn.handle_read(now);
-        }
-    }
-
-    fn under_limit(&self) -> bool {
-        self.running + self.waiting.len() < self.limit
+    fn cost(d: &Dispatch<H>) -> usize {
+        d.request.args.len() + WAITING_OVERHEAD
     }
 
     /// Takes every event `conn` has queued (see [`on_event`](Self::on_event));
@@ -198,9 +190,9 @@ impl<H: ?Sized> Dispatcher<H> {
             any = true;
             self.on_event(now, conn, handlers, event);
         }
-        // At the limit what is read is held, not decoded: the core must
-        // not blame the client for a frame that seems slow to arrive.
-        conn.handle_read_paused(now, !self.under_limit());
+        // Not reading for want of room: the core must not blame the
+        // client for a frame that seems slow to arrive.
+        conn.handle_read_paused(now, self.full());
         any
     }
 
@@ -237,6 +229,7 @@ impl<H: ?Sized> Dispatcher<H> {
                     metrics,
                 };
                 self.cancels.insert(req.id, in_flight);
+                self.waiting_bytes += req.args.len() + WAITING_OVERHEAD;
                 self.waiting.push_back(Dispatch {
                     id: req.id,
                     handler: entry.handler.clone(),
@@ -289,13 +282,13 @@ impl<H: ?Sized> Dispatcher<H> {
             return None;
         }
         let d = self.waiting.pop_front()?;
+        self.waiting_bytes = self.waiting_bytes.saturating_sub(Self::cost(&d));
         self.running += 1;
         Some(d)
     }
 
     /// Sends the result of request `id`'s handler (see
-    /// [`ServerConn::finish`]) and forgets the request. Below the limit
-    /// again, bytes held at the limit are decoded.
+    /// [`ServerConn::finish`]) and forgets the request.
     pub fn finish(&mut self, now: Instant, conn: &mut ServerConn, id: u64, result: HandlerResult) {
         let outcome = match &result {
             Ok(b) => Ok(b.len()),
@@ -326,10 +319,7 @@ impl<H: ?Sized> Dispatcher<H> {
         }
         self.running = self.running.saturating_sub(1);
         conn.finish(now, id, result);
-        conn.handle_read_paused(now, !self.under_limit());
-        if self.under_limit() {
-            self.decode_held(now, conn);
-        }
+        conn.handle_read_paused(now, self.full());
     }
 
     /// Answers request `id`, handed out by
@@ -615,7 +605,7 @@ mod tests {
     }
 
     #[test]
-    fn past_the_limit_requests_wait_and_the_connection_is_not_read() {
+    fn past_the_limit_requests_wait_in_order() {
         let mut f = Fixture::with_limit(2);
         f.arrive(|tx| {
             for id in 1..=3 {
@@ -625,17 +615,17 @@ mod tests {
         let runs = f.dispatch();
         assert_eq!(runs.iter().map(|r| r.0).collect::<Vec<_>>(), [1, 2]);
         assert_eq!((f.requests.running(), f.requests.in_flight()), (2, 3));
-        // At the limit only a read-ahead is taken, and it is not decoded.
+        // At the limit the connection is still read, and what arrives is
+        // decoded: it waits.
         assert!(f.requests.wants_read(&f.conn));
         f.arrive(|tx| push_request(tx, 4, "Echo", 0));
         assert!(f.dispatch().is_empty());
-        assert_eq!(f.requests.in_flight(), 3, "request 4 is held, not decoded");
+        assert_eq!(f.requests.in_flight(), 4);
 
         f.finish(1);
         let runs = f.dispatch();
         assert_eq!(runs.iter().map(|r| r.0).collect::<Vec<_>>(), [3]);
         f.finish(2);
-        // Below the limit, the held bytes are decoded.
         let runs = f.dispatch();
         assert_eq!(runs.iter().map(|r| r.0).collect::<Vec<_>>(), [4]);
         assert_eq!(f.requests.running(), 2);
@@ -644,17 +634,35 @@ mod tests {
     }
 
     #[test]
-    fn the_read_ahead_at_the_limit_is_bounded() {
+    fn what_waits_at_the_limit_is_bounded_and_reading_resumes_as_it_runs() {
         let mut f = Fixture::with_limit(1);
         f.request(1, "Echo", 0);
         assert_eq!(f.dispatch().len(), 1);
-        let mut held = 0;
+        let mut waiting = 0;
         while f.requests.wants_read(&f.conn) {
-            f.arrive(|tx| push_request(tx, 1000 + held as u64, "Echo", 0));
-            held += 1;
-            assert!(held < READ_AHEAD, "never stops reading");
+            f.arrive(|tx| push_request(tx, 1000 + waiting as u64, "Echo", 0));
+            assert!(f.dispatch().is_empty());
+            waiting += 1;
+            assert!(waiting < READ_AHEAD, "never stops reading");
         }
+        // Empty requests count their overhead: a few hundred, not 64 K.
+        assert!(waiting <= READ_AHEAD / WAITING_OVERHEAD, "{waiting}");
+        f.finish(1);
+        assert_eq!(f.dispatch().len(), 1);
+        assert!(f.requests.wants_read(&f.conn), "room again");
+    }
+
+    #[test]
+    fn a_cancel_behind_waiting_requests_reaches_the_running_handler() {
+        let mut f = Fixture::with_limit(1);
+        f.request(1, "Echo", 0);
+        let running = f.dispatch();
+        f.arrive(|tx| {
+            push_request(tx, 2, "Echo", 0);
+            tx.push_cancel(1);
+        });
         assert!(f.dispatch().is_empty());
+        assert_eq!(running[0].2.cancel_reason(), Some(CancelReason::Cancelled));
     }
 
     #[test]

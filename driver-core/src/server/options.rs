@@ -49,9 +49,11 @@ pub struct ServerOptions {
     /// is not read until it takes them (default 4 MiB).
     pub max_queued_output: usize,
     /// Handlers of one connection that may run at once (default 64; 0
-    /// counts as 1). Requests past it wait, and the connection is not read
-    /// again until one finishes, so a single client cannot take every
-    /// thread or task the server has.
+    /// counts as 1), so a single client cannot take every thread or task
+    /// the server has. Requests past it wait (cancels still reach them and
+    /// the running handlers); once those waiting hold
+    /// [`READ_AHEAD`](super::READ_AHEAD) the connection is not read until
+    /// one runs.
     pub max_concurrent_handlers_per_connection: usize,
     /// Requests that may wait for a thread once every handler thread of
     /// the server is busy (default 1024). Past it a request is answered at
