@@ -673,6 +673,9 @@ impl Shared {
                     span: d.span,
                 });
             }
+            // Handing requests out made room: the core's body timeout
+            // runs again if reading resumes.
+            c.requests.sync_read_paused(now, &mut c.core);
             busy |= flush_conn(c, Token(t), &self.registry, now);
             busy |= close_write(c, Token(t), &self.registry, now);
             // Writing may have brought the queued output back under its

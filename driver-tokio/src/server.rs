@@ -483,6 +483,7 @@ impl ServerTask {
                 progressed = true;
                 self.start(cx, now, d);
             }
+            self.requests.sync_read_paused(now, &mut self.conn);
             match self.flush(cx, now) {
                 Ok(()) => {}
                 Err(e) => {

@@ -179,7 +179,8 @@ pub struct ServerConn {
     /// while the server reads: a pause of the server's making (see
     /// [`handle_read_paused`](Self::handle_read_paused)) restarts it.
     frame_due: Option<Instant>,
-    /// The driver reads without decoding (at its handler limit).
+    /// The driver does not read (its handlers' waiting requests hold all
+    /// they may): the body timeout does not run.
     read_paused: bool,
     /// Queued output fell back under its limit since the last input: the
     /// frame in progress gets its whole time from the next `now`.
@@ -359,10 +360,11 @@ impl ServerConn {
         }
     }
 
-    /// Reports that the driver stopped decoding what it reads (`true`: at
-    /// its handler limit it holds the bytes) or decodes again (`false`). A
-    /// frame does not arrive meanwhile because of the server, not the
-    /// client, so the body timeout does not blame the client for it: as
+    /// Reports that the driver stopped reading (`true`: at its handler
+    /// limit the requests waiting hold all they may) or reads again
+    /// (`false`). A frame does not arrive meanwhile because of the server,
+    /// not the client, so the body timeout does not blame the client for
+    /// it: as
     /// while the queued output is over its limit, the timeout is restarted
     /// whole once the server reads again. A no-op when unchanged.
     pub fn handle_read_paused(&mut self, now: Instant, paused: bool) {

@@ -23,8 +23,14 @@ pub const OVERLOADED: &str = "overloaded";
 pub const READ_AHEAD: usize = 64 * 1024;
 
 /// What a waiting request counts against [`READ_AHEAD`] besides its
-/// arguments: about what it takes in memory here and in the core.
+/// arguments and metadata: about what it takes in memory here and in the
+/// core.
 const WAITING_OVERHEAD: usize = 256;
+
+/// Bytes read while every handler slot of a connection is taken, past
+/// which it is not read until one frees: the requests that wait keep
+/// views into those reads' buffers, whatever else arrived with them.
+const AT_LIMIT_READS: usize = 4 * READ_AHEAD;
 
 /// A request to hand to its handler.
 ///
@@ -92,6 +98,10 @@ pub struct Dispatcher<H: ?Sized> {
     limit: usize,
     /// What the waiting requests count against [`READ_AHEAD`].
     waiting_bytes: usize,
+    /// Bytes read while every handler slot was taken: what arrives then
+    /// (frames that are not waiting requests too) may keep read buffers
+    /// alive, so it has a bound of its own, [`AT_LIMIT_READS`].
+    read_at_limit: usize,
     closed: bool,
     /// Who is on the other end: each request gets a reference.
     peer: Option<Arc<PeerAddr>>,
@@ -137,6 +147,7 @@ impl<H: ?Sized> Dispatcher<H> {
             running: 0,
             limit: opts.handlers_per_connection(),
             waiting_bytes: 0,
+            read_at_limit: 0,
             closed: false,
             peer: None,
         }
@@ -157,9 +168,21 @@ impl<H: ?Sized> Dispatcher<H> {
         conn.wants_read() && !self.full()
     }
 
-    /// The waiting requests hold all they may: the connection is not read.
+    /// The waiting requests hold all they may, or as much as they may was
+    /// read while every slot was taken: the connection is not read.
     fn full(&self) -> bool {
-        !self.closed && self.waiting_bytes >= READ_AHEAD
+        !self.closed && (self.waiting_bytes >= READ_AHEAD || self.read_at_limit >= AT_LIMIT_READS)
+    }
+
+    fn at_limit(&self) -> bool {
+        self.running >= self.limit
+    }
+
+    /// Tells `conn` whether reading is paused (see [`full`](Self::full)),
+    /// so its body timeout does not blame the client for the pause. Call
+    /// after handing out requests, which makes room.
+    pub fn sync_read_paused(&self, now: Instant, conn: &mut ServerConn) {
+        conn.handle_read_paused(now, self.full());
     }
 
     /// Takes the outcome of one read into `conn.read_buf(..)` (not
@@ -168,13 +191,21 @@ impl<H: ?Sized> Dispatcher<H> {
     pub fn on_read(&mut self, now: Instant, conn: &mut ServerConn, read: io::Result<usize>) {
         match read {
             Ok(0) => conn.handle_transport_closed(now, "client closed the connection"),
-            Ok(_) => conn.handle_read(now),
+            Ok(n) => {
+                if self.at_limit() {
+                    self.read_at_limit = self.read_at_limit.saturating_add(n);
+                }
+                conn.handle_read(now);
+            }
             Err(e) => conn.handle_transport_closed(now, format!("read: {e}")),
         }
     }
 
-    fn cost(d: &Dispatch<H>) -> usize {
-        d.request.args.len() + WAITING_OVERHEAD
+    /// What a waiting request counts against [`READ_AHEAD`]: its
+    /// arguments, its metadata, and the overhead.
+    fn cost(args: &bytes::Bytes, metadata: Option<&weft_proto::Metadata>) -> usize {
+        let md = metadata.map_or(0, |m| m.iter().map(|(k, v)| 8 + k.len() + v.len()).sum());
+        args.len() + md + WAITING_OVERHEAD
     }
 
     /// Takes every event `conn` has queued (see [`on_event`](Self::on_event));
@@ -229,7 +260,7 @@ impl<H: ?Sized> Dispatcher<H> {
                     metrics,
                 };
                 self.cancels.insert(req.id, in_flight);
-                self.waiting_bytes += req.args.len() + WAITING_OVERHEAD;
+                self.waiting_bytes += Self::cost(&req.args, req.metadata.as_ref());
                 self.waiting.push_back(Dispatch {
                     id: req.id,
                     handler: entry.handler.clone(),
@@ -276,13 +307,15 @@ impl<H: ?Sized> Dispatcher<H> {
 
     /// The next request to run, while fewer than the limit run. Once the
     /// connection is closed every waiting request comes out at once,
-    /// already cancelled: its handler sees that and ends.
+    /// already cancelled: its handler sees that and ends (as every Go
+    /// handler sees its context cancelled).
     pub fn next_dispatch(&mut self) -> Option<Dispatch<H>> {
         if self.running >= self.limit && !self.closed {
             return None;
         }
         let d = self.waiting.pop_front()?;
-        self.waiting_bytes = self.waiting_bytes.saturating_sub(Self::cost(&d));
+        let cost = Self::cost(&d.request.args, d.request.metadata.as_ref());
+        self.waiting_bytes = self.waiting_bytes.saturating_sub(cost);
         self.running += 1;
         Some(d)
     }
@@ -318,6 +351,9 @@ impl<H: ?Sized> Dispatcher<H> {
             }
         }
         self.running = self.running.saturating_sub(1);
+        if !self.at_limit() {
+            self.read_at_limit = 0;
+        }
         conn.finish(now, id, result);
         conn.handle_read_paused(now, self.full());
     }
@@ -653,6 +689,46 @@ mod tests {
     }
 
     #[test]
+    fn a_waiting_requests_metadata_counts_against_the_bound() {
+        let mut f = Fixture::with_limit(1);
+        f.request(1, "Echo", 0);
+        assert_eq!(f.dispatch().len(), 1);
+        // One request with empty arguments and 64 KiB of metadata: the
+        // bound is reached at once.
+        f.arrive(|tx| {
+            let mut header = RequestHeader::new(MethodKey::new("weft.Test", "Echo"));
+            let big = "m".repeat(READ_AHEAD);
+            header.metadata = Some(weft_proto::Metadata::from_iter([("k", big.as_str())]));
+            tx.push_request(2, header.fields(), &Bytes::new());
+        });
+        assert!(f.dispatch().is_empty());
+        assert!(!f.requests.wants_read(&f.conn));
+    }
+
+    #[test]
+    fn reads_at_the_limit_are_bounded_whatever_they_carry() {
+        let mut f = Fixture::with_limit(1);
+        f.request(1, "Echo", 0);
+        assert_eq!(f.dispatch().len(), 1);
+        // Requests for a method nobody serves are answered at once and
+        // never wait, but what arrives with them is read all the same.
+        let mut reads = 0;
+        while f.requests.wants_read(&f.conn) {
+            f.arrive(|tx| {
+                let header = RequestHeader::new(MethodKey::new("weft.Test", "Nope"));
+                tx.push_request(100 + reads, header.fields(), &Bytes::from(vec![0u8; 8192]));
+            });
+            assert!(f.dispatch().is_empty());
+            reads += 1;
+            assert!(reads < 1000, "never stops reading");
+        }
+        assert!(reads <= (AT_LIMIT_READS / 8192) as u64 + 1, "{reads}");
+        // A slot frees: reading resumes.
+        f.finish(1);
+        assert!(f.requests.wants_read(&f.conn));
+    }
+
+    #[test]
     fn a_cancel_behind_waiting_requests_reaches_the_running_handler() {
         let mut f = Fixture::with_limit(1);
         f.request(1, "Echo", 0);
@@ -688,10 +764,11 @@ mod tests {
             push_request(tx, 2, "Echo", 0);
             push_request(tx, 3, "Echo", 0);
         });
-        assert!(f.dispatch().is_empty(), "held at the limit");
+        assert!(f.dispatch().is_empty(), "waiting at the limit");
+        assert_eq!(f.requests.in_flight(), 3);
         f.requests.on_read(f.now, &mut f.conn, Ok(0));
-        // The held requests are decoded and, the connection being closed,
-        // all handed out at once, already cancelled.
+        // The connection being closed, the waiting requests are all handed
+        // out at once, already cancelled.
         let rest = f.dispatch();
         assert!(f.requests.is_closed());
         assert!(!f.requests.wants_read(&f.conn));
