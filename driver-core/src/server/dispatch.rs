@@ -178,9 +178,9 @@ impl<H: ?Sized> Dispatcher<H> {
         self.running >= self.limit
     }
 
-    /// Tells `conn` whether reading is paused (see [`full`](Self::full)),
-    /// so its body timeout does not blame the client for the pause. Call
-    /// after handing out requests, which makes room.
+    /// Tells `conn` whether reading is paused (the waiting requests hold
+    /// all they may), so its body timeout does not blame the client for
+    /// the pause. Call after handing out requests, which makes room.
     pub fn sync_read_paused(&self, now: Instant, conn: &mut ServerConn) {
         conn.handle_read_paused(now, self.full());
     }
