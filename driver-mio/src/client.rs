@@ -2,29 +2,29 @@
 //!
 //! Everything but waiting is `weft_driver::client`'s: this module says how
 //! mio dials and resolves (helper threads, since both block), runs
-//! connections (registered with one poller whose thread drives them) and
-//! sleeps until the router's next timer (the poller's timeout). A caller
-//! writes its own request when the socket takes it, and parks until its
-//! result arrives.
+//! connections (registered with one poller) and sleeps until the router's
+//! next timer (the poller's timeout). A caller writes its own request when
+//! the socket takes it, then either polls itself, if nobody else does, or
+//! parks until its result arrives (`lead`).
 
 use crate::resolver::{Resolver, SharedEndpoint};
 use crate::stream::Stream;
 use bytes::Bytes;
-use mio::{Events, Interest, Poll as Poller, Registry, Token, Waker as LoopWaker};
-use std::collections::HashMap;
+use lead::LoopShared;
+use mio::{Interest, Token};
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
-use weft_driver::client::{Client as Core, ConnCell, Runtime, thread_waker};
+use weft_driver::client::{Client as Core, ConnCell, Runtime};
 use weft_proto::{CallError, CallOptions, MethodKey};
 use weft_proto::{ConnId, EndpointsVersion, PoolCallId, ResolverKind};
 
 pub use weft_driver::client::ClientOptions;
 
-const WAKER: Token = Token(0);
+mod lead;
 
 /// A blocking client of one service, callable from any number of threads.
 ///
@@ -49,6 +49,7 @@ pub struct Client {
 
 struct Inner {
     core: Arc<Core<Mio>>,
+    shared: Arc<LoopShared>,
     thread: Mutex<Option<JoinHandle<()>>>,
     /// Nanoseconds a caller spins before parking.
     spin: AtomicU64,
@@ -63,6 +64,9 @@ impl Drop for Inner {
 impl Inner {
     fn close(&self) {
         self.core.close();
+        // The loop thread may be resting while callers lead: it finishes
+        // the connections now.
+        self.shared.notify();
         if let Some(t) = self.thread.lock().expect("unpoisoned").take() {
             let _ = t.join();
         }
@@ -78,38 +82,6 @@ struct Mio {
     /// kernel gives up (minutes, for a silent address; never, for a Unix
     /// socket whose server stopped accepting).
     connect_timeout: Duration,
-}
-
-/// What the loop thread shares with everyone else.
-struct LoopShared {
-    registry: Registry,
-    waker: LoopWaker,
-    /// Connections opened since the loop last looked.
-    adopted: Mutex<Vec<Arc<ConnCell<Stream>>>>,
-    /// Connections whose cell asked the loop to drive them.
-    woken: Mutex<Vec<ConnId>>,
-}
-
-/// Wakes the loop for one connection: the waker each cell holds.
-struct ConnWaker {
-    conn: ConnId,
-    shared: Arc<LoopShared>,
-}
-
-impl Wake for ConnWaker {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        let mut woken = self.shared.woken.lock().expect("unpoisoned");
-        if woken.is_empty() {
-            let _ = self.shared.waker.wake();
-        }
-        if !woken.contains(&self.conn) {
-            woken.push(self.conn);
-        }
-    }
 }
 
 impl Runtime for Mio {
@@ -172,13 +144,16 @@ impl Runtime for Mio {
         if let Some(Err(e)) = registered {
             return client.conn_broken(&cell, &format!("registering with the poller: {e}"));
         }
-        self.shared.adopted.lock().expect("unpoisoned").push(cell);
-        let _ = self.shared.waker.wake();
+        self.shared.adopt(cell);
     }
 
     fn wake_timer(&self) {
-        let _ = self.shared.waker.wake();
+        self.shared.notify();
     }
+}
+
+fn io_err(e: io::Error) -> CallError {
+    CallError::Unreachable(format!("event loop: {e}"))
 }
 
 fn named(endpoints: Vec<SharedEndpoint>) -> Vec<(String, SharedEndpoint)> {
@@ -191,7 +166,24 @@ impl Client {
     /// A constant resolver with no endpoints fails with an *unreachable*
     /// error.
     pub fn connect(resolver: impl Resolver, opts: ClientOptions) -> Result<Client, CallError> {
-        let io_err = |e: io::Error| CallError::Unreachable(format!("event loop: {e}"));
+        let (core, shared) = Self::assemble(resolver, opts)?;
+        let (c, s) = (core.clone(), shared.clone());
+        let thread = thread::Builder::new()
+            .name("weft-mio-client".into())
+            .spawn(move || lead::event_loop(c, s))
+            .map_err(|e| {
+                // The core has started dials and a resolve: end them.
+                core.close();
+                io_err(e)
+            })?;
+        Ok(Self::with_loop(core, shared, Some(thread)))
+    }
+
+    /// The core and its poller, with no thread polling yet.
+    fn assemble(
+        resolver: impl Resolver,
+        opts: ClientOptions,
+    ) -> Result<(Arc<Core<Mio>>, Arc<LoopShared>), CallError> {
         let (endpoints, version) = resolver
             .resolve(None)
             .map_err(|e| CallError::Unreachable(e.to_string()))?;
@@ -200,35 +192,29 @@ impl Client {
         } else {
             ResolverKind::Watched
         };
-        let poller = Poller::new().map_err(io_err)?;
-        let shared = Arc::new(LoopShared {
-            waker: LoopWaker::new(poller.registry(), WAKER).map_err(io_err)?,
-            registry: poller.registry().try_clone().map_err(io_err)?,
-            adopted: Mutex::new(Vec::new()),
-            woken: Mutex::new(Vec::new()),
-        });
+        let shared = LoopShared::new().map_err(io_err)?;
         let runtime = Mio {
             resolver: Arc::new(resolver),
             shared: shared.clone(),
             connect_timeout: opts.connect_timeout,
         };
         let core = Core::new(runtime, opts.into_config(), kind, named(endpoints), version)?;
-        let c = core.clone();
-        let thread = thread::Builder::new()
-            .name("weft-mio-client".into())
-            .spawn(move || event_loop(c, shared, poller))
-            .map_err(|e| {
-                // The core has started dials and a resolve: end them.
-                core.close();
-                io_err(e)
-            })?;
-        Ok(Client {
+        Ok((core, shared))
+    }
+
+    fn with_loop(
+        core: Arc<Core<Mio>>,
+        shared: Arc<LoopShared>,
+        thread: Option<JoinHandle<()>>,
+    ) -> Client {
+        Client {
             inner: Arc::new(Inner {
                 core,
-                thread: Mutex::new(Some(thread)),
+                shared,
+                thread: Mutex::new(thread),
                 spin: AtomicU64::new(0),
             }),
-        })
+        }
     }
 
     /// How long a caller spins waiting for its result before parking its
@@ -328,14 +314,16 @@ impl PendingCall {
     }
 
     /// Blocks until the call ends: spins for the configured optimistic
-    /// spin, then parks.
+    /// spin, then polls the client's connections itself if no other thread
+    /// does (reading its own response), else parks until woken.
     pub fn wait(mut self) -> Result<Bytes, CallError> {
         let spin = Duration::from_nanos(self.client.spin.load(Ordering::Relaxed));
         let spin_until = (!spin.is_zero()).then(|| Instant::now() + spin);
-        let waker = thread_waker();
+        let (me, waker) = lead::caller_waker();
         let mut cx = Context::from_waker(&waker);
+        let (core, shared) = (&self.client.core, &self.client.shared);
         loop {
-            if let Poll::Ready(result) = self.client.core.poll_call(self.id, &mut cx) {
+            if let Poll::Ready(result) = core.poll_call(self.id, &mut cx) {
                 self.finished = true;
                 return result;
             }
@@ -343,10 +331,18 @@ impl PendingCall {
                 for _ in 0..64 {
                     std::hint::spin_loop();
                 }
-            } else {
-                // Unparked by the result's waker (or spuriously: the
-                // slot decides).
-                thread::park();
+                continue;
+            }
+            let mut out = None;
+            lead::lead_or_park(core, shared, &me, || {
+                if let Poll::Ready(result) = core.poll_call(self.id, &mut cx) {
+                    out = Some(result);
+                }
+                out.is_some()
+            });
+            if let Some(result) = out {
+                self.finished = true;
+                return result;
             }
         }
     }
@@ -356,62 +352,6 @@ impl Drop for PendingCall {
     fn drop(&mut self) {
         if !self.finished {
             self.client.core.abandon(self.id);
-        }
-    }
-}
-
-/// The poller's thread: drives every connection whose socket or cell woke
-/// it, and fires the router's timers.
-fn event_loop(core: Arc<Core<Mio>>, shared: Arc<LoopShared>, mut poller: Poller) {
-    let mut events = Events::with_capacity(256);
-    let mut conns: HashMap<ConnId, (Arc<ConnCell<Stream>>, Waker)> = HashMap::new();
-    let mut ready: Vec<ConnId> = Vec::new();
-    loop {
-        let next = core.handle_timeout();
-        if core.is_closed()
-            && conns.is_empty()
-            && shared.adopted.lock().expect("unpoisoned").is_empty()
-        {
-            return;
-        }
-        let timeout = next.map(|t| t.saturating_duration_since(Instant::now()));
-        if let Err(e) = poller.poll(&mut events, timeout)
-            && e.kind() != io::ErrorKind::Interrupted
-        {
-            tracing::error!(error = %e, "client event loop failed");
-            // Nothing would fire a timer or read a byte again: end every
-            // call now rather than leave its caller parked.
-            core.close();
-            return;
-        }
-        for cell in std::mem::take(&mut *shared.adopted.lock().expect("unpoisoned")) {
-            let waker = Waker::from(Arc::new(ConnWaker {
-                conn: cell.id(),
-                shared: shared.clone(),
-            }));
-            ready.push(cell.id());
-            conns.insert(cell.id(), (cell, waker));
-        }
-        for e in events.iter().filter(|e| e.token() != WAKER) {
-            let conn = ConnId(e.token().0 as u64);
-            if (e.is_read_closed() || e.is_error())
-                && let Some((cell, _)) = conns.get(&conn)
-            {
-                cell.note_hang_up();
-            }
-            ready.push(conn);
-        }
-        ready.append(&mut shared.woken.lock().expect("unpoisoned"));
-        ready.sort_unstable();
-        ready.dedup();
-        for conn in ready.drain(..) {
-            let Some((cell, waker)) = conns.get(&conn) else {
-                continue;
-            };
-            let mut cx = Context::from_waker(waker);
-            if core.drive_conn(cell, &mut cx).is_ready() {
-                conns.remove(&conn);
-            }
         }
     }
 }

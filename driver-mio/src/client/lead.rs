@@ -1,0 +1,397 @@
+//! Who polls: the client's event loop, run by whichever thread leads.
+//!
+//! One poller watches every connection of a client, and one thread at a
+//! time polls it: the leader. Usually that is the client's own loop
+//! thread, which reads responses and unparks the callers they belong to.
+//! But a caller that waits alone would then pay a thread hop per call: the
+//! loop thread wakes for the response, and wakes the caller (two context
+//! switches and two futex calls more than a blocking socket's ping-pong,
+//! most of the cost of a call on one core). So a caller that finds nobody
+//! polling leads itself: it runs the loop's turns on its own thread until
+//! its result arrives, and reads its response straight off the socket.
+//!
+//! The rules that keep every call answered:
+//!
+//! - a caller leads only when nobody does; otherwise it parks, counted in
+//!   [`Lead::parked`], and whoever leads delivers its result;
+//! - a caller that stops leading while others are parked, or after someone
+//!   asked for a turn it may not have taken ([`Lead::pending`]), hands the
+//!   lead to the loop thread and unparks it;
+//! - the loop thread steps down when, after a turn, no caller is parked, and
+//!   rests while callers lead themselves; it takes the lead back after a
+//!   [`REST`] in which none did, so a quiet client's hang-ups, timers and
+//!   goaways are handled within that much of arriving;
+//! - anything that needs a turn ([`LoopShared::notify`]: a new connection, a
+//!   connection asking to be driven, the router's timer) writes the
+//!   poller's waker, which ends a leader's poll, and makes sure someone
+//!   leads;
+//! - a leading caller's own result can be set by another thread (a cancel,
+//!   a dial that failed, `close`): its waker then ends the poll too
+//!   ([`CallerWaker`]).
+//!
+//! None of this changes what goes on the wire or when: the turns are the
+//! same whoever runs them.
+
+use crate::stream::Stream;
+use mio::{Events, Poll as Poller, Registry, Token, Waker as LoopWaker};
+use std::collections::HashMap;
+use std::io;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::task::{Context, Wake, Waker};
+use std::thread::{self, Thread, ThreadId};
+use std::time::{Duration, Instant};
+use weft_driver::client::{Client as Core, ConnCell};
+use weft_proto::ConnId;
+
+use super::Mio;
+
+/// The poller's own waker.
+pub(super) const WAKER: Token = Token(0);
+
+/// How long the loop thread stays out of the way of callers that lead
+/// themselves before it takes the lead back (if none led meanwhile).
+pub(super) const REST: Duration = Duration::from_millis(1);
+
+/// Who polls now.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Leader {
+    Nobody,
+    Loop,
+    Caller,
+}
+
+/// The leadership, under one short lock never held across a system call.
+struct Lead {
+    leader: Leader,
+    /// Callers parked until someone else's turn delivers their result.
+    parked: usize,
+    /// A turn was asked for since the leader last polled.
+    pending: bool,
+    /// Whether a caller led since the loop thread began resting.
+    caller_led: bool,
+}
+
+/// The poller and what only its leader touches.
+struct LoopState {
+    poller: Poller,
+    events: Events,
+    conns: HashMap<ConnId, (Arc<ConnCell<Stream>>, Waker)>,
+    ready: Vec<ConnId>,
+}
+
+/// What the loop shares with everyone else.
+pub(super) struct LoopShared {
+    pub(super) registry: Registry,
+    waker: LoopWaker,
+    /// Connections opened since the leader last looked.
+    adopted: Mutex<Vec<Arc<ConnCell<Stream>>>>,
+    /// Connections whose cell asked to be driven.
+    woken: Mutex<Vec<ConnId>>,
+    lead: Mutex<Lead>,
+    state: Mutex<LoopState>,
+    /// The loop thread, once it runs.
+    loop_thread: OnceLock<Thread>,
+}
+
+/// Wakes the leader for one connection: the waker each cell holds.
+struct ConnWaker {
+    conn: ConnId,
+    shared: Arc<LoopShared>,
+}
+
+impl Wake for ConnWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        let first = {
+            let mut woken = lock(&self.shared.woken);
+            let first = woken.is_empty();
+            if !woken.contains(&self.conn) {
+                woken.push(self.conn);
+            }
+            first
+        };
+        if first {
+            self.shared.notify();
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().expect("unpoisoned")
+}
+
+impl LoopShared {
+    /// A poller, with the loop thread as its first leader.
+    pub(super) fn new() -> io::Result<Arc<LoopShared>> {
+        let poller = Poller::new()?;
+        Ok(Arc::new(LoopShared {
+            waker: LoopWaker::new(poller.registry(), WAKER)?,
+            registry: poller.registry().try_clone()?,
+            adopted: Mutex::new(Vec::new()),
+            woken: Mutex::new(Vec::new()),
+            lead: Mutex::new(Lead {
+                leader: Leader::Loop,
+                parked: 0,
+                pending: false,
+                caller_led: false,
+            }),
+            state: Mutex::new(LoopState {
+                poller,
+                events: Events::with_capacity(256),
+                conns: HashMap::new(),
+                ready: Vec::new(),
+            }),
+            loop_thread: OnceLock::new(),
+        }))
+    }
+
+    /// A connection for the leader to drive from its next turn.
+    pub(super) fn adopt(&self, cell: Arc<ConnCell<Stream>>) {
+        lock(&self.adopted).push(cell);
+        self.notify();
+    }
+
+    /// Asks for a turn: ends the leader's poll, or finds a leader.
+    pub(super) fn notify(&self) {
+        let _ = self.waker.wake();
+        let mut lead = lock(&self.lead);
+        lead.pending = true;
+        if lead.leader == Leader::Nobody {
+            lead.leader = Leader::Loop;
+            drop(lead);
+            self.unpark_loop();
+        }
+    }
+
+    fn unpark_loop(&self) {
+        // Unset only before the loop thread's first look, when it leads.
+        if let Some(t) = self.loop_thread.get() {
+            t.unpark();
+        }
+    }
+}
+
+/// One turn of the event loop: fire the router's timers, poll (blocking
+/// until the next timer), drive every connection that is ready. `true` when the client is closed and every
+/// connection finished: the loop thread stops.
+fn turn(core: &Arc<Core<Mio>>, shared: &Arc<LoopShared>, st: &mut LoopState) -> bool {
+    let next = core.handle_timeout();
+    if core.is_closed() && st.conns.is_empty() && lock(&shared.adopted).is_empty() {
+        return true;
+    }
+    let timeout = next.map(|t| t.saturating_duration_since(Instant::now()));
+    // Whatever asked for a turn before this poll is seen by it.
+    lock(&shared.lead).pending = false;
+    let LoopState {
+        poller,
+        events,
+        conns,
+        ready,
+    } = st;
+    if let Err(e) = poller.poll(events, timeout)
+        && e.kind() != io::ErrorKind::Interrupted
+    {
+        tracing::error!(error = %e, "client event loop failed");
+        // Nothing would fire a timer or read a byte again: end every call
+        // now rather than leave its caller parked.
+        core.close();
+        return true;
+    }
+    for cell in std::mem::take(&mut *lock(&shared.adopted)) {
+        let waker = Waker::from(Arc::new(ConnWaker {
+            conn: cell.id(),
+            shared: shared.clone(),
+        }));
+        ready.push(cell.id());
+        conns.insert(cell.id(), (cell, waker));
+    }
+    for e in events.iter().filter(|e| e.token() != WAKER) {
+        let conn = ConnId(e.token().0 as u64);
+        if (e.is_read_closed() || e.is_error())
+            && let Some((cell, _)) = conns.get(&conn)
+        {
+            cell.note_hang_up();
+        }
+        ready.push(conn);
+    }
+    ready.append(&mut lock(&shared.woken));
+    ready.sort_unstable();
+    ready.dedup();
+    for conn in ready.drain(..) {
+        let Some((cell, waker)) = conns.get(&conn) else {
+            continue;
+        };
+        let mut cx = Context::from_waker(waker);
+        if core.drive_conn(cell, &mut cx).is_ready() {
+            conns.remove(&conn);
+        }
+    }
+    false
+}
+
+/// The loop thread: leads whenever no caller does and someone needs it.
+pub(super) fn event_loop(core: Arc<Core<Mio>>, shared: Arc<LoopShared>) {
+    let _ = shared.loop_thread.set(thread::current());
+    let mut rested = false;
+    loop {
+        {
+            let mut lead = lock(&shared.lead);
+            while lead.leader != Leader::Loop {
+                if lead.leader == Leader::Nobody
+                    && (lead.parked > 0 || lead.pending || (rested && !lead.caller_led))
+                {
+                    lead.leader = Leader::Loop;
+                    break;
+                }
+                // Callers lead themselves: look again after a rest, or
+                // when asked.
+                lead.caller_led = false;
+                drop(lead);
+                thread::park_timeout(REST);
+                rested = true;
+                lead = lock(&shared.lead);
+            }
+            rested = false;
+        }
+        if turn(&core, &shared, &mut lock(&shared.state)) {
+            return;
+        }
+        let mut lead = lock(&shared.lead);
+        if lead.parked == 0 && !lead.pending {
+            lead.leader = Leader::Nobody;
+        }
+    }
+}
+
+/// A caller's waker: unparks its thread, ends its poll while it leads,
+/// and stops counting it as parked once its result is in.
+///
+/// One per thread, so waiting allocates nothing.
+pub(super) struct CallerWaker {
+    thread: Thread,
+    id: ThreadId,
+    waiting: Mutex<Waiting>,
+}
+
+/// What a caller's thread is doing for the client it waits on.
+enum Waiting {
+    Idle,
+    Leading(Arc<LoopShared>),
+    Parked(Arc<LoopShared>),
+}
+
+impl CallerWaker {
+    /// Stops counting this caller as parked, if it still is.
+    fn unpark_count(&self) {
+        let mut waiting = lock(&self.waiting);
+        if matches!(*waiting, Waiting::Parked(_))
+            && let Waiting::Parked(shared) = std::mem::replace(&mut *waiting, Waiting::Idle)
+        {
+            drop(waiting);
+            lock(&shared.lead).parked -= 1;
+        }
+    }
+}
+
+impl Wake for CallerWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        // Woken from its own turn: it looks at its result after the turn.
+        if thread::current().id() == self.id {
+            return;
+        }
+        if let Waiting::Leading(shared) = &*lock(&self.waiting) {
+            let _ = shared.waker.wake();
+        }
+        // Its result is in: the leader need not stay on for it (a leader
+        // that sees no parked caller after its turn steps down, and the
+        // caller leads its next call itself).
+        self.unpark_count();
+        self.thread.unpark();
+    }
+}
+
+thread_local! {
+    static CALLER: (Arc<CallerWaker>, Waker) = {
+        let me = Arc::new(CallerWaker {
+            thread: thread::current(),
+            id: thread::current().id(),
+            waiting: Mutex::new(Waiting::Idle),
+        });
+        (me.clone(), Waker::from(me))
+    };
+}
+
+/// This thread's caller waker.
+pub(super) fn caller_waker() -> (Arc<CallerWaker>, Waker) {
+    CALLER.with(|(me, waker)| (me.clone(), waker.clone()))
+}
+
+/// Leads the client's loop while `done` says no, if nobody else leads;
+/// else parks until woken. Returns after one lead or one park: the caller
+/// looks at its result again either way.
+pub(super) fn lead_or_park(
+    core: &Arc<Core<Mio>>,
+    shared: &Arc<LoopShared>,
+    me: &CallerWaker,
+    mut done: impl FnMut() -> bool,
+) {
+    {
+        let mut waiting = lock(&me.waiting);
+        let mut lead = lock(&shared.lead);
+        if lead.leader != Leader::Nobody {
+            lead.parked += 1;
+            *waiting = Waiting::Parked(shared.clone());
+            drop((lead, waiting));
+            // Unparked by its result's waker, or spuriously: the caller
+            // looks again.
+            thread::park();
+            me.unpark_count();
+            return;
+        }
+        lead.leader = Leader::Caller;
+        lead.caller_led = true;
+        lead.pending = false;
+        *waiting = Waiting::Leading(shared.clone());
+    }
+    // Released however this ends, a panic included: a lead left held would
+    // leave every parked caller parked for good.
+    let _release = Release { shared, me };
+    let mut st = lock(&shared.state);
+    // A result set by another thread before this thread was leading only
+    // unparked it: look before polling.
+    while !done() {
+        if turn(core, shared, &mut st) {
+            return;
+        }
+    }
+}
+
+/// Ends a caller's lead: hands it to the loop thread if anyone needs it.
+struct Release<'a> {
+    shared: &'a LoopShared,
+    me: &'a CallerWaker,
+}
+
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        *lock(&self.me.waiting) = Waiting::Idle;
+        let mut lead = lock(&self.shared.lead);
+        if lead.parked > 0 || lead.pending {
+            lead.leader = Leader::Loop;
+            drop(lead);
+            self.shared.unpark_loop();
+        } else {
+            lead.leader = Leader::Nobody;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

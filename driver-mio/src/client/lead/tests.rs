@@ -1,0 +1,137 @@
+//! The leadership's hand-offs, driven step by step: the client is built
+//! without its loop thread, so the test decides who polls and when.
+
+use super::*;
+use crate::{
+    Client, ClientOptions, ConstantResolver, Endpoint, HandlerMap, Request, Server, ServerOptions,
+};
+use bytes::Bytes;
+use std::sync::mpsc;
+use weft_proto::{CallError, CallOptions, MethodKey};
+
+fn hold() -> MethodKey {
+    MethodKey::new("weft.Test", "Hold")
+}
+
+/// Waits for a state only another thread can bring about.
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let give_up = Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(Instant::now() < give_up, "never: {what}");
+        thread::sleep(Duration::from_millis(1));
+    }
+}
+
+fn lead_of(c: &Client) -> (Leader, usize) {
+    let lead = lock(&c.inner.shared.lead);
+    (lead.leader, lead.parked)
+}
+
+/// A client of `resolver` whose poller nobody polls until the test says.
+fn client_without_loop(resolver: ConstantResolver, opts: ClientOptions) -> Client {
+    let (core, shared) = Client::assemble(resolver, opts).unwrap();
+    Client::with_loop(core, shared, None)
+}
+
+/// Lets nobody lead: the next caller to wait leads itself.
+fn free_the_lead(c: &Client) {
+    lock(&c.inner.shared.lead).leader = Leader::Nobody;
+}
+
+/// A server whose `Hold` calls each wait for a gate named by their
+/// argument's first byte.
+fn holding_server() -> (Server, [mpsc::Sender<()>; 2]) {
+    let (a, ra) = mpsc::channel();
+    let (b, rb) = mpsc::channel();
+    let gates = Arc::new([Mutex::new(ra), Mutex::new(rb)]);
+    let mut h = HandlerMap::new();
+    h.set("weft.Test", "Hold", move |req: Request| {
+        let _ = gates[usize::from(req.args[0])].lock().unwrap().recv();
+        Ok(req.args)
+    });
+    let opts = ServerOptions {
+        inline_handler_duration: None,
+        ..Default::default()
+    };
+    let server = Server::bind(&"tcp://127.0.0.1:0".parse().unwrap(), h, opts).unwrap();
+    (server, [a, b])
+}
+
+/// A caller that leads and finishes while another is parked hands the
+/// lead to the loop thread, which would otherwise never poll for the one
+/// left parked.
+#[test]
+fn a_leader_leaving_parked_callers_hands_the_lead_to_the_loop() {
+    let (server, [gate_a, gate_b]) = holding_server();
+    let resolver = ConstantResolver::new([server.local_endpoint().clone()]);
+    let client = client_without_loop(resolver, ClientOptions::default());
+    // The dial finished: its report asked the (absent) loop thread to lead.
+    wait_until("dialed", || !lock(&client.inner.shared.adopted).is_empty());
+    free_the_lead(&client);
+    let call = |arg: u8| {
+        let c = client.clone();
+        thread::spawn(move || c.call(hold(), Bytes::from(vec![arg]), CallOptions::default()))
+    };
+    let a = call(0);
+    wait_until("a leads", || lead_of(&client).0 == Leader::Caller);
+    let b = call(1);
+    wait_until("b parks", || lead_of(&client).1 == 1);
+    gate_a.send(()).unwrap();
+    assert_eq!(&a.join().unwrap().unwrap()[..], [0]);
+    assert_eq!(
+        lead_of(&client),
+        (Leader::Loop, 1),
+        "a left, b parked, and nobody polls for b"
+    );
+    let (core, shared) = (client.inner.core.clone(), client.inner.shared.clone());
+    let looping = thread::spawn(move || event_loop(core, shared));
+    gate_b.send(()).unwrap();
+    assert_eq!(&b.join().unwrap().unwrap()[..], [1]);
+    client.close();
+    looping.join().unwrap();
+    server.shutdown();
+}
+
+/// An endpoint whose dial blocks until the test lets it fail.
+struct StuckDial(Mutex<mpsc::Receiver<()>>);
+
+impl Endpoint for StuckDial {
+    fn dial(&self) -> io::Result<crate::Stream> {
+        let _ = self.0.lock().unwrap().recv();
+        Err(io::Error::other("let go by the test"))
+    }
+
+    fn address(&self) -> String {
+        "stuck".into()
+    }
+}
+
+/// A result set from another thread while its caller leads (here a cancel
+/// of a call no connection holds: its replica is still dialing, so no
+/// connection asks for a turn) ends the caller's poll: unparking a thread
+/// that is not parked would leave it polling until the next timer.
+#[test]
+fn a_leading_caller_hears_of_a_result_set_elsewhere() {
+    let (let_go, stuck) = mpsc::channel();
+    let resolver = ConstantResolver::new([StuckDial(Mutex::new(stuck))]);
+    // No timer of the client's ends the poll first.
+    let opts = ClientOptions {
+        connect_timeout: Duration::from_secs(60),
+        ..Default::default()
+    };
+    let client = client_without_loop(resolver, opts);
+    free_the_lead(&client);
+    let call = client.start(hold(), Bytes::new(), CallOptions::default());
+    let cancel = call.cancel_handle();
+    let (done_tx, done) = mpsc::channel();
+    let waiter = thread::spawn(move || done_tx.send(call.wait()).unwrap());
+    wait_until("the caller leads", || lead_of(&client).0 == Leader::Caller);
+    cancel.cancel();
+    let result = done
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the leading caller never heard of its cancel");
+    assert!(matches!(result, Err(CallError::Cancelled)), "{result:?}");
+    waiter.join().unwrap();
+    drop(let_go);
+    client.close();
+}
