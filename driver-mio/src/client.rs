@@ -25,6 +25,7 @@ use weft_proto::{ConnId, EndpointsVersion, PoolCallId, ResolverKind};
 pub use weft_driver::client::ClientOptions;
 
 mod lead;
+mod parking;
 
 /// A blocking client of one service, callable from any number of threads.
 ///
@@ -322,7 +323,9 @@ impl PendingCall {
         let (me, waker) = lead::caller_waker();
         let mut cx = Context::from_waker(&waker);
         let (core, shared) = (&self.client.core, &self.client.shared);
+        let _looking = me.enter(shared);
         loop {
+            let seen = lead::seq(shared);
             if let Poll::Ready(result) = core.poll_call(self.id, &mut cx) {
                 self.finished = true;
                 return result;
@@ -334,7 +337,7 @@ impl PendingCall {
                 continue;
             }
             let mut out = None;
-            lead::lead_or_park(core, shared, &me, || {
+            lead::lead_or_park(core, shared, &me, seen, || {
                 if let Poll::Ready(result) = core.poll_call(self.id, &mut cx) {
                     out = Some(result);
                 }

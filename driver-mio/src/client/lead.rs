@@ -44,6 +44,7 @@ use weft_driver::client::{Client as Core, ConnCell};
 use weft_proto::ConnId;
 
 use super::Mio;
+use super::parking::{self, Lot};
 
 /// The poller's own waker.
 pub(super) const WAKER: Token = Token(0);
@@ -91,6 +92,8 @@ pub(super) struct LoopShared {
     state: Mutex<LoopState>,
     /// The loop thread, once it runs.
     loop_thread: OnceLock<Thread>,
+    /// Where parked callers sleep.
+    lot: Lot,
 }
 
 /// Wakes the leader for one connection: the waker each cell holds.
@@ -145,6 +148,7 @@ impl LoopShared {
                 ready: Vec::new(),
             }),
             loop_thread: OnceLock::new(),
+            lot: Lot::new(),
         }))
     }
 
@@ -178,6 +182,7 @@ impl LoopShared {
 /// until the next timer), drive every connection that is ready. `true` when the client is closed and every
 /// connection finished: the loop thread stops.
 fn turn(core: &Arc<Core<Mio>>, shared: &Arc<LoopShared>, st: &mut LoopState) -> bool {
+    let _turn = InTurn::enter(shared);
     let next = core.handle_timeout();
     if core.is_closed() && st.conns.is_empty() && lock(&shared.adopted).is_empty() {
         return true;
@@ -185,6 +190,9 @@ fn turn(core: &Arc<Core<Mio>>, shared: &Arc<LoopShared>, st: &mut LoopState) -> 
     let timeout = next.map(|t| t.saturating_duration_since(Instant::now()));
     // Whatever asked for a turn before this poll is seen by it.
     lock(&shared.lead).pending = false;
+    // The timers may have answered callers: they must not wait for the
+    // poll to end.
+    shared.lot.flush();
     let LoopState {
         poller,
         events,
@@ -232,6 +240,33 @@ fn turn(core: &Arc<Core<Mio>>, shared: &Arc<LoopShared>, st: &mut LoopState) -> 
     false
 }
 
+thread_local! {
+    /// The client whose turn this thread runs, if any (its address).
+    static IN_TURN: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Marks a turn in progress on this thread; when it ends, wakes together
+/// every caller the turn answered.
+struct InTurn<'a>(&'a LoopShared);
+
+impl<'a> InTurn<'a> {
+    fn enter(shared: &'a LoopShared) -> InTurn<'a> {
+        IN_TURN.set(std::ptr::from_ref(shared) as usize);
+        InTurn(shared)
+    }
+
+    fn current(shared: &LoopShared) -> bool {
+        IN_TURN.get() == std::ptr::from_ref(shared) as usize
+    }
+}
+
+impl Drop for InTurn<'_> {
+    fn drop(&mut self) {
+        IN_TURN.set(0);
+        self.0.lot.flush();
+    }
+}
+
 /// The loop thread: leads whenever no caller does and someone needs it.
 pub(super) fn event_loop(core: Arc<Core<Mio>>, shared: Arc<LoopShared>) {
     let _ = shared.loop_thread.set(thread::current());
@@ -266,19 +301,23 @@ pub(super) fn event_loop(core: Arc<Core<Mio>>, shared: Arc<LoopShared>) {
     }
 }
 
-/// A caller's waker: unparks its thread, ends its poll while it leads,
-/// and stops counting it as parked once its result is in.
+/// A caller's waker: wakes its thread, ends its poll while it leads, and
+/// stops counting it as parked once its result is in.
 ///
 /// One per thread, so waiting allocates nothing.
 pub(super) struct CallerWaker {
     thread: Thread,
     id: ThreadId,
+    /// This thread's bit in a parking lot.
+    bit: u32,
     waiting: Mutex<Waiting>,
 }
 
 /// What a caller's thread is doing for the client it waits on.
 enum Waiting {
     Idle,
+    /// In `wait`, neither polling nor parked.
+    Looking(Arc<LoopShared>),
     Leading(Arc<LoopShared>),
     Parked(Arc<LoopShared>),
 }
@@ -287,12 +326,28 @@ impl CallerWaker {
     /// Stops counting this caller as parked, if it still is.
     fn unpark_count(&self) {
         let mut waiting = lock(&self.waiting);
-        if matches!(*waiting, Waiting::Parked(_))
-            && let Waiting::Parked(shared) = std::mem::replace(&mut *waiting, Waiting::Idle)
-        {
+        if let Waiting::Parked(shared) = &*waiting {
+            let shared = shared.clone();
+            *waiting = Waiting::Looking(shared.clone());
             drop(waiting);
             lock(&shared.lead).parked -= 1;
         }
+    }
+
+    /// Marks this thread as waiting on `shared`'s calls until the guard
+    /// drops.
+    pub(super) fn enter<'a>(&'a self, shared: &Arc<LoopShared>) -> Looking<'a> {
+        *lock(&self.waiting) = Waiting::Looking(shared.clone());
+        Looking(self)
+    }
+}
+
+/// A caller inside `wait`.
+pub(super) struct Looking<'a>(&'a CallerWaker);
+
+impl Drop for Looking<'_> {
+    fn drop(&mut self) {
+        *lock(&self.0.waiting) = Waiting::Idle;
     }
 }
 
@@ -306,22 +361,50 @@ impl Wake for CallerWaker {
         if thread::current().id() == self.id {
             return;
         }
-        if let Waiting::Leading(shared) = &*lock(&self.waiting) {
-            let _ = shared.waker.wake();
+        let mut waiting = lock(&self.waiting);
+        let (shared, parked) = match &*waiting {
+            Waiting::Idle => {
+                drop(waiting);
+                return self.thread.unpark();
+            }
+            Waiting::Leading(shared) => {
+                let _ = shared.waker.wake();
+                return;
+            }
+            Waiting::Looking(shared) => (shared.clone(), false),
+            Waiting::Parked(shared) => {
+                // Its result is in: the leader need not stay on for it (a
+                // leader that sees no parked caller after its turn steps
+                // down, and the caller leads its next call itself).
+                let shared = shared.clone();
+                *waiting = Waiting::Looking(shared.clone());
+                (shared, true)
+            }
+        };
+        drop(waiting);
+        if parked {
+            lock(&shared.lead).parked -= 1;
         }
-        // Its result is in: the leader need not stay on for it (a leader
-        // that sees no parked caller after its turn steps down, and the
-        // caller leads its next call itself).
-        self.unpark_count();
-        self.thread.unpark();
+        if !parking::BATCHED {
+            shared.lot.wake(0);
+            self.thread.unpark();
+        } else if parked && InTurn::current(&shared) {
+            shared.lot.defer(self.bit);
+        } else {
+            // A caller not asleep yet only needs the word to move.
+            shared.lot.wake(if parked { self.bit } else { 0 });
+        }
     }
 }
 
 thread_local! {
     static CALLER: (Arc<CallerWaker>, Waker) = {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let me = Arc::new(CallerWaker {
             thread: thread::current(),
             id: thread::current().id(),
+            bit: 1 << (n % 32),
             waiting: Mutex::new(Waiting::Idle),
         });
         (me.clone(), Waker::from(me))
@@ -333,13 +416,21 @@ pub(super) fn caller_waker() -> (Arc<CallerWaker>, Waker) {
     CALLER.with(|(me, waker)| (me.clone(), waker.clone()))
 }
 
+/// Where a caller reads the parking lot's word before looking at its
+/// result (see [`lead_or_park`]).
+pub(super) fn seq(shared: &LoopShared) -> u32 {
+    shared.lot.seq()
+}
+
 /// Leads the client's loop while `done` says no, if nobody else leads;
 /// else parks until woken. Returns after one lead or one park: the caller
-/// looks at its result again either way.
+/// looks at its result again either way. `seen` is [`seq`] read before the
+/// caller last looked.
 pub(super) fn lead_or_park(
     core: &Arc<Core<Mio>>,
     shared: &Arc<LoopShared>,
     me: &CallerWaker,
+    seen: u32,
     mut done: impl FnMut() -> bool,
 ) {
     {
@@ -349,9 +440,9 @@ pub(super) fn lead_or_park(
             lead.parked += 1;
             *waiting = Waiting::Parked(shared.clone());
             drop((lead, waiting));
-            // Unparked by its result's waker, or spuriously: the caller
-            // looks again.
-            thread::park();
+            // Woken by its result's waker, or spuriously: the caller looks
+            // again.
+            shared.lot.wait(seen, me.bit);
             me.unpark_count();
             return;
         }
@@ -365,7 +456,7 @@ pub(super) fn lead_or_park(
     let _release = Release { shared, me };
     let mut st = lock(&shared.state);
     // A result set by another thread before this thread was leading only
-    // unparked it: look before polling.
+    // moved the lot's word: look before polling.
     while !done() {
         if turn(core, shared, &mut st) {
             return;
@@ -375,13 +466,13 @@ pub(super) fn lead_or_park(
 
 /// Ends a caller's lead: hands it to the loop thread if anyone needs it.
 struct Release<'a> {
-    shared: &'a LoopShared,
+    shared: &'a Arc<LoopShared>,
     me: &'a CallerWaker,
 }
 
 impl Drop for Release<'_> {
     fn drop(&mut self) {
-        *lock(&self.me.waiting) = Waiting::Idle;
+        *lock(&self.me.waiting) = Waiting::Looking(Arc::clone(self.shared));
         let mut lead = lock(&self.shared.lead);
         if lead.parked > 0 || lead.pending {
             lead.leader = Leader::Loop;

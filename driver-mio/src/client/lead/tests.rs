@@ -135,3 +135,71 @@ fn a_leading_caller_hears_of_a_result_set_elsewhere() {
     drop(let_go);
     client.close();
 }
+
+/// Callers that one turn answers are woken together, with one system
+/// call, rather than each as it is answered (which switched the polling
+/// thread out after every unpark). Here two parked calls reach their
+/// common deadline in the same turn. (That the wakes go out before the
+/// turn's poll sleeps is `tests/tests/backlog.rs`'s: without, its mio
+/// client hangs.)
+#[cfg(target_os = "linux")]
+#[test]
+fn a_turn_wakes_the_callers_it_answered_together() {
+    let (let_go, stuck) = mpsc::channel();
+    let resolver = ConstantResolver::new([StuckDial(Mutex::new(stuck))]);
+    let opts = ClientOptions {
+        connect_timeout: Duration::from_secs(60),
+        ..Default::default()
+    };
+    // The loop thread leads (the initial state) but does not run yet:
+    // callers park.
+    let client = client_without_loop(resolver, opts);
+    let deadline = Instant::now() + Duration::from_millis(20);
+    let (done_tx, done) = mpsc::channel();
+    for _ in 0..2 {
+        let (c, done_tx) = (client.clone(), done_tx.clone());
+        thread::spawn(move || {
+            let opts = CallOptions {
+                deadline: Some(deadline),
+                ..Default::default()
+            };
+            done_tx.send(c.call(hold(), Bytes::new(), opts)).unwrap();
+        });
+    }
+    wait_until("both park", || lead_of(&client).1 == 2);
+    while Instant::now() < deadline {
+        thread::sleep(deadline - Instant::now());
+    }
+    let shared = client.inner.shared.clone();
+    let wake_calls = || {
+        shared
+            .lot
+            .wake_calls
+            .load(std::sync::atomic::Ordering::SeqCst)
+    };
+    let before = wake_calls();
+    // One turn: its timers answer both callers, then it polls.
+    let (core, s) = (client.inner.core.clone(), shared.clone());
+    let one_turn = thread::spawn(move || turn(&core, &s, &mut lock(&s.state)));
+    for _ in 0..2 {
+        let result = done
+            .recv_timeout(Duration::from_secs(10))
+            .expect("a caller answered by the turn's timers was never woken");
+        assert!(
+            matches!(
+                result,
+                Err(CallError::DeadlineExceeded | CallError::DeadlineWaitingForReplica(_))
+            ),
+            "{result:?}"
+        );
+    }
+    let calls = wake_calls() - before;
+    assert_eq!(
+        calls, 1,
+        "two callers answered in one turn, {calls} wake calls"
+    );
+    shared.notify();
+    one_turn.join().unwrap();
+    drop(let_go);
+    client.close();
+}
