@@ -51,11 +51,13 @@ def serve(driver, core, port):
 
 
 def point(driver, pin, size, conc, port):
-    client_threads = "2"  # tokio's default on two cores
+    # Tokio's default on two cores; the mio client's caller threads stay
+    # at their default.
+    threads = ["--threads", "2"] if driver == "tokio" else []
     out = subprocess.run(
         [WEFT, "bench", "--addr", f"tcp://127.0.0.1:{port}", "--driver", driver,
          "--size", str(size), "--concurrency", str(conc), "--duration", DURATION,
-         "--warmup", WARMUP, "--pin", pin, "--threads", client_threads,
+         "--warmup", WARMUP, "--pin", pin, *threads,
          "--baseline", "--json"],
         check=True, capture_output=True, text=True).stdout
     rows = [json.loads(l) for l in out.splitlines() if l.startswith("{")]

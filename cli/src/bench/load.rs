@@ -251,6 +251,7 @@ pub fn tokio_load(
 /// stop, with `phases` on the calling thread; the merged record.
 pub fn mio_load(
     job: &Job,
+    threads: Option<usize>,
     spin: Duration,
     control: &Arc<Control>,
     phases: impl FnOnce(),
@@ -268,11 +269,11 @@ pub fn mio_load(
         let mut workers = Vec::new();
         match job.rate {
             // A blocking client keeps calls in flight with threads, or with
-            // `start` + `wait` from fewer threads. Up to 16 in flight, one
-            // thread per call; beyond, 16 threads each keep their share in
-            // flight and wait for the oldest.
+            // `start` + `wait` from fewer threads. Up to 16 in flight (or
+            // `threads`), one thread per call; beyond, 16 threads each keep
+            // their share in flight and wait for the oldest.
             None => {
-                let threads = job.concurrency.min(16);
+                let threads = caller_threads(job.concurrency, threads);
                 for client in &clients {
                     for t in 0..threads {
                         let share =
@@ -344,6 +345,12 @@ pub fn mio_load(
     })
 }
 
+/// How many plain threads keep `concurrency` calls in flight: `threads`,
+/// by default one per call up to 16; never more than the calls, never none.
+fn caller_threads(concurrency: usize, threads: Option<usize>) -> usize {
+    concurrency.min(threads.unwrap_or(16)).max(1)
+}
+
 fn closed_mio_worker(
     client: &weft_mio::Client,
     job: &Job,
@@ -398,6 +405,16 @@ fn closed_loop<C>(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn mio_caller_threads_follow_the_flag() {
+        use super::caller_threads;
+        assert_eq!(caller_threads(1, None), 1);
+        assert_eq!(caller_threads(128, None), 16);
+        assert_eq!(caller_threads(128, Some(4)), 4);
+        assert_eq!(caller_threads(2, Some(8)), 2);
+        assert_eq!(caller_threads(8, Some(0)), 1);
+    }
+
     use super::*;
     use std::cell::Cell;
 

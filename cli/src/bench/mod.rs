@@ -117,8 +117,10 @@ pub struct BenchArgs {
     /// observability costs.
     #[arg(long)]
     observe: bool,
-    /// Tokio client worker threads (a tuned shape); default: Tokio's
-    /// default, one per core.
+    /// Client threads. Tokio: worker threads (a tuned shape; default:
+    /// Tokio's default, one per core). mio, closed loop: caller threads
+    /// sharing the calls in flight (default: one per call up to 16, then
+    /// 16).
     #[arg(long)]
     threads: Option<usize>,
 }
@@ -357,7 +359,10 @@ fn measure_weft(args: &BenchArgs, job: &Job) -> Result<Point, Failed> {
     };
     let record = match args.driver {
         Driver::Tokio => load::tokio_load(job, args.threads, &control, phases)?,
-        Driver::Mio => load::mio_load(job, Duration::from_micros(args.spin_us), &control, phases)?,
+        Driver::Mio => {
+            let spin = Duration::from_micros(args.spin_us);
+            load::mio_load(job, args.threads, spin, &control, phases)?
+        }
     };
     Ok(Point {
         system: format!("weft-{}", args.driver.name()),
