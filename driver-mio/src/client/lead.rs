@@ -17,17 +17,23 @@
 //! - a caller that stops leading while others are parked, or after someone
 //!   asked for a turn it may not have taken ([`Lead::pending`]), hands the
 //!   lead to the loop thread and unparks it;
-//! - the loop thread steps down when, after a turn, no caller is parked, and
-//!   rests while callers lead themselves; it takes the lead back after a
-//!   [`REST`] in which none did, so a quiet client's hang-ups, timers and
-//!   goaways are handled within that much of arriving;
+//! - the loop thread steps down when, after a turn, no caller is parked.
+//!   While a caller leads it sleeps until that caller stops; otherwise it
+//!   rests and takes the lead back after a [`REST`] in which no caller led,
+//!   so a quiet client's hang-ups, timers and goaways are handled within
+//!   that much of arriving;
 //! - anything that needs a turn ([`LoopShared::notify`]: a new connection, a
 //!   connection asking to be driven, the router's timer) writes the
-//!   poller's waker, which ends a leader's poll, and makes sure someone
-//!   leads;
+//!   poller's waker, which ends a leader's poll, and, if nobody leads,
+//!   wakes the loop thread to; a caller that gets there first leads instead
+//!   (a caller whose `start` armed an earlier timer is about to wait);
 //! - a leading caller's own result can be set by another thread (a cancel,
-//!   a dial that failed, `close`): its waker then ends the poll too
-//!   ([`CallerWaker`]).
+//!   a dial that failed, `close`): its waker then ends the poll too; set by
+//!   its own turn's timers (its deadline), the turn does not sleep in its
+//!   poll.
+//!
+//! Parked callers sleep in the client's parking lot ([`parking`]), which
+//! wakes everyone one turn answered together.
 //!
 //! None of this changes what goes on the wire or when: the turns are the
 //! same whoever runs them.
@@ -70,6 +76,8 @@ struct Lead {
     pending: bool,
     /// Whether a caller led since the loop thread began resting.
     caller_led: bool,
+    /// The loop thread sleeps until unparked (a caller led when it began).
+    loop_sleeps: bool,
 }
 
 /// The poller and what only its leader touches.
@@ -94,6 +102,9 @@ pub(super) struct LoopShared {
     loop_thread: OnceLock<Thread>,
     /// Where parked callers sleep.
     lot: Lot,
+    /// Adoptions whose notify is done, for tests.
+    #[cfg(test)]
+    adoptions: std::sync::atomic::AtomicUsize,
 }
 
 /// Wakes the leader for one connection: the waker each cell holds.
@@ -126,6 +137,16 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().expect("unpoisoned")
 }
 
+/// The poller's state, even after a panic in a caller's turn (which hands
+/// the lead on as it unwinds): the next leader carries on with it rather
+/// than leave parked callers without anyone to poll.
+fn lock_state(shared: &LoopShared) -> MutexGuard<'_, LoopState> {
+    shared
+        .state
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 impl LoopShared {
     /// A poller, with the loop thread as its first leader.
     pub(super) fn new() -> io::Result<Arc<LoopShared>> {
@@ -140,6 +161,7 @@ impl LoopShared {
                 parked: 0,
                 pending: false,
                 caller_led: false,
+                loop_sleeps: false,
             }),
             state: Mutex::new(LoopState {
                 poller,
@@ -149,6 +171,8 @@ impl LoopShared {
             }),
             loop_thread: OnceLock::new(),
             lot: Lot::new(),
+            #[cfg(test)]
+            adoptions: std::sync::atomic::AtomicUsize::new(0),
         }))
     }
 
@@ -156,15 +180,21 @@ impl LoopShared {
     pub(super) fn adopt(&self, cell: Arc<ConnCell<Stream>>) {
         lock(&self.adopted).push(cell);
         self.notify();
+        #[cfg(test)]
+        self.adoptions
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 
-    /// Asks for a turn: ends the leader's poll, or finds a leader.
+    /// Asks for a turn: ends the leader's poll, or wakes the loop thread to
+    /// lead if nobody does.
     pub(super) fn notify(&self) {
         let _ = self.waker.wake();
         let mut lead = lock(&self.lead);
         lead.pending = true;
         if lead.leader == Leader::Nobody {
-            lead.leader = Leader::Loop;
+            // The loop thread takes the lead unless a caller does first: a
+            // caller that armed an earlier timer in `start` is about to
+            // wait, and should not find the loop thread polling for it.
             drop(lead);
             self.unpark_loop();
         }
@@ -183,11 +213,17 @@ impl LoopShared {
 /// connection finished: the loop thread stops.
 fn turn(core: &Arc<Core<Mio>>, shared: &Arc<LoopShared>, st: &mut LoopState) -> bool {
     let _turn = InTurn::enter(shared);
+    SELF_WOKEN.set(false);
     let next = core.handle_timeout();
     if core.is_closed() && st.conns.is_empty() && lock(&shared.adopted).is_empty() {
         return true;
     }
-    let timeout = next.map(|t| t.saturating_duration_since(Instant::now()));
+    let mut timeout = next.map(|t| t.saturating_duration_since(Instant::now()));
+    if SELF_WOKEN.get() {
+        // A leading caller's own call ended on a timer (nothing else may
+        // ever end this poll): look for events, do not wait for them.
+        timeout = Some(Duration::ZERO);
+    }
     // Whatever asked for a turn before this poll is seen by it.
     lock(&shared.lead).pending = false;
     // The timers may have answered callers: they must not wait for the
@@ -243,6 +279,9 @@ fn turn(core: &Arc<Core<Mio>>, shared: &Arc<LoopShared>, st: &mut LoopState) -> 
 thread_local! {
     /// The client whose turn this thread runs, if any (its address).
     static IN_TURN: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    /// A call of this thread's ended during its own turn: it must look
+    /// before its turn sleeps in a poll.
+    static SELF_WOKEN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// Marks a turn in progress on this thread; when it ends, wakes together
@@ -282,16 +321,26 @@ pub(super) fn event_loop(core: Arc<Core<Mio>>, shared: Arc<LoopShared>) {
                     break;
                 }
                 // Callers lead themselves: look again after a rest, or
-                // when asked.
-                lead.caller_led = false;
+                // when asked. While one leads, sleep until it stops (a
+                // long call would otherwise wake this thread every rest).
+                // (A caller leading now counts as one that led in this
+                // rest: when it stops, rest once more before taking over.)
+                let untimed = lead.leader == Leader::Caller;
+                lead.caller_led = untimed;
+                lead.loop_sleeps = untimed;
                 drop(lead);
-                thread::park_timeout(REST);
+                if untimed {
+                    thread::park();
+                } else {
+                    thread::park_timeout(REST);
+                }
                 rested = true;
                 lead = lock(&shared.lead);
+                lead.loop_sleeps = false;
             }
             rested = false;
         }
-        if turn(&core, &shared, &mut lock(&shared.state)) {
+        if turn(&core, &shared, &mut lock_state(&shared)) {
             return;
         }
         let mut lead = lock(&shared.lead);
@@ -357,8 +406,10 @@ impl Wake for CallerWaker {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        // Woken from its own turn: it looks at its result after the turn.
+        // Woken from its own turn: it looks at its result after the turn,
+        // which does not sleep in its poll now.
         if thread::current().id() == self.id {
+            SELF_WOKEN.set(true);
             return;
         }
         let mut waiting = lock(&self.waiting);
@@ -454,7 +505,7 @@ pub(super) fn lead_or_park(
     // Released however this ends, a panic included: a lead left held would
     // leave every parked caller parked for good.
     let _release = Release { shared, me };
-    let mut st = lock(&shared.state);
+    let mut st = lock_state(shared);
     // A result set by another thread before this thread was leading only
     // moved the lot's word: look before polling.
     while !done() {
@@ -480,6 +531,12 @@ impl Drop for Release<'_> {
             self.shared.unpark_loop();
         } else {
             lead.leader = Leader::Nobody;
+            // It takes the lead back after a rest unless a caller leads
+            // again: at most one unpark per rest while callers lead.
+            if std::mem::take(&mut lead.loop_sleeps) {
+                drop(lead);
+                self.shared.unpark_loop();
+            }
         }
     }
 }

@@ -66,7 +66,10 @@ fn a_leader_leaving_parked_callers_hands_the_lead_to_the_loop() {
     let resolver = ConstantResolver::new([server.local_endpoint().clone()]);
     let client = client_without_loop(resolver, ClientOptions::default());
     // The dial finished: its report asked the (absent) loop thread to lead.
-    wait_until("dialed", || !lock(&client.inner.shared.adopted).is_empty());
+    let adoptions = &client.inner.shared.adoptions;
+    wait_until("dialed", || {
+        adoptions.load(std::sync::atomic::Ordering::SeqCst) == 1
+    });
     free_the_lead(&client);
     let call = |arg: u8| {
         let c = client.clone();
@@ -154,7 +157,9 @@ fn a_turn_wakes_the_callers_it_answered_together() {
     // The loop thread leads (the initial state) but does not run yet:
     // callers park.
     let client = client_without_loop(resolver, opts);
-    let deadline = Instant::now() + Duration::from_millis(20);
+    // Far enough for both callers to park first, however slowly their
+    // threads start.
+    let deadline = Instant::now() + Duration::from_millis(300);
     let (done_tx, done) = mpsc::channel();
     for _ in 0..2 {
         let (c, done_tx) = (client.clone(), done_tx.clone());
@@ -180,7 +185,7 @@ fn a_turn_wakes_the_callers_it_answered_together() {
     let before = wake_calls();
     // One turn: its timers answer both callers, then it polls.
     let (core, s) = (client.inner.core.clone(), shared.clone());
-    let one_turn = thread::spawn(move || turn(&core, &s, &mut lock(&s.state)));
+    let one_turn = thread::spawn(move || turn(&core, &s, &mut lock_state(&s)));
     for _ in 0..2 {
         let result = done
             .recv_timeout(Duration::from_secs(10))
@@ -202,4 +207,84 @@ fn a_turn_wakes_the_callers_it_answered_together() {
     one_turn.join().unwrap();
     drop(let_go);
     client.close();
+}
+
+/// A leading caller whose own call ends on a timer (its deadline) returns
+/// then, though nothing else would ever end its poll: the server answers
+/// the handshake and nothing more.
+#[test]
+fn a_leading_caller_returns_at_its_deadline_from_a_deaf_server() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint: weft_proto::NetEndpoint = format!("tcp://{}", listener.local_addr().unwrap())
+        .parse()
+        .unwrap();
+    let (keep_open, held) = mpsc::channel::<()>();
+    thread::spawn(move || {
+        let Ok((mut s, _)) = listener.accept() else {
+            return;
+        };
+        let mut version = [0u8; 20];
+        if s.read_exact(&mut version).is_ok() && s.write_all(&version).is_ok() {
+            let _ = held.recv();
+        }
+    });
+    // No other timer of the client's ends the poll within the test.
+    let opts = ClientOptions {
+        connect_timeout: Duration::from_secs(60),
+        ..Default::default()
+    };
+    let client = client_without_loop(ConstantResolver::new([endpoint]), opts);
+    let adoptions = &client.inner.shared.adoptions;
+    wait_until("dialed", || {
+        adoptions.load(std::sync::atomic::Ordering::SeqCst) == 1
+    });
+    free_the_lead(&client);
+    let (done_tx, done) = mpsc::channel();
+    let c = client.clone();
+    thread::spawn(move || {
+        let opts = CallOptions {
+            deadline: Some(Instant::now() + Duration::from_millis(200)),
+            ..Default::default()
+        };
+        done_tx.send(c.call(hold(), Bytes::new(), opts)).unwrap();
+    });
+    let result = done
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the leading caller slept through its own deadline");
+    assert!(
+        matches!(result, Err(CallError::DeadlineExceeded)),
+        "{result:?}"
+    );
+    drop(keep_open);
+    client.close();
+}
+
+/// While a caller leads, the loop thread sleeps until it stops (rather than
+/// waking every rest for as long as a call takes), and the caller wakes it
+/// when it does.
+#[test]
+fn the_loop_thread_sleeps_while_a_caller_leads() {
+    let (server, [gate, _]) = holding_server();
+    let resolver = ConstantResolver::new([server.local_endpoint().clone()]);
+    let client = client_without_loop(resolver, ClientOptions::default());
+    let adoptions = &client.inner.shared.adoptions;
+    wait_until("dialed", || {
+        adoptions.load(std::sync::atomic::Ordering::SeqCst) == 1
+    });
+    free_the_lead(&client);
+    let c = client.clone();
+    let caller =
+        thread::spawn(move || c.call(hold(), Bytes::from(vec![0]), CallOptions::default()));
+    wait_until("the caller leads", || lead_of(&client).0 == Leader::Caller);
+    let (core, shared) = (client.inner.core.clone(), client.inner.shared.clone());
+    let looping = thread::spawn(move || event_loop(core, shared));
+    let sleeps = || lock(&client.inner.shared.lead).loop_sleeps;
+    wait_until("the loop thread sleeps", sleeps);
+    gate.send(()).unwrap();
+    assert_eq!(&caller.join().unwrap().unwrap()[..], [0]);
+    wait_until("the caller woke the loop thread", || !sleeps());
+    client.close();
+    looping.join().unwrap();
+    server.shutdown();
 }
