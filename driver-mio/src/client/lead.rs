@@ -360,6 +360,10 @@ pub(super) struct CallerWaker {
     /// This thread's bit in a parking lot.
     bit: u32,
     waiting: Mutex<Waiting>,
+    /// Runs in a wake from another thread once the caller's state is let
+    /// go: tests widen the gap there.
+    #[cfg(test)]
+    after_release: Mutex<Option<Box<dyn Fn() + Send>>>,
 }
 
 /// What a caller's thread is doing for the client it waits on.
@@ -432,18 +436,24 @@ impl Wake for CallerWaker {
                 (shared, true)
             }
         };
+        // Before letting go of the caller's state: a caller still looking
+        // may park the moment it is free to, and must then find the word
+        // moved, or it sleeps on a wake already spent.
+        shared.lot.bump();
         drop(waiting);
+        #[cfg(test)]
+        if let Some(hook) = &*lock(&self.after_release) {
+            hook();
+        }
         if parked {
             lock(&shared.lead).parked -= 1;
-        }
-        if !parking::BATCHED {
-            shared.lot.wake(0);
-            self.thread.unpark();
-        } else if parked && InTurn::current(&shared) {
-            shared.lot.defer(self.bit);
-        } else {
-            // A caller not asleep yet only needs the word to move.
-            shared.lot.wake(if parked { self.bit } else { 0 });
+            if !parking::BATCHED {
+                self.thread.unpark();
+            } else if InTurn::current(&shared) {
+                shared.lot.defer(self.bit);
+            } else {
+                shared.lot.wake(self.bit);
+            }
         }
     }
 }
@@ -457,6 +467,8 @@ thread_local! {
             id: thread::current().id(),
             bit: 1 << (n % 32),
             waiting: Mutex::new(Waiting::Idle),
+            #[cfg(test)]
+            after_release: Mutex::new(None),
         });
         (me.clone(), Waker::from(me))
     };
@@ -497,9 +509,10 @@ pub(super) fn lead_or_park(
             me.unpark_count();
             return;
         }
+        // (`pending` stays: the turn clears it before its poll, and if no
+        // turn runs, the release hands the lead to the loop thread.)
         lead.leader = Leader::Caller;
         lead.caller_led = true;
-        lead.pending = false;
         *waiting = Waiting::Leading(shared.clone());
     }
     // Released however this ends, a panic included: a lead left held would

@@ -48,15 +48,20 @@ impl Lot {
         sys::wait(&self.seq, seen, bit);
     }
 
-    /// Wakes the callers of `bits` now (`bits` 0: only moves the word, for
-    /// a caller not asleep yet).
-    pub(super) fn wake(&self, bits: u32) {
+    /// Moves the word: a caller that read it before and sleeps after does
+    /// not sleep. Every wake moves it first, while the caller cannot yet
+    /// have decided to sleep (its waker holds the caller's state).
+    pub(super) fn bump(&self) {
         self.seq.fetch_add(1, Ordering::SeqCst);
-        if bits != 0 {
-            #[cfg(test)]
-            self.wake_calls.fetch_add(1, Ordering::SeqCst);
-            sys::wake(&self.seq, bits);
-        }
+    }
+
+    /// Wakes the callers of `bits` now (moving the word again, for one
+    /// whose waker had no state to hold).
+    pub(super) fn wake(&self, bits: u32) {
+        self.bump();
+        #[cfg(test)]
+        self.wake_calls.fetch_add(1, Ordering::SeqCst);
+        sys::wake(&self.seq, bits);
     }
 
     /// Wakes the callers of `bits` at the end of the turn in progress.
@@ -139,7 +144,7 @@ mod tests {
     fn a_caller_does_not_sleep_once_the_word_moved() {
         let lot = Lot::new();
         let seen = lot.seq();
-        lot.wake(0);
+        lot.bump();
         // Would sleep for good if it did not compare the word.
         lot.wait(seen, 1);
     }

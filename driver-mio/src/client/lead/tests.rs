@@ -38,6 +38,18 @@ fn free_the_lead(c: &Client) {
     lock(&c.inner.shared.lead).leader = Leader::Nobody;
 }
 
+/// [`client_without_loop`] once its dial has been reported (which asks the
+/// absent loop thread for a turn), with nobody leading.
+fn dialed_without_loop(resolver: ConstantResolver, opts: ClientOptions) -> Client {
+    let client = client_without_loop(resolver, opts);
+    let adoptions = &client.inner.shared.adoptions;
+    wait_until("dialed", || {
+        adoptions.load(std::sync::atomic::Ordering::SeqCst) == 1
+    });
+    free_the_lead(&client);
+    client
+}
+
 /// A server whose `Hold` calls each wait for a gate named by their
 /// argument's first byte.
 fn holding_server() -> (Server, [mpsc::Sender<()>; 2]) {
@@ -64,13 +76,7 @@ fn holding_server() -> (Server, [mpsc::Sender<()>; 2]) {
 fn a_leader_leaving_parked_callers_hands_the_lead_to_the_loop() {
     let (server, [gate_a, gate_b]) = holding_server();
     let resolver = ConstantResolver::new([server.local_endpoint().clone()]);
-    let client = client_without_loop(resolver, ClientOptions::default());
-    // The dial finished: its report asked the (absent) loop thread to lead.
-    let adoptions = &client.inner.shared.adoptions;
-    wait_until("dialed", || {
-        adoptions.load(std::sync::atomic::Ordering::SeqCst) == 1
-    });
-    free_the_lead(&client);
+    let client = dialed_without_loop(resolver, ClientOptions::default());
     let call = |arg: u8| {
         let c = client.clone();
         thread::spawn(move || c.call(hold(), Bytes::from(vec![arg]), CallOptions::default()))
@@ -234,12 +240,7 @@ fn a_leading_caller_returns_at_its_deadline_from_a_deaf_server() {
         connect_timeout: Duration::from_secs(60),
         ..Default::default()
     };
-    let client = client_without_loop(ConstantResolver::new([endpoint]), opts);
-    let adoptions = &client.inner.shared.adoptions;
-    wait_until("dialed", || {
-        adoptions.load(std::sync::atomic::Ordering::SeqCst) == 1
-    });
-    free_the_lead(&client);
+    let client = dialed_without_loop(ConstantResolver::new([endpoint]), opts);
     let (done_tx, done) = mpsc::channel();
     let c = client.clone();
     thread::spawn(move || {
@@ -253,7 +254,10 @@ fn a_leading_caller_returns_at_its_deadline_from_a_deaf_server() {
         .recv_timeout(Duration::from_secs(10))
         .expect("the leading caller slept through its own deadline");
     assert!(
-        matches!(result, Err(CallError::DeadlineExceeded)),
+        matches!(
+            result,
+            Err(CallError::DeadlineExceeded | CallError::DeadlineWaitingForReplica(_))
+        ),
         "{result:?}"
     );
     drop(keep_open);
@@ -267,12 +271,7 @@ fn a_leading_caller_returns_at_its_deadline_from_a_deaf_server() {
 fn the_loop_thread_sleeps_while_a_caller_leads() {
     let (server, [gate, _]) = holding_server();
     let resolver = ConstantResolver::new([server.local_endpoint().clone()]);
-    let client = client_without_loop(resolver, ClientOptions::default());
-    let adoptions = &client.inner.shared.adoptions;
-    wait_until("dialed", || {
-        adoptions.load(std::sync::atomic::Ordering::SeqCst) == 1
-    });
-    free_the_lead(&client);
+    let client = dialed_without_loop(resolver, ClientOptions::default());
     let c = client.clone();
     let caller =
         thread::spawn(move || c.call(hold(), Bytes::from(vec![0]), CallOptions::default()));
@@ -287,4 +286,43 @@ fn the_loop_thread_sleeps_while_a_caller_leads() {
     client.close();
     looping.join().unwrap();
     server.shutdown();
+}
+
+/// A wake that finds its caller still looking (it has read the lot's word
+/// and not yet parked) must move the word before the caller can park: a
+/// caller parking in between would sleep on a wake already spent. The hook
+/// lets the caller park inside that gap.
+#[test]
+fn a_caller_parking_while_its_wake_is_under_way_does_not_sleep_through_it() {
+    let (_let_go, stuck) = mpsc::channel();
+    let resolver = ConstantResolver::new([StuckDial(Mutex::new(stuck))]);
+    // The loop thread leads (the initial state) but never runs: the caller
+    // parks.
+    let client = client_without_loop(resolver, ClientOptions::default());
+    let (me_tx, me_rx) = mpsc::channel();
+    let (go_tx, go) = mpsc::channel::<()>();
+    let (returned_tx, returned) = mpsc::channel();
+    let c = client.clone();
+    let caller = thread::spawn(move || {
+        let (core, shared) = (&c.inner.core, &c.inner.shared);
+        let (me, waker) = caller_waker();
+        let _looking = me.enter(shared);
+        let seen = seq(shared);
+        me_tx.send((me.clone(), waker)).unwrap();
+        go.recv().unwrap();
+        lead_or_park(core, shared, &me, seen, || false);
+        returned_tx.send(()).unwrap();
+    });
+    let (me, waker) = me_rx.recv().unwrap();
+    *lock(&me.after_release) = Some(Box::new(move || {
+        go_tx.send(()).unwrap();
+        // Room for the caller to park before the wake goes on.
+        thread::sleep(Duration::from_millis(50));
+    }));
+    waker.wake_by_ref();
+    returned
+        .recv_timeout(Duration::from_secs(5))
+        .expect("the caller slept through a wake that found it looking");
+    caller.join().unwrap();
+    client.close();
 }
