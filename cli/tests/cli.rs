@@ -290,6 +290,87 @@ fn bench_json_lines_parse_and_bench_completes() {
     assert!(String::from_utf8_lossy(&o.stdout).contains("weft-mio"));
 }
 
+/// `--runs 2`: each point twice, weft and the ceiling alternating, then
+/// one summary per point with the medians and the ratios; for people, a
+/// markdown table of them.
+#[test]
+fn bench_runs_report_medians_and_ratios() {
+    let bench = |extra: &[&str]| {
+        let o = Command::new(WEFT)
+            .args([
+                "bench",
+                "--duration",
+                "0.2",
+                "--warmup",
+                "0",
+                "--baseline",
+                "--runs",
+                "2",
+                "--concurrency",
+                "2",
+            ])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let lines: Vec<serde_json::Value> = bench(&["--json"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let systems: Vec<&str> = lines
+        .iter()
+        .map(|l| l["system"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        systems,
+        [
+            "weft-tokio",
+            "raw-socket",
+            "weft-tokio",
+            "raw-socket",
+            "weft-tokio"
+        ],
+        "two runs, alternating, then the summary"
+    );
+    let summary = &lines[4];
+    assert_eq!(summary["summary"], true);
+    assert_eq!(summary["runs"], 2);
+    assert_eq!(summary["concurrency"], 2);
+    let weft: Vec<f64> = [0, 2]
+        .iter()
+        .map(|&i| lines[i]["calls_per_sec"].as_f64().unwrap())
+        .collect();
+    let raw: Vec<f64> = [1, 3]
+        .iter()
+        .map(|&i| lines[i]["calls_per_sec"].as_f64().unwrap())
+        .collect();
+    let mid = |v: &[f64]| (v[0] + v[1]) / 2.0;
+    let close = |a: f64, b: f64| (a - b).abs() <= 0.1 + b * 1e-6;
+    assert!(
+        close(summary["calls_per_sec"].as_f64().unwrap(), mid(&weft)),
+        "{summary}"
+    );
+    assert!(
+        close(summary["raw_calls_per_sec"].as_f64().unwrap(), mid(&raw)),
+        "{summary}"
+    );
+    let ratio = summary["ratio"].as_f64().unwrap();
+    assert!((ratio - mid(&weft) / mid(&raw)).abs() < 0.001, "{summary}");
+    let lo = summary["p50_ratio_min"].as_f64().unwrap();
+    let hi = summary["p50_ratio_max"].as_f64().unwrap();
+    assert!(0.0 < lo && lo <= hi, "{summary}");
+
+    let text = bench(&[]);
+    let table = text.split("medians of 2 runs:").nth(1).expect(&text);
+    assert!(
+        table.contains("| pin | size | in flight | weft calls/s | raw calls/s | ratio"),
+        "{text}"
+    );
+    assert!(table.contains("| none | 64 | 2 | "), "{text}");
+}
+
 /// `weft call` with its output, or a panic if it has not exited within
 /// `guard` (a hang guard, far past what a passing call takes).
 fn call_guarded(args: &[&str], guard: std::time::Duration) -> Output {

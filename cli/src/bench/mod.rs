@@ -11,6 +11,7 @@
 mod child;
 mod load;
 mod stats;
+mod summary;
 mod tls;
 
 use crate::call::Payload;
@@ -25,6 +26,7 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+use summary::{Sample, Summary};
 use weft_proto::{MethodKey, NetEndpoint, RequestHeader, Transmit};
 
 /// Set by SIGINT or SIGTERM: stop, report what was measured, exit 130.
@@ -118,11 +120,20 @@ pub struct BenchArgs {
     #[arg(long)]
     observe: bool,
     /// Client threads. Tokio: worker threads (a tuned shape; default:
-    /// Tokio's default, one per core). mio, closed loop: caller threads
-    /// sharing the calls in flight (default: one per call up to 16, then
-    /// 16).
+    /// Tokio's default, one per core of the machine, pinned or not). mio,
+    /// closed loop: caller threads sharing the calls in flight (default:
+    /// one per call up to 16, then 16).
     #[arg(long)]
     threads: Option<usize>,
+    /// The child server's runtime threads (1: a current-thread runtime, a
+    /// tuned shape); default: `weft serve`'s, as users run it.
+    #[arg(long, conflicts_with = "addr")]
+    server_threads: Option<usize>,
+    /// Measure each point this many times, weft and the ceiling
+    /// alternating, and end with the medians: a JSON object per point
+    /// (`"summary": true`) or a markdown table.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    runs: u32,
 }
 
 /// A number of seconds, or infinite (`None`).
@@ -166,22 +177,26 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, Failed> {
         Pin::Split => (Some("0"), Some("1")),
         Pin::Same => (Some("0"), Some("0")),
     };
+    // Tokio's default worker count is the machine's cores; pinning the
+    // process to one would make it one, a shape users do not run.
+    let client_threads = match (args.driver, client_core, args.threads) {
+        (Driver::Tokio, Some(_), None) => {
+            std::thread::available_parallelism().ok().map(usize::from)
+        }
+        (_, _, threads) => threads,
+    };
     if let Some(core) = client_core {
         pin_self(core);
     }
     let unix = args.transport == Transport::Unix;
+    let server_threads = args.server_threads.map(|n| n.to_string());
     let server = match &args.addr {
         Some(_) => None,
         None => {
-            // A server pinned to one core runs one thread.
-            let threads = if server_core.is_some() { "1" } else { "2" };
-            let mut serve = vec![
-                "serve",
-                "--driver",
-                args.driver.name(),
-                "--threads",
-                threads,
-            ];
+            let mut serve = vec!["serve", "--driver", args.driver.name()];
+            if let Some(threads) = &server_threads {
+                serve.extend(["--threads", threads]);
+            }
             if args.observe {
                 serve.push("--observe");
             }
@@ -198,18 +213,18 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, Failed> {
     let tls_server = match args.tls {
         true => {
             let certs = tls::Throwaway::new()?;
-            let threads = if server_core.is_some() { "1" } else { "2" };
-            let serve = [
+            let mut serve = vec![
                 "serve",
                 "--driver",
                 args.driver.name(),
-                "--threads",
-                threads,
                 "--tls-cert",
                 certs.cert_path(),
                 "--tls-key",
                 certs.key_path(),
             ];
+            if let Some(threads) = &server_threads {
+                serve.extend(["--threads", threads]);
+            }
             let child = ChildServer::spawn(&serve, unix, "tls", server_core)?;
             Some((child, certs))
         }
@@ -236,6 +251,12 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, Failed> {
     let name: &'static str = Box::leak(format!("{}.{}", args.component, args.method).into());
     let key = MethodKey::new(&args.component, &args.method);
     let mut out = Output::new(args.json);
+    let pin = match args.pin {
+        Pin::None => "none",
+        Pin::Split => "split",
+        Pin::Same => "same",
+    };
+    let mut summaries = Vec::new();
     for &size in &sizes {
         for &concurrency in &concurrencies {
             let args_bytes = payload
@@ -251,40 +272,68 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, Failed> {
                 connections: args.connections.max(1),
                 rate: args.rate,
             };
-            let weft = measure_weft(&args, &job)?;
-            let mut interrupted = weft.interrupted;
-            if !out.point(&weft, None) {
+            let mut summary = Summary {
+                system: format!("weft-{}", args.driver.name()),
+                pin,
+                size: args_bytes.len(),
+                concurrency,
+                weft: Vec::new(),
+                raw: Vec::new(),
+            };
+            for _ in 0..args.runs {
+                let weft = measure_weft(&args, client_threads, &job)?;
+                let mut interrupted = weft.interrupted;
+                if !out.point(&weft, None) {
+                    return Ok(ExitCode::SUCCESS);
+                }
+                summary.weft.push(Sample::of(&weft));
+                if let Some((child, certs)) = &tls_server
+                    && !interrupted
+                {
+                    let tls_job = Job {
+                        addr: child.addr.clone(),
+                        tls: Some(certs.client()?),
+                        ..job.clone()
+                    };
+                    let over_tls = measure_weft(&args, client_threads, &tls_job)?;
+                    interrupted = over_tls.interrupted;
+                    if !out.compare(&over_tls, &weft, "tls / plaintext") {
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                }
+                if let Some(raw) = &raw_server
+                    && !interrupted
+                {
+                    let Target::Net(raw_addr) = &raw.addr else {
+                        return Err(Failed(format!("the raw server said {}", raw.addr)));
+                    };
+                    let p = measure_raw(&args, raw_addr, key, &args_bytes, concurrency)?;
+                    if !out.point(&p, Some(&weft)) {
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                    summary.raw.push(Sample::of(&p));
+                }
+                if interrupted {
+                    return Ok(ExitCode::from(exit::INTERRUPTED));
+                }
+            }
+            if args.runs > 1 && args.json && !out.line(&summary.json()) {
                 return Ok(ExitCode::SUCCESS);
             }
-            if let Some((child, certs)) = &tls_server
-                && !interrupted
-            {
-                let tls_job = Job {
-                    addr: child.addr.clone(),
-                    tls: Some(certs.client()?),
-                    ..job.clone()
-                };
-                let over_tls = measure_weft(&args, &tls_job)?;
-                interrupted = over_tls.interrupted;
-                if !out.compare(&over_tls, &weft, "tls / plaintext") {
-                    return Ok(ExitCode::SUCCESS);
-                }
-            }
-            if let Some(raw) = &raw_server
-                && !interrupted
-            {
-                let Target::Net(raw_addr) = &raw.addr else {
-                    return Err(Failed(format!("the raw server said {}", raw.addr)));
-                };
-                let p = measure_raw(&args, raw_addr, key, &args_bytes, concurrency)?;
-                if !out.point(&p, Some(&weft)) {
-                    return Ok(ExitCode::SUCCESS);
-                }
-            }
-            if interrupted {
-                return Ok(ExitCode::from(exit::INTERRUPTED));
-            }
+            summaries.push(summary);
         }
+    }
+    if args.runs > 1 && !args.json {
+        let mut table = format!(
+            "\nmedians of {} runs:\n\n{}",
+            args.runs,
+            Summary::header(raw_server.is_some())
+        );
+        for s in &summaries {
+            table.push('\n');
+            table.push_str(&s.row());
+        }
+        out.line(&table);
     }
     drop((server, raw_server, tls_server));
     Ok(ExitCode::SUCCESS)
@@ -305,7 +354,12 @@ impl Output {
         }
     }
 
-    /// Whether anyone still reads.
+    /// Prints `text`; whether anyone still reads.
+    fn line(&mut self, text: &str) -> bool {
+        let mut lock = self.stdout.lock();
+        writeln!(lock, "{text}").and_then(|()| lock.flush()).is_ok()
+    }
+
     /// Prints `p` and, for people, its ratios to `base`.
     fn compare(&mut self, p: &Point, base: &Point, what: &str) -> bool {
         let mut text = if self.json { p.json() } else { p.human() };
@@ -338,7 +392,7 @@ fn transport_of(addr: &NetEndpoint) -> &'static str {
     Target::Net(addr.clone()).transport()
 }
 
-fn measure_weft(args: &BenchArgs, job: &Job) -> Result<Point, Failed> {
+fn measure_weft(args: &BenchArgs, threads: Option<usize>, job: &Job) -> Result<Point, Failed> {
     let control = Control::new(args.requests);
     // With no warmup every call is measured, the first ones too: the
     // workers start calling before the phase loop runs.
@@ -358,10 +412,10 @@ fn measure_weft(args: &BenchArgs, job: &Job) -> Result<Point, Failed> {
         control.stop.store(true, Ordering::SeqCst);
     };
     let record = match args.driver {
-        Driver::Tokio => load::tokio_load(job, args.threads, &control, phases)?,
+        Driver::Tokio => load::tokio_load(job, threads, &control, phases)?,
         Driver::Mio => {
             let spin = Duration::from_micros(args.spin_us);
-            load::mio_load(job, args.threads, spin, &control, phases)?
+            load::mio_load(job, threads, spin, &control, phases)?
         }
     };
     Ok(Point {
