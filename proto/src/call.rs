@@ -126,6 +126,12 @@ pub enum CallError {
     /// pool sends it to another replica by itself.
     #[error("not sent: the connection failed first: {0}")]
     NotSent(ConnError),
+    /// The client's [`Balancer`](crate::Balancer) panicked picking a
+    /// replica for this call (the text is the panic's message). The call
+    /// never went out; the client carries on, and its next calls ask the
+    /// balancer again.
+    #[error("not sent: the balancer panicked: {0}")]
+    BalancerPanicked(String),
 }
 
 impl CallError {
@@ -171,7 +177,7 @@ impl CallError {
 
     /// A short, stable name for the kind of failure, for metric labels and
     /// logs: `remote`, `deadline_exceeded`, `cancelled`, `communication`,
-    /// `too_large`, `unreachable` or `unprocessed`.
+    /// `too_large`, `unreachable`, `unprocessed` or `balancer`.
     ///
     /// ```
     /// assert_eq!(weft_proto::CallError::DeadlineExceeded.kind(), "deadline_exceeded");
@@ -185,6 +191,7 @@ impl CallError {
             Self::RequestTooLarge { .. } | Self::ResponseTooLarge { .. } => "too_large",
             Self::Unreachable(_) | Self::DeadlineWaitingForReplica(_) => "unreachable",
             Self::Unprocessed(_) | Self::NotSent(_) => "unprocessed",
+            Self::BalancerPanicked(_) => "balancer",
         }
     }
 

@@ -624,3 +624,41 @@ fn a_transport_that_took_nothing_is_not_handed_out_again() {
     c.pool.advance_transmit(now, conn, 0);
     assert_eq!(c.pool.poll_transmit(), None);
 }
+
+/// A balancer that panics fails the call it was picking for, with the
+/// panic's message, and nothing else: the calls before and after it, and
+/// one that waited for a replica when it panicked, are served or failed
+/// on their own.
+#[test]
+fn a_panicking_balancer_fails_only_the_call_it_picked_for() {
+    let picky = weft_proto::BalancerFn::new(|_: &[weft_proto::ReadyReplica], o: &CallOptions| {
+        assert!(o.shard_key != 13, "no replica for key {}", o.shard_key);
+        Some(0)
+    });
+    let mut c = Cluster::new(1, &[("a", FAST)], &["a"], false, Box::new(picky)).unwrap();
+    let key = |k| CallOptions {
+        shard_key: k,
+        wait_for_ready: true,
+        ..opts()
+    };
+    // Started before the replica is ready: it waits, and is placed later.
+    let early = c.call(&key(13));
+    let (_, ok) = c.call_and_wait(&key(1));
+    assert!(ok.is_ok(), "{ok:?}");
+    assert_eq!(
+        c.result(early),
+        Some(&Err(CallError::BalancerPanicked(
+            "no replica for key 13".into()
+        )))
+    );
+    let (_, bad) = c.call_and_wait(&key(13));
+    let bad = bad.unwrap_err();
+    assert_eq!(bad.kind(), "balancer");
+    assert_eq!(
+        bad.to_string(),
+        "not sent: the balancer panicked: no replica for key 13"
+    );
+    let (id, ok) = c.call_and_wait(&key(2));
+    assert!(ok.is_ok(), "{ok:?}");
+    assert_eq!(c.served_by(id), "a");
+}

@@ -31,7 +31,7 @@ enum Side {
 
 /// Every error kind either side reports, in one table so that each has a
 /// slot for its counter.
-const KINDS: [&str; 10] = [
+const KINDS: [&str; 11] = [
     "remote",
     "deadline_exceeded",
     "cancelled",
@@ -39,6 +39,7 @@ const KINDS: [&str; 10] = [
     "too_large",
     "unreachable",
     "unprocessed",
+    "balancer",
     "error",
     "overloaded",
     "other",

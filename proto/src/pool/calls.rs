@@ -63,13 +63,31 @@ impl PoolCall {
 }
 
 impl Router {
-    /// Places call `id` on a replica the balancer picks. False if none.
+    /// Places call `id` on a replica the balancer picks. False if the
+    /// call still waits for one; true if it was placed, or failed because
+    /// the balancer panicked.
     pub(super) fn try_place(&mut self, id: u64) -> bool {
         if self.ready.is_empty() {
             return false;
         }
         let call = self.calls.get(&id).expect("live call");
-        let Some(i) = self.balancer.pick(&self.ready, &call.opts, &mut self.rng) else {
+        // The balancer may be the application's code. A panic in it must
+        // not unwind through the router, whose state the driver keeps
+        // under a lock the panic would poison for every other call: it
+        // fails this call, before anything was changed for it.
+        let (balancer, ready, rng) = (&mut self.balancer, &self.ready, &mut self.rng);
+        let picked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            balancer.pick(ready, &call.opts, rng)
+        }));
+        let picked = match picked {
+            Ok(picked) => picked,
+            Err(payload) => {
+                let msg = panic_message(payload.as_ref());
+                self.finish(id, Err(CallError::BalancerPanicked(msg)));
+                return true;
+            }
+        };
+        let Some(i) = picked else {
             return false;
         };
         let Some(slot) = self.ready.get(i).map(|e| e.slot) else {
@@ -237,5 +255,17 @@ impl Router {
                 self.wait_or_fail(id);
             }
         }
+    }
+}
+
+/// A panic's message, when it is a string (as `panic!` makes it).
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    match (
+        payload.downcast_ref::<&str>(),
+        payload.downcast_ref::<String>(),
+    ) {
+        (Some(s), _) => (*s).to_owned(),
+        (_, Some(s)) => s.clone(),
+        _ => "a panic without a message".to_owned(),
     }
 }

@@ -439,3 +439,35 @@ pub(crate) fn blocked_handlers_hold_only_their_connection(c: Driver, s: Driver, 
     other.close();
     server.stop();
 }
+
+/// A balancer that panics (the application's code) fails the call it
+/// was picking for, with the panic's message; the client carries on, no
+/// lock poisoned and no call left waiting.
+pub(crate) fn a_panicking_balancer_fails_only_its_call(c: Driver, s: Driver, t: Transport) {
+    let server = TestServer::start(s, t, "s");
+    let opts = ClientOptions {
+        balancer: Box::new(weft_tokio::BalancerFn::new(
+            |_: &[weft_tokio::ReadyReplica], o: &CallOptions| {
+                assert!(o.shard_key != 13, "no replica for key {}", o.shard_key);
+                Some(0)
+            },
+        )),
+        ..ClientOptions::default()
+    };
+    let client = TestClient::connect_with(c, vec![server.endpoint.clone()], opts).unwrap();
+    let keyed = |shard_key| CallOptions {
+        shard_key,
+        ..within(HANG)
+    };
+    assert_eq!(&client.call("Echo", "one", keyed(1)).unwrap()[..], b"one");
+    let err = client.call("Echo", "two", keyed(13)).unwrap_err();
+    assert_eq!(
+        err,
+        CallError::BalancerPanicked("no replica for key 13".into())
+    );
+    assert_eq!(
+        &client.call("Echo", "three", keyed(2)).unwrap()[..],
+        b"three"
+    );
+    client.close();
+}

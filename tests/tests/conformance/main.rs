@@ -134,6 +134,7 @@ suite!(
     protocol_error_after_the_version_still_gets_the_version_reply,
     unreachable_without_endpoints,
     panics_stay_inside_their_call,
+    a_panicking_balancer_fails_only_its_call,
     blocked_handlers_hold_only_their_connection,
     request_over_the_client_limit,
 );
