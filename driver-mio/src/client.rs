@@ -239,7 +239,7 @@ impl Client {
     /// Starts a call; [`PendingCall::wait`] blocks for its result, and a
     /// [`CancelHandle`] can abandon it from another thread.
     pub fn start(&self, method: MethodKey, args: Bytes, opts: CallOptions) -> PendingCall {
-        let id = self.inner.core.start_call(method, args, opts);
+        let id = lead::starting(|| self.inner.core.start_call(method, args, opts));
         PendingCall {
             client: self.inner.clone(),
             id,

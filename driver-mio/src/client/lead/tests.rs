@@ -326,3 +326,86 @@ fn a_caller_parking_while_its_wake_is_under_way_does_not_sleep_through_it() {
     caller.join().unwrap();
     client.close();
 }
+
+/// A turn asked for inside a caller's `start` while nobody leads (here a
+/// deadline earlier than any timer) does not wake the loop thread: the
+/// caller leads at its wait. Asked for from anywhere else, it does.
+#[test]
+fn a_callers_start_leaves_its_turn_to_its_own_wait() {
+    let (server, [gate, _]) = holding_server();
+    let resolver = ConstantResolver::new([server.local_endpoint().clone()]);
+    let client = dialed_without_loop(resolver, ClientOptions::default());
+    let left = || {
+        client
+            .inner
+            .shared
+            .left_to_the_starter
+            .load(std::sync::atomic::Ordering::SeqCst)
+    };
+    // Earlier than the connection's own timers.
+    let soon = CallOptions {
+        deadline: Some(Instant::now() + Duration::from_secs(2)),
+        ..Default::default()
+    };
+    let call = client.start(hold(), Bytes::from(vec![0]), soon);
+    assert_eq!(left(), 1, "the deadline's timer asked for a turn");
+    assert_eq!(lead_of(&client), (Leader::Nobody, 0));
+    assert!(lock(&client.inner.shared.lead).pending);
+    gate.send(()).unwrap();
+    // No loop thread: the caller's own turns write, read and answer.
+    assert_eq!(&call.wait().unwrap()[..], [0]);
+    // Outside `start` (another thread's cancel, say), nobody is spared.
+    client.inner.shared.notify();
+    assert_eq!(left(), 1);
+    client.close();
+    server.shutdown();
+}
+
+/// A call started and never waited for still goes out: the loop thread,
+/// not woken by the `start`, takes the lead after its rest. Sixteen held
+/// calls put the requests past the batch size, where `start` leaves them
+/// for a turn to write.
+#[test]
+fn requests_started_without_a_wait_go_out_after_the_loops_rest() {
+    let (arrived, arrivals) = mpsc::channel();
+    let arrived = Mutex::new(arrived);
+    let (release, released) = mpsc::channel::<()>();
+    let released = Mutex::new(released);
+    let mut h = HandlerMap::new();
+    h.set("weft.Test", "Note", move |req: Request| {
+        arrived.lock().unwrap().send(req.args[0]).unwrap();
+        let _ = released.lock().unwrap().recv();
+        Ok(req.args)
+    });
+    let opts = ServerOptions {
+        inline_handler_duration: None,
+        ..Default::default()
+    };
+    let server = Server::bind(&"tcp://127.0.0.1:0".parse().unwrap(), h, opts).unwrap();
+    let client = crate::Client::connect(
+        ConstantResolver::new([server.local_endpoint().clone()]),
+        ClientOptions::default(),
+    )
+    .unwrap();
+    let note = MethodKey::new("weft.Test", "Note");
+    let calls: Vec<_> = (0..16u8)
+        .map(|i| client.start(note, Bytes::from(vec![i]), CallOptions::default()))
+        .collect();
+    let mut seen: Vec<u8> = (0..16)
+        .map(|_| {
+            arrivals
+                .recv_timeout(Duration::from_secs(10))
+                .expect("sent")
+        })
+        .collect();
+    seen.sort_unstable();
+    assert_eq!(seen, (0..16).collect::<Vec<u8>>());
+    for _ in 0..16 {
+        release.send(()).unwrap();
+    }
+    for (i, call) in calls.into_iter().enumerate() {
+        assert_eq!(&call.wait().unwrap()[..], [i as u8]);
+    }
+    client.close();
+    server.shutdown();
+}
