@@ -69,3 +69,16 @@ impl<E: std::error::Error + Send + Sync + 'static> From<E> for HandlerError {
 
 /// What a handler returns.
 pub type HandlerResult = Result<Bytes, HandlerError>;
+
+/// What a panic said: its `&str` or `String` payload (what `panic!`
+/// makes), `Box<dyn Any>` otherwise. For a panic in application code the
+/// protocol catches (a balancer) or a driver does (a handler).
+pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> &str {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        s
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.as_str()
+    } else {
+        "Box<dyn Any>"
+    }
+}

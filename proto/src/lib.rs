@@ -100,7 +100,7 @@ pub use transmit::{DEFAULT_FLATTEN_LIMIT, Transmit};
 pub use call::{CallError, CallOptions};
 pub use client::{CallId, ClientConn, ClientEvent, ConnConfig, DEFAULT_MAX_REQUEST_BACKLOG};
 pub use error::ConnError;
-pub use handler::{HandlerError, HandlerResult};
+pub use handler::{HandlerError, HandlerResult, panic_text};
 pub use server::{
     CancelReason, DEFAULT_BODY_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_QUEUED_OUTPUT,
     IDLE_REASON, LINGER, Request, SHUTDOWN_REASON, ServerConfig, ServerConn, ServerEvent,

@@ -17,17 +17,7 @@ pub fn panic_message(payload: &(dyn Any + Send)) -> String {
     format!("{HANDLER_PANICKED}: {}", panic_text(payload))
 }
 
-/// What a panic said: its `&str` or `String` payload (what `panic!`
-/// makes), `Box<dyn Any>` otherwise.
-pub fn panic_text(payload: &(dyn Any + Send)) -> &str {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        s
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.as_str()
-    } else {
-        "Box<dyn Any>"
-    }
-}
+pub use weft_proto::panic_text;
 
 /// The error a call gets when its handler panicked with `payload`.
 pub fn panicked(payload: Box<dyn Any + Send>) -> HandlerError {

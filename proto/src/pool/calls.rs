@@ -82,7 +82,10 @@ impl Router {
         let picked = match picked {
             Ok(picked) => picked,
             Err(payload) => {
-                let msg = panic_message(payload.as_ref());
+                let msg = crate::panic_text(payload.as_ref()).to_owned();
+                // The payload's own drop could panic too.
+                let _ =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(payload)));
                 self.finish(id, Err(CallError::BalancerPanicked(msg)));
                 return true;
             }
@@ -255,17 +258,5 @@ impl Router {
                 self.wait_or_fail(id);
             }
         }
-    }
-}
-
-/// A panic's message, when it is a string (as `panic!` makes it).
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    match (
-        payload.downcast_ref::<&str>(),
-        payload.downcast_ref::<String>(),
-    ) {
-        (Some(s), _) => (*s).to_owned(),
-        (_, Some(s)) => s.clone(),
-        _ => "a panic without a message".to_owned(),
     }
 }
