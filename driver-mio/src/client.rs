@@ -239,7 +239,9 @@ impl Client {
     /// Starts a call; [`PendingCall::wait`] blocks for its result, and a
     /// [`CancelHandle`] can abandon it from another thread.
     pub fn start(&self, method: MethodKey, args: Bytes, opts: CallOptions) -> PendingCall {
-        let id = lead::starting(|| self.inner.core.start_call(method, args, opts));
+        let id = lead::starting(&self.inner.shared, || {
+            self.inner.core.start_call(method, args, opts)
+        });
         PendingCall {
             client: self.inner.clone(),
             id,
@@ -319,7 +321,9 @@ impl PendingCall {
     /// does (reading its own response), else parks until woken.
     pub fn wait(mut self) -> Result<Bytes, CallError> {
         let spin = Duration::from_nanos(self.client.spin.load(Ordering::Relaxed));
-        let spin_until = (!spin.is_zero()).then(|| Instant::now() + spin);
+        // Spinning while a turn nobody took is pending would only delay it.
+        let spins = !spin.is_zero() && !lead::turn_unled(&self.client.shared);
+        let spin_until = spins.then(|| Instant::now() + spin);
         let (me, waker) = lead::caller_waker();
         let mut cx = Context::from_waker(&waker);
         let (core, shared) = (&self.client.core, &self.client.shared);

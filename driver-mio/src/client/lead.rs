@@ -206,7 +206,7 @@ impl LoopShared {
             // The loop thread takes the lead unless a caller does first;
             // from inside `start`, that caller (see the module's rules).
             drop(lead);
-            if STARTING.get() {
+            if STARTING.get() == std::ptr::from_ref(self) as usize {
                 #[cfg(test)]
                 self.left_to_the_starter
                     .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -298,21 +298,31 @@ thread_local! {
     /// A call of this thread's ended during its own turn: it must look
     /// before its turn sleeps in a poll.
     static SELF_WOKEN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-    /// This thread is inside a client's `start`.
-    static STARTING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// The client whose `start` this thread is in, if any (its address):
+    /// another client notified from inside it (by code `start` runs, a
+    /// balancer say) is not spared its loop thread.
+    static STARTING: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
-/// Runs a caller's `start`: a turn it asks for is left to its own wait
-/// (see the module's rules).
-pub(super) fn starting<T>(start: impl FnOnce() -> T) -> T {
-    struct Reset(bool);
+/// Runs a caller's `start` on `shared`'s client: a turn it asks for is
+/// left to its own wait (see the module's rules).
+pub(super) fn starting<T>(shared: &LoopShared, start: impl FnOnce() -> T) -> T {
+    struct Reset(usize);
     impl Drop for Reset {
         fn drop(&mut self) {
             STARTING.set(self.0);
         }
     }
-    let _reset = Reset(STARTING.replace(true));
+    let _reset = Reset(STARTING.replace(std::ptr::from_ref(shared) as usize));
     start()
+}
+
+/// A turn was asked for and nobody leads to take it: a caller about to
+/// wait should lead at once rather than spin (its own `start` may have
+/// left its request for that turn to write).
+pub(super) fn turn_unled(shared: &LoopShared) -> bool {
+    let lead = lock(&shared.lead);
+    lead.pending && lead.leader == Leader::Nobody
 }
 
 /// Marks a turn in progress on this thread; when it ends, wakes together

@@ -351,6 +351,10 @@ fn a_callers_start_leaves_its_turn_to_its_own_wait() {
     assert_eq!(left(), 1, "the deadline's timer asked for a turn");
     assert_eq!(lead_of(&client), (Leader::Nobody, 0));
     assert!(lock(&client.inner.shared.lead).pending);
+    assert!(
+        turn_unled(&client.inner.shared),
+        "a spinning wait would lead at once"
+    );
     gate.send(()).unwrap();
     // No loop thread: the caller's own turns write, read and answer.
     assert_eq!(&call.wait().unwrap()[..], [0]);
@@ -361,10 +365,10 @@ fn a_callers_start_leaves_its_turn_to_its_own_wait() {
     server.shutdown();
 }
 
-/// A call started and never waited for still goes out: the loop thread,
-/// not woken by the `start`, takes the lead after its rest. Sixteen held
-/// calls put the requests past the batch size, where `start` leaves them
-/// for a turn to write.
+/// Calls started and never waited for still go out: their `start`s,
+/// past the batch size, leave the requests for a turn and do not wake
+/// the loop thread; the loop thread, once it looks (here: started late, as
+/// after its rest), finds the turn pending and takes the lead.
 #[test]
 fn requests_started_without_a_wait_go_out_after_the_loops_rest() {
     let (arrived, arrivals) = mpsc::channel();
@@ -373,8 +377,10 @@ fn requests_started_without_a_wait_go_out_after_the_loops_rest() {
     let released = Mutex::new(released);
     let mut h = HandlerMap::new();
     h.set("weft.Test", "Note", move |req: Request| {
-        arrived.lock().unwrap().send(req.args[0]).unwrap();
-        let _ = released.lock().unwrap().recv();
+        if req.args[0] < 16 {
+            arrived.lock().unwrap().send(req.args[0]).unwrap();
+            let _ = released.lock().unwrap().recv();
+        }
         Ok(req.args)
     });
     let opts = ServerOptions {
@@ -382,15 +388,24 @@ fn requests_started_without_a_wait_go_out_after_the_loops_rest() {
         ..Default::default()
     };
     let server = Server::bind(&"tcp://127.0.0.1:0".parse().unwrap(), h, opts).unwrap();
-    let client = crate::Client::connect(
-        ConstantResolver::new([server.local_endpoint().clone()]),
-        ClientOptions::default(),
-    )
-    .unwrap();
+    let resolver = ConstantResolver::new([server.local_endpoint().clone()]);
+    let client = dialed_without_loop(resolver, ClientOptions::default());
     let note = MethodKey::new("weft.Test", "Note");
+    // A first call, led by its caller: the handshake is done, nobody leads.
+    let warm = client.call(note, Bytes::from(vec![100]), CallOptions::default());
+    assert_eq!(&warm.unwrap()[..], [100]);
+    assert_eq!(lead_of(&client), (Leader::Nobody, 0));
     let calls: Vec<_> = (0..16u8)
         .map(|i| client.start(note, Bytes::from(vec![i]), CallOptions::default()))
         .collect();
+    let left = client
+        .inner
+        .shared
+        .left_to_the_starter
+        .load(std::sync::atomic::Ordering::SeqCst);
+    assert!(left > 0, "some requests were left for a turn");
+    let (core, shared) = (client.inner.core.clone(), client.inner.shared.clone());
+    let looping = thread::spawn(move || event_loop(core, shared));
     let mut seen: Vec<u8> = (0..16)
         .map(|_| {
             arrivals
@@ -407,5 +422,6 @@ fn requests_started_without_a_wait_go_out_after_the_loops_rest() {
         assert_eq!(&call.wait().unwrap()[..], [i as u8]);
     }
     client.close();
+    looping.join().unwrap();
     server.shutdown();
 }
