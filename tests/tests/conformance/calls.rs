@@ -174,8 +174,10 @@ pub(crate) fn cancellation(c: Driver, s: Driver, t: Transport) {
     }
     let t0 = Instant::now();
     assert!(server.service.wait_cancel_count(1, SOON));
+    // Promptly, not at some later timer (a keepalive, a linger): a bound
+    // far above a loaded CI machine's scheduling delays, far below those.
     assert!(
-        t0.elapsed() < Duration::from_millis(100),
+        t0.elapsed() < Duration::from_secs(1),
         "handler saw the cancel after {:?}",
         t0.elapsed()
     );
@@ -319,8 +321,9 @@ pub(crate) fn slow_handlers_do_not_hold_up_others(c: Driver, s: Driver, t: Trans
             .map(|_| scope.spawn(|| client.call("Sleep", "1000", CallOptions::default())))
             .collect();
         assert!(server.service.wait_started(2, SOON));
-        // ... while other calls on the same connection keep being served.
-        let t0 = Instant::now();
+        // ... while other calls on the same connection keep being served:
+        // all of them answered while the slow ones are still running (no
+        // wall-clock bound, which a loaded machine could miss).
         for _ in 0..50 {
             assert_eq!(
                 &client.call("Echo", "fast", CallOptions::default()).unwrap()[..],
@@ -328,11 +331,9 @@ pub(crate) fn slow_handlers_do_not_hold_up_others(c: Driver, s: Driver, t: Trans
             );
         }
         assert!(
-            t0.elapsed() < Duration::from_millis(500),
-            "fast calls took {:?}",
-            t0.elapsed()
+            slow.iter().all(|h| !h.is_finished()),
+            "the fast calls waited for the slow ones"
         );
-        assert!(slow.iter().all(|h| !h.is_finished()));
         for h in slow {
             h.join().unwrap().unwrap();
         }
